@@ -1,0 +1,139 @@
+"""Reading image files into one canonical array form.
+
+Every image the engine sees is converted the same documented way:
+
+* output: ``(H, W, 3) uint8`` RGB, C-contiguous, in the file's own pixel size (no resizing here);
+* grayscale (``L``, ``I;16``, ``I``, ``F``) is replicated to three channels;
+* 16-bit and float images are scaled linearly from their full dynamic range to 0..255
+  (``I;16``: divided by 257; 32-bit int/float: min-max of the image itself);
+* RGBA / LA / P with transparency: alpha is composited over black (the background of a lit part);
+* palette (``P``) and CMYK are converted to RGB by Pillow;
+* EXIF orientation is *not* applied (cameras at a station are fixed; a rotated tag would misalign
+  masks).
+
+Supported formats: PNG, JPEG, BMP, TIFF (and anything else Pillow decodes).
+A file that cannot be decoded raises :class:`engine.errors.ImageReadError` naming the file;
+it is never silently replaced by zeros.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DatasetError, ImageReadError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def to_rgb_uint8(img: Image.Image) -> np.ndarray:
+    """Convert a decoded Pillow image to ``(H, W, 3) uint8`` RGB (rules in the module docstring)."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(img, dtype=np.uint16).astype(np.float32) / 257.0
+        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        arr = np.clip(np.rint((arr - lo) * scale), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    if mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+        mode = "RGBA"
+    if mode in ("RGBA", "LA", "PA"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        alpha = rgba[:, :, 3:4] / 255.0
+        rgb = np.clip(np.rint(rgba[:, :, :3] * alpha), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(rgb)
+    if mode in ("1", "L"):
+        arr = np.asarray(img.convert("L"), dtype=np.uint8)
+        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Read one image file as ``(H, W, 3) uint8`` RGB.
+
+    Raises:
+        ImageReadError: the file is missing, empty, truncated or not an image; the message names
+            the file and the fix.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = to_rgb_uint8(img)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found. Check the path.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(
+            f"{path}: cannot decode image ({exc}). The file is corrupt, truncated or not an "
+            f"image; re-export it as PNG/JPEG/BMP/TIFF or remove it from the folder."
+        ) from exc
+    if arr.shape[0] < 8 or arr.shape[1] < 8:
+        raise ImageReadError(f"{path}: image is only {arr.shape[1]}x{arr.shape[0]} px; need at least 8x8.")
+    return arr
+
+
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Read a ground-truth mask as ``(H, W) bool`` (any non-zero pixel is defect).
+
+    Args:
+        shape: expected ``(H, W)``; a mask of another size is resized nearest-neighbour to it.
+    Raises:
+        ImageReadError: unreadable mask file.
+    """
+    import cv2
+
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            arr = np.asarray(img.convert("L"), dtype=np.uint8)
+    except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ImageReadError(f"{path}: cannot read mask ({exc}).") from exc
+    if shape is not None and arr.shape != tuple(shape):
+        arr = cv2.resize(arr, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
+    return arr > 0
+
+
+def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+    """Image files in ``folder`` sorted by name (suffixes in :data:`IMAGE_SUFFIXES`, any case).
+
+    Raises:
+        DatasetError: the folder does not exist or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder}: not a folder. Give a folder of images (PNG/JPEG/BMP/TIFF).")
+    it = folder.rglob("*") if recursive else folder.iterdir()
+    files = sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DatasetError(
+            f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}). "
+            f"Point to the folder that holds the image files."
+        )
+    return files
+
+
+def expand_paths(paths: list[str | Path]) -> list[Path]:
+    """Files and folders given on a command line -> a flat, sorted list of image files.
+
+    Raises:
+        DatasetError: a path does not exist, or nothing at all was found.
+    """
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(list_images(p))
+        elif p.is_file():
+            out.append(p)
+        else:
+            raise DatasetError(f"{p}: no such file or folder.")
+    if not out:
+        raise DatasetError("no images given.")
+    return out
