@@ -31,3 +31,7 @@ class ModelFileError(InspectError):
 
 class NotFittedError(InspectError):
     """A scorer or model is used before ``fit``."""
+
+
+class Cancelled(InspectError):
+    """Long work (fit, batch inspection) was cancelled by the user between steps."""

@@ -1,0 +1,66 @@
+"""The scorer interface: fit on normal patch features, score new ones into a patch anomaly map.
+
+Every scorer (k-NN memory bank, Mahalanobis prototypes, PaDiM) implements:
+
+* ``fit(features)``: ``(N, h, w, D) float32`` patch features of N good images;
+* ``score(features)``: ``(B, h, w, D) float32`` -> ``(B, h, w) float32`` patch anomaly scores
+  (higher = more anomalous; units are the scorer's own distance);
+* ``get_state()`` -> ``(config, arrays)``: a JSON-able dict and a dict of numpy arrays, and
+  ``from_state(config, arrays)``, so a fitted scorer round-trips through a model file without pickle.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Callable, ClassVar
+
+import numpy as np
+import torch
+
+from ..errors import NotFittedError
+
+ProgressFn = Callable[[int, int, str], None]
+"""``progress(done, total, stage)``; may raise :class:`engine.errors.Cancelled` to stop work."""
+
+
+class Scorer(ABC):
+    """Base class of patch scorers (module docstring)."""
+
+    name: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.fitted = False
+
+    @abstractmethod
+    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
+        """Learn normal from ``(N, h, w, D) float32`` patch features of good images."""
+
+    @abstractmethod
+    def _score(self, features: torch.Tensor) -> torch.Tensor:
+        """``(B, h, w, D)`` -> ``(B, h, w) float32`` (called only when fitted)."""
+
+    def score(self, features: torch.Tensor) -> torch.Tensor:
+        """Patch anomaly scores ``(B, h, w) float32`` of ``(B, h, w, D) float32`` features.
+
+        Raises:
+            NotFittedError: before :meth:`fit`.
+            ValueError: feature dimension differs from the fitted one.
+        """
+        if not self.fitted:
+            raise NotFittedError(f"{self.name} scorer used before fit().")
+        if features.ndim != 4:
+            raise ValueError(f"features must be (B, h, w, D), got shape {tuple(features.shape)}")
+        return self._score(features)
+
+    @abstractmethod
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """``(config, arrays)``: JSON-able hyper-parameters and fitted numpy arrays."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> "Scorer":
+        """Rebuild a fitted scorer from :meth:`get_state`'s output."""
+
+    def state_nbytes(self) -> int:
+        """Size of the fitted state in bytes (what a model file stores)."""
+        return int(sum(a.nbytes for a in self.get_state()[1].values()))
