@@ -64,6 +64,9 @@ class Backbone(torch.nn.Module):
         super().__init__()
         self.spec = spec
         self.model = model.eval().to(device)
+        self.channels_last = spec.family == "cnn"  # ~1.5-2x faster convolutions with oneDNN / cuDNN
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.layers = tuple(int(i) for i in layers)
@@ -112,6 +115,8 @@ class Backbone(torch.nn.Module):
             ``(B, S / patch, S / patch, D) float32`` on CPU (bf16 autocast on CUDA).
         """
         x = x.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         if self.device.type == "cuda":
             with torch.autocast("cuda", dtype=torch.bfloat16):
                 feats = self._features(x)

@@ -80,7 +80,7 @@ def greedy_coreset(features: np.ndarray, k: int, start: int = 0, proj_dim: int |
     if k == n:
         return np.arange(n, dtype=np.int64)
     c = n_clusters or int(min(2048, max(1, round(math.sqrt(n)))))
-    c = max(1, min(c, n // 4 if n >= 8 else 1))
+    c = max(1, min(c, n // 39))  # faiss k-means wants >= 39 points per centroid
     if c > 1:
         km = faiss.Kmeans(x.shape[1], c, niter=8, seed=seed, verbose=False, max_points_per_centroid=64)
         km.train(x)

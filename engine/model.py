@@ -1,0 +1,322 @@
+"""The inspection model: backbone + scorer + anomaly-map rule + threshold, in one saveable object.
+
+This is what the CLI and the GUI's worker drive::
+
+    model = InspectionModel.create(backbone="auto", scorer="knn")
+    report = model.fit(good_paths)                 # learns normal, calibrates a threshold
+    preds = model.predict([image])                 # Prediction(score, anomaly_map, is_defective, ...)
+    model.save("bottle.dimodel"); model = InspectionModel.load("bottle.dimodel")
+
+Images flow as ``(H, W, 3) uint8`` RGB (:mod:`engine.images`); anomaly maps come back as
+``(H, W) float32`` in the image's own pixels.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from . import __version__
+from .anomaly_map import anomaly_map, image_score
+from .backbones import Backbone, create_backbone
+from .calibration import conformal_threshold
+from .errors import DatasetError, ImageReadError, ModelFileError
+from .images import read_image
+from .modelfile import load_model_file, save_model_file
+from .scorers import SCORERS, ProgressFn, Scorer, create_scorer
+
+
+@dataclass
+class Prediction:
+    """Result of inspecting one image.
+
+    Attributes:
+        score: image anomaly score (scorer units; higher = more anomalous).
+        anomaly_map: ``(H, W) float32`` in the image's pixels.
+        patch_scores: ``(h, w) float32`` on the backbone's patch grid.
+        is_defective: ``score >= threshold``; None when the model has no threshold.
+        latency_ms: wall time per image of preprocess + backbone + scoring + map (batch share).
+        path: source file, when read from disk.
+    """
+
+    score: float
+    anomaly_map: np.ndarray
+    patch_scores: np.ndarray
+    is_defective: bool | None
+    latency_ms: float
+    path: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        return "n/a" if self.is_defective is None else ("NOK" if self.is_defective else "OK")
+
+
+@dataclass
+class FitReport:
+    """What :meth:`InspectionModel.fit` did: counts, skipped files, timings (seconds)."""
+
+    n_images: int
+    n_fit: int
+    n_holdout: int
+    skipped: list[str] = field(default_factory=list)
+    feature_seconds: float = 0.0
+    scorer_seconds: float = 0.0
+    calibration: dict | None = None
+
+    @property
+    def total_seconds(self) -> float:
+        return self.feature_seconds + self.scorer_seconds
+
+
+def iter_images(paths: Iterable[str | Path], prefetch: int = 8) -> Iterator[tuple[Path, np.ndarray | ImageReadError]]:
+    """Decode images in a background thread, in order: yields ``(path, image or ImageReadError)``."""
+    paths = [Path(p) for p in paths]
+
+    def load(p: Path):
+        try:
+            return read_image(p)
+        except ImageReadError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = [pool.submit(load, p) for p in paths[:prefetch]]
+        for i, p in enumerate(paths):
+            if i + prefetch < len(paths):
+                futures.append(pool.submit(load, paths[i + prefetch]))
+            yield p, futures[i].result()
+            futures[i] = None
+
+
+class InspectionModel:
+    """Backbone + scorer + map/score rules + threshold (module docstring).
+
+    Args:
+        backbone: a :class:`Backbone`.
+        scorer: an unfitted or fitted :class:`Scorer`.
+        size: network input side (px), rounded to the backbone's multiple.
+        resize_mode: ``"resize"`` or ``"letterbox"`` (:mod:`engine.backbones.preprocess`).
+        score_mode, top_fraction: image-score rule (:func:`engine.anomaly_map.image_score`).
+        sigma: Gaussian smoothing of the anomaly map in input pixels.
+        batch_size: images per backbone forward pass.
+    """
+
+    def __init__(self, backbone: Backbone, scorer: Scorer, size: int | None = None, resize_mode: str = "resize",
+                 score_mode: str = "top_mean", top_fraction: float = 0.01, sigma: float = 4.0, batch_size: int = 8):
+        self.backbone = backbone
+        self.scorer = scorer
+        self.pre = backbone.preprocess(size, resize_mode)
+        self.score_mode, self.top_fraction, self.sigma = score_mode, float(top_fraction), float(sigma)
+        self.batch_size = int(batch_size)
+        self.threshold: float | None = None
+        self.calibration: dict = {}
+        self.provenance: dict = {}
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def create(cls, backbone: str = "auto", scorer: str = "knn", size: int | None = None,
+               resize_mode: str = "resize", layers: tuple[int, ...] | None = None, weights: str | None = None,
+               device: str | None = None, allow_download: bool = False, scorer_params: dict | None = None,
+               **kwargs) -> "InspectionModel":
+        """Build an unfitted model from names (see :func:`engine.backbones.create_backbone`)."""
+        bb = create_backbone(backbone, weights=weights, layers=layers, device=device, allow_download=allow_download)
+        return cls(bb, create_scorer(scorer, **(scorer_params or {})), size=size, resize_mode=resize_mode, **kwargs)
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.scorer.fitted
+
+    def describe(self) -> str:
+        """One line: backbone (+ weights source), scorer, input size, threshold."""
+        t = "none" if self.threshold is None else f"{self.threshold:.4g}"
+        return (f"backbone={self.backbone.name} [{self.backbone.weights_source}] layers={list(self.backbone.layers)} "
+                f"scorer={self.scorer.name} input={self.pre.size}px ({self.pre.mode}) threshold={t}")
+
+    # ------------------------------------------------------------------ features
+    def extract(self, images: list[np.ndarray]) -> torch.Tensor:
+        """``B`` images ``(H, W, 3) uint8`` -> ``(B, h, w, D) float32`` patch features."""
+        return self.backbone.extract(self.pre.batch(images))
+
+    def extract_paths(self, paths: list[Path], progress: ProgressFn | None = None,
+                      stage: str = "features") -> tuple[torch.Tensor, list[Path], list[str]]:
+        """Features of image files, skipping unreadable ones.
+
+        Returns:
+            ``(features (N, h, w, D) float32, paths used, messages of skipped files)``.
+        """
+        feats, used, skipped, batch, batch_paths = [], [], [], [], []
+        total = len(paths)
+        for i, (p, img) in enumerate(iter_images(paths), start=1):
+            if isinstance(img, ImageReadError):
+                skipped.append(str(img))
+            else:
+                batch.append(img)
+                batch_paths.append(p)
+            if len(batch) == self.batch_size or (i == total and batch):
+                feats.append(self.extract(batch))
+                used.extend(batch_paths)
+                batch, batch_paths = [], []
+            if progress is not None:
+                progress(i, total, stage)
+        if not feats:
+            raise DatasetError(f"none of the {total} images could be read: " + "; ".join(skipped[:3]))
+        return torch.cat(feats), used, skipped
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, paths: list[str | Path], progress: ProgressFn | None = None, holdout_fraction: float = 0.1,
+            target_frr: float = 0.01, seed: int = 0) -> FitReport:
+        """Learn normal from good images and calibrate a good-only threshold.
+
+        A random ``holdout_fraction`` of the images (at least 1 when there are >= 5 images, else 0) is
+        kept out of the scorer and used for the conformal threshold
+        (:func:`engine.calibration.conformal_threshold`) at ``target_frr``.
+
+        Raises:
+            DatasetError: fewer than 2 readable images.
+        """
+        paths = [Path(p) for p in paths]
+        if len(paths) < 2:
+            raise DatasetError(f"need at least 2 good images to fit, got {len(paths)}.")
+        t0 = time.perf_counter()
+        feats, used, skipped = self.extract_paths(paths, progress)
+        t_feat = time.perf_counter() - t0
+        n = len(used)
+        n_hold = int(round(n * holdout_fraction)) if n >= 5 else 0
+        n_hold = max(n_hold, 1) if n >= 5 and holdout_fraction > 0 else n_hold
+        perm = np.random.default_rng(seed).permutation(n)
+        hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+        t1 = time.perf_counter()
+        self.scorer.fit(feats[torch.from_numpy(fit_idx)], progress=progress)
+        t_score = time.perf_counter() - t1
+        calib = None
+        if n_hold:
+            hold_patch = self.scorer.score(feats[torch.from_numpy(hold)]).numpy()
+            hold_scores = [self._image_score(ps) for ps in hold_patch]
+            calib = conformal_threshold(np.asarray(hold_scores), target_frr)
+            calib["holdout_scores"] = [float(s) for s in hold_scores]
+            calib["floor"] = float(np.median(hold_patch))  # typical normal patch score (colour scale 0)
+            self.threshold = calib["threshold"]
+            self.calibration = calib
+        self.provenance = {
+            "fitted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "program_version": __version__, "n_images": n, "n_fit": len(fit_idx), "n_holdout": n_hold,
+            "images": [str(used[i]) for i in fit_idx], "holdout_images": [str(used[i]) for i in hold],
+            "skipped": skipped, "fit_seconds": round(t_feat + t_score, 3),
+        }
+        return FitReport(n_images=len(paths), n_fit=len(fit_idx), n_holdout=n_hold, skipped=skipped,
+                         feature_seconds=t_feat, scorer_seconds=t_score, calibration=calib)
+
+    def color_range(self) -> tuple[float, float] | None:
+        """``(floor, threshold)`` for :func:`engine.overlay.normalise`, or None when uncalibrated."""
+        if self.threshold is None or "floor" not in self.calibration:
+            return None
+        return float(self.calibration["floor"]), float(self.threshold)
+
+    def _image_score(self, patch_scores: np.ndarray) -> float:
+        return image_score(patch_scores, self.score_mode, self.top_fraction)
+
+    # ------------------------------------------------------------------ predict
+    def predict(self, images: list[np.ndarray], paths: list[str | Path] | None = None) -> list[Prediction]:
+        """Inspect a batch of ``(H, W, 3) uint8`` images (one backbone pass)."""
+        t0 = time.perf_counter()
+        patch = self.scorer.score(self.extract(images)).numpy()
+        out = []
+        for i, img in enumerate(images):
+            amap = anomaly_map(patch[i], self.pre, img.shape[:2], self.sigma)
+            s = self._image_score(patch[i])
+            out.append(Prediction(score=s, anomaly_map=amap, patch_scores=patch[i],
+                                  is_defective=None if self.threshold is None else bool(s >= self.threshold),
+                                  latency_ms=0.0, path=None if paths is None else str(paths[i])))
+        per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
+        for p in out:
+            p.latency_ms = per_image
+        return out
+
+    def predict_paths(self, paths: list[str | Path], progress: ProgressFn | None = None
+                      ) -> Iterator[tuple[Path, Prediction | None, np.ndarray | None, str | None]]:
+        """Inspect image files in batches: yields ``(path, prediction, image, error)`` in order.
+
+        Unreadable files yield ``(path, None, None, message)`` and do not stop the run.
+        """
+        paths = [Path(p) for p in paths]
+        batch: list[tuple[Path, np.ndarray]] = []
+        total = len(paths)
+
+        def flush():
+            if not batch:
+                return
+            preds = self.predict([im for _, im in batch], [p for p, _ in batch])
+            for (p, im), pr in zip(batch, preds):
+                yield p, pr, im, None
+            batch.clear()
+
+        for i, (p, img) in enumerate(iter_images(paths), start=1):
+            if isinstance(img, ImageReadError):
+                yield from flush()
+                yield p, None, None, str(img)
+            else:
+                batch.append((p, img))
+                if len(batch) == self.batch_size:
+                    yield from flush()
+            if progress is not None:
+                progress(i, total, "inspect")
+        yield from flush()
+
+    # ------------------------------------------------------------------ files
+    def config(self) -> dict:
+        """JSON-able description of everything needed to rebuild the model (no arrays)."""
+        scfg, _ = self.scorer.get_state()
+        return {"backbone": self.backbone.describe(), "scorer": {"name": self.scorer.name, "params": scfg},
+                "preprocess": {"size": self.pre.size, "mode": self.pre.mode, "mean": list(self.pre.mean),
+                               "std": list(self.pre.std)},
+                "anomaly_map": {"sigma": self.sigma, "score_mode": self.score_mode, "top_fraction": self.top_fraction},
+                "threshold": self.threshold, "calibration": self.calibration, "provenance": self.provenance,
+                "batch_size": self.batch_size}
+
+    def save(self, path: str | Path) -> None:
+        """Write the fitted model to one file (:mod:`engine.modelfile`)."""
+        if not self.is_fitted:
+            raise ModelFileError("cannot save a model that has not been fitted.")
+        _, arrays = self.scorer.get_state()
+        save_model_file(path, self.config(), {f"scorer/{k}": v for k, v in arrays.items()})
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None, weights: str | None = None) -> "InspectionModel":
+        """Read a model file and rebuild backbone + scorer.
+
+        The backbone's weights are found again (:func:`engine.backbones.resolve_weights`, or
+        ``weights``) and their SHA-256 is checked against the file's record.
+
+        Raises:
+            ModelFileError: damaged/newer file, unknown scorer, or backbone weights that differ.
+        """
+        cfg, arrays = load_model_file(path)
+        try:
+            bcfg, scfg, pcfg, mcfg = cfg["backbone"], cfg["scorer"], cfg["preprocess"], cfg["anomaly_map"]
+        except KeyError as exc:
+            raise ModelFileError(f"{path}: model header lacks {exc}. Re-fit the model.") from None
+        if scfg["name"] not in SCORERS:
+            raise ModelFileError(f"{path}: scorer {scfg['name']!r} unknown to this version; update DINOInspect.")
+        src = bcfg.get("weights_source", "")
+        w = weights or ("random" if src == "random" else None)
+        name = src if src.endswith(".safetensors") and Path(src).is_file() else bcfg["name"]
+        bb = create_backbone(name, weights=w, layers=tuple(bcfg["layers"]), device=device)
+        if bcfg.get("weights_sha256") and bb.weights_sha256 and bb.weights_sha256 != bcfg["weights_sha256"]:
+            raise ModelFileError(
+                f"{path}: backbone weights differ from those the model was fitted with "
+                f"(found {bb.weights_source}, sha256 {bb.weights_sha256[:12]}..., expected "
+                f"{bcfg['weights_sha256'][:12]}...). Use the original weight file (--weights) or re-fit.")
+        scorer_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("scorer/")}
+        scorer = SCORERS[scfg["name"]].from_state(scfg["params"], scorer_arrays)
+        m = cls(bb, scorer, size=pcfg["size"], resize_mode=pcfg["mode"], score_mode=mcfg["score_mode"],
+                top_fraction=mcfg["top_fraction"], sigma=mcfg["sigma"], batch_size=cfg.get("batch_size", 8))
+        m.threshold = cfg.get("threshold")
+        m.calibration = cfg.get("calibration") or {}
+        m.provenance = cfg.get("provenance") or {}
+        return m

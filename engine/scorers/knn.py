@@ -1,0 +1,107 @@
+"""k-NN memory bank scorer (PatchCore, Roth et al., CVPR 2022; AnomalyDINO, Damm et al., WACV 2025).
+
+Fit: all normal patch features form a memory bank, subsampled by greedy k-center coreset
+(:mod:`engine.scorers.coreset`) to ``coreset_ratio`` of its size. Score: a patch's anomaly score is
+its distance to the nearest bank entry (mean over the ``k`` nearest when ``k > 1``), searched
+exactly with faiss (``IndexFlatL2`` / ``IndexFlatIP``).
+
+Metrics: ``"l2"`` = Euclidean distance (PatchCore); ``"cosine"`` = 1 - cosine similarity
+(AnomalyDINO; features L2-normalised before search).
+
+Usage::
+
+    scorer = KnnScorer(coreset_ratio=0.1)
+    scorer.fit(train_feats)            # (N, h, w, D) float32
+    patch_scores = scorer.score(feats)  # (B, h, w) float32
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .base import ProgressFn, Scorer
+from .coreset import greedy_coreset
+
+METRICS = ("l2", "cosine")
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class KnnScorer(Scorer):
+    """Nearest-neighbour distance to a coreset-subsampled memory bank (module docstring).
+
+    Args:
+        coreset_ratio: fraction of the bank kept, in (0, 1]; 1 keeps every patch.
+        k: neighbours averaged (1 = PatchCore / AnomalyDINO).
+        metric: ``"l2"`` or ``"cosine"``.
+        proj_dim: random-projection dimension used only to *select* the coreset.
+        max_bank: optional cap on the coreset size (patches).
+        seed: seed of the coreset's first centre and projection.
+    """
+
+    name = "knn"
+
+    def __init__(self, coreset_ratio: float = 0.1, k: int = 1, metric: str = "l2", proj_dim: int = 64,
+                 max_bank: int | None = None, seed: int = 0):
+        super().__init__()
+        if not 0 < coreset_ratio <= 1:
+            raise ValueError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        self.coreset_ratio, self.k, self.metric = float(coreset_ratio), int(k), metric
+        self.proj_dim, self.max_bank, self.seed = int(proj_dim), max_bank, int(seed)
+        self.memory_bank: np.ndarray | None = None
+        self._index = None
+
+    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
+        bank = np.ascontiguousarray(features.reshape(-1, features.shape[-1]).numpy(), dtype=np.float32)
+        if self.metric == "cosine":
+            bank = _normalise(bank)
+        n_keep = max(1, int(round(len(bank) * self.coreset_ratio)))
+        if self.max_bank:
+            n_keep = min(n_keep, int(self.max_bank))
+        if n_keep < len(bank):
+            start = int(np.random.default_rng(self.seed).integers(len(bank)))
+            idx = greedy_coreset(bank, n_keep, start=start, proj_dim=self.proj_dim, seed=self.seed,
+                                 progress=progress)
+            bank = np.ascontiguousarray(bank[np.sort(idx)])
+        self._set_bank(bank)
+
+    def _set_bank(self, bank: np.ndarray) -> None:
+        import faiss
+
+        self.memory_bank = bank
+        index = faiss.IndexFlatIP(bank.shape[1]) if self.metric == "cosine" else faiss.IndexFlatL2(bank.shape[1])
+        index.add(bank)
+        self._index = index
+        self.fitted = True
+
+    def _score(self, features: torch.Tensor) -> torch.Tensor:
+        b, h, w, d = features.shape
+        if d != self.memory_bank.shape[1]:
+            raise ValueError(f"features have D={d}, the memory bank D={self.memory_bank.shape[1]}")
+        q = np.ascontiguousarray(features.reshape(-1, d).numpy(), dtype=np.float32)
+        k = min(self.k, len(self.memory_bank))
+        if self.metric == "cosine":
+            sim, _ = self._index.search(_normalise(q), k)
+            dist = 1.0 - sim
+        else:
+            sq, _ = self._index.search(q, k)
+            dist = np.sqrt(np.maximum(sq, 0.0))
+        return torch.from_numpy(dist.mean(axis=1).astype(np.float32).reshape(b, h, w))
+
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        cfg = {"coreset_ratio": self.coreset_ratio, "k": self.k, "metric": self.metric,
+               "proj_dim": self.proj_dim, "max_bank": self.max_bank, "seed": self.seed}
+        return cfg, {"memory_bank": self.memory_bank}
+
+    @classmethod
+    def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> "KnnScorer":
+        s = cls(**config)
+        s._set_bank(np.ascontiguousarray(arrays["memory_bank"], dtype=np.float32))
+        return s

@@ -1,0 +1,261 @@
+"""DINOInspect: the one entry point.
+
+    python main.py                 open the operator GUI
+    python main.py fit ...         learn normal from a folder of good images -> model file
+    python main.py predict ...     inspect images with a model file -> CSV + overlays
+    python main.py evaluate ...    fit + measure on a category in MVTec AD layout -> report
+    python main.py demo            the whole job on real solar-cell images shipped by PyPI
+    python main.py backbones       list backbones and whether their weights are available
+
+Run ``python main.py <command> -h`` for the options of each command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--backbone", default="auto",
+                   help="registry name, a pretrained backbone file, or 'auto' (DINOv2 ViT-S/14 if its weights "
+                        "are local, else efficientnet_lite0). See `main.py backbones`.")
+    g.add_argument("--weights", help="explicit backbone weight file (.pth / .safetensors)")
+    g.add_argument("--layers", type=lambda s: tuple(int(x) for x in s.split(",")),
+                   help="ViT block / CNN stage indices, comma-separated (default: the backbone's)")
+    g.add_argument("--size", type=int, help="network input side in px (default: the backbone's)")
+    g.add_argument("--resize-mode", choices=("resize", "letterbox"), default="resize")
+    g.add_argument("--scorer", default="knn", help="patch scorer (default knn)")
+    g.add_argument("--coreset-ratio", type=float, help="knn: fraction of the memory bank kept (default 0.1)")
+    g.add_argument("--k", type=int, help="knn: neighbours averaged (default 1)")
+    g.add_argument("--metric", choices=("l2", "cosine"), help="knn: distance (default l2)")
+    g.add_argument("--score-mode", choices=("top_mean", "max"), default="top_mean",
+                   help="image score: mean of the top 1%% patch scores (default) or max")
+    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    g.add_argument("--allow-download", action="store_true", help="fetch backbone weights from the hub if online")
+    g.add_argument("--holdout", type=float, default=0.1, help="fraction of good images held out for calibration")
+    g.add_argument("--target-frr", type=float, default=0.01, help="target false-reject rate of the threshold")
+
+
+def _scorer_params(args) -> dict:
+    keys = {"coreset_ratio": args.coreset_ratio, "k": args.k, "metric": args.metric}
+    return {k: v for k, v in keys.items() if v is not None}
+
+
+def _build_model(args):
+    from engine.model import InspectionModel
+
+    return InspectionModel.create(backbone=args.backbone, scorer=args.scorer, size=args.size,
+                                  resize_mode=args.resize_mode, layers=args.layers, weights=args.weights,
+                                  device=args.device, allow_download=args.allow_download,
+                                  scorer_params=_scorer_params(args), score_mode=args.score_mode,
+                                  batch_size=args.batch_size)
+
+
+def cmd_fit(args) -> int:
+    from engine.images import list_images
+    from engine.progress import TqdmProgress
+
+    paths = list_images(args.good, recursive=args.recursive)
+    model = _build_model(args)
+    print(f"fitting on {len(paths)} images from {args.good}\n  {model.describe()}", file=sys.stderr)
+    prog = TqdmProgress(not args.quiet)
+    rep = model.fit(paths, progress=prog, holdout_fraction=args.holdout, target_frr=args.target_frr)
+    prog.close()
+    model.save(args.out)
+    for s in rep.skipped:
+        print(f"skipped: {s}", file=sys.stderr)
+    c = rep.calibration or {}
+    print(f"fitted {rep.n_fit} images ({rep.n_holdout} held out for calibration) in {rep.total_seconds:.1f} s "
+          f"(features {rep.feature_seconds:.1f} s, scorer {rep.scorer_seconds:.1f} s)")
+    if c:
+        print(f"threshold {c['threshold']:.4g} (conformal, target false-reject rate {c['target_frr']:.1%}, "
+              f"n={c['n_good']}{'' if c['guarantee_met'] else ', too few held-out images for this target: max used'})")
+    print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
+    print(f"model written to {args.out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from engine.images import expand_paths
+    from engine.model import InspectionModel
+    from engine.overlay import normalise, overlay, save_png
+    from engine.progress import TqdmProgress
+
+    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
+    paths = expand_paths(args.paths)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = model.color_range()
+    print(f"inspecting {len(paths)} images\n  {model.describe()}", file=sys.stderr)
+    n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
+    prog = TqdmProgress(not args.quiet)
+    csv_path = out / "predictions.csv"
+    with open(csv_path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "error"])
+        for path, pred, img, err in model.predict_paths(paths, progress=prog):
+            if err:
+                w.writerow([str(path), "", "", "error", model.threshold, "", model.backbone.name, err])
+                n["error"] += 1
+                print(f"\nerror: {err}", file=sys.stderr)
+                continue
+            norm = "" if rng is None else f"{float(normalise(pred.score, rng[1], rng[0])):.4f}"
+            w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, model.threshold,
+                        f"{pred.latency_ms:.1f}", model.backbone.name, ""])
+            fh.flush()
+            n[pred.verdict] += 1
+            if not args.no_overlays:
+                if rng is None:
+                    lo, hi = float(pred.anomaly_map.min()), float(pred.anomaly_map.max())
+                    rng_i = (lo, (lo + hi) / 2)
+                else:
+                    rng_i = rng
+                save_png(out / "overlays" / f"{path.stem}.png",
+                         overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0])))
+    prog.close()
+    print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable; results in {csv_path}")
+    return 0 if n["error"] == 0 else 1
+
+
+def _print_eval(res: dict) -> None:
+    m = res["metrics"]
+    keys = ("image_auroc", "aupr", "f1_max", "precision", "recall", "f1", "pixel_auroc", "aupro")
+    print(f"{Path(res['category']).name}: " + "  ".join(f"{k}={m[k]:.4f}" for k in keys if k in m))
+    print(f"backbone: {res['backbone']['name']} [{res['backbone']['weights_source']}]  input {res['input_size']} px  "
+          f"scorer: {res['scorer']['name']}")
+    print(f"fit {res['fit_seconds']} s ({res['n_train']} images)  inspection {res['ms_per_image']} ms/image "
+          f"on {res['device']}")
+
+
+def cmd_evaluate(args) -> int:
+    from engine.datasets import find_categories
+    from engine.errors import DatasetError
+    from engine.evaluate import evaluate_category
+    from engine.progress import TqdmProgress
+
+    cats = find_categories(args.data)
+    if not cats:
+        raise DatasetError(f"{args.data}: no category in MVTec AD layout (<category>/train/good) found.")
+    summary = []
+    for cat in cats:
+        model = _build_model(args)
+        report = Path(args.report) / cat.name if len(cats) > 1 else Path(args.report)
+        prog = TqdmProgress(not args.quiet)
+        res = evaluate_category(cat, model, report_dir=report, progress=prog, metric_size=args.metric_size)
+        prog.close()
+        _print_eval(res)
+        print(f"report: {report}/summary.md")
+        summary.append(res)
+    if len(cats) > 1:
+        (Path(args.report) / "all_metrics.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from engine.demo import elpv_category
+    from engine.evaluate import evaluate_category
+    from engine.progress import TqdmProgress
+
+    cat = elpv_category(n_train=args.n_train)
+    print(f"demo: ELPV solar cells (PyPI elpv-dataset): learning from {len(cat.train)} functional cells, "
+          f"inspecting {len(cat.test)} others", file=sys.stderr)
+    model = _build_model(args)
+    prog = TqdmProgress(not args.quiet)
+    res = evaluate_category(cat, model, report_dir=args.report, progress=prog)
+    prog.close()
+    _print_eval(res)
+    print(f"report with overlays: {args.report}/summary.md")
+    return 0
+
+
+def cmd_backbones(args) -> int:
+    from engine.backbones import BACKBONES, find_local_weights, resolve_backbone_name
+
+    print(f"'auto' resolves to: {resolve_backbone_name('auto')}")
+    for name, spec in BACKBONES.items():
+        w = find_local_weights(spec)
+        print(f"{name:20s} {spec.description:55s} weights: {w if w else 'not found locally'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command")
+
+    f = sub.add_parser("fit", help="learn normal from good images")
+    f.add_argument("--good", required=True, help="folder of good images")
+    f.add_argument("--out", required=True, help="model file to write (.dimodel)")
+    f.add_argument("--recursive", action="store_true", help="also read sub-folders")
+    _add_model_options(f)
+
+    pr = sub.add_parser("predict", help="inspect images with a model file")
+    pr.add_argument("--model", required=True)
+    pr.add_argument("paths", nargs="+", help="image files and/or folders")
+    pr.add_argument("--out", required=True, help="folder for predictions.csv and overlays/")
+    pr.add_argument("--no-overlays", action="store_true")
+    pr.add_argument("--device", default="auto")
+    pr.add_argument("--weights", help="backbone weight file, if not where it was at fit time")
+
+    e = sub.add_parser("evaluate", help="fit on train/good and measure on test (MVTec AD layout)")
+    e.add_argument("--data", required=True, help="a category folder, or a folder of categories")
+    e.add_argument("--report", required=True, help="folder for metrics.json, summary.md, overlays/")
+    e.add_argument("--metric-size", type=int, default=256, help="longer side (px) for pixel metrics; 0 = full")
+    _add_model_options(e)
+
+    d = sub.add_parser("demo", help="run the main job on real solar-cell images shipped by PyPI (elpv-dataset)")
+    d.add_argument("--report", default="demo_report")
+    d.add_argument("--n-train", type=int, default=150)
+    _add_model_options(d)
+
+    sub.add_parser("backbones", help="list backbones and local weights")
+    for sp in sub.choices.values():
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_extra_commands(sub)
+    return p
+
+
+def _add_extra_commands(sub) -> None:
+    """Commands contributed by optional engine parts (pretraining, calibration)."""
+    try:
+        from engine.pretrain.cli import add_pretrain_parser
+    except ImportError:
+        return
+    add_pretrain_parser(sub)
+
+
+COMMANDS = {"fit": cmd_fit, "predict": cmd_predict, "evaluate": cmd_evaluate, "demo": cmd_demo,
+            "backbones": cmd_backbones}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:
+        from gui.app import run_gui
+
+        return run_gui()
+    args = build_parser().parse_args(argv)
+    from engine.errors import InspectError
+
+    try:
+        if args.command == "pretrain":
+            from engine.pretrain.cli import run_pretrain
+
+            return run_pretrain(args)
+        return COMMANDS[args.command](args)
+    except InspectError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+import torch
+
+from engine.errors import NotFittedError
+from engine.scorers import KnnScorer, create_scorer
+from engine.scorers.coreset import greedy_coreset, greedy_coreset_naive
+
+
+def test_pruned_coreset_selects_exactly_what_naive_greedy_selects():
+    rng = np.random.default_rng(0)
+    # clustered data, like patch features of a part: pruning must not change the selection
+    centres = rng.normal(0, 5, (30, 16))
+    x = (centres[rng.integers(0, 30, 4000)] + rng.normal(0, 1, (4000, 16))).astype(np.float32)
+    for k in (1, 50, 400):
+        assert (greedy_coreset(x, k, start=7) == greedy_coreset_naive(x, k, start=7)).all()
+
+
+def test_naive_greedy_matches_hand_example():
+    # points on a line 0, 1, 2, 10: start at 0 -> farthest 10 -> then 2 (distance 2 > 1)
+    x = np.array([[0.0], [1.0], [2.0], [10.0]], np.float32)
+    assert greedy_coreset_naive(x, 3, start=0).tolist() == [0, 3, 2]
+    assert greedy_coreset(x, 3, start=0).tolist() == [0, 3, 2]
+
+
+def test_coreset_covers_the_bank():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2000, 8)).astype(np.float32)
+    idx = greedy_coreset(x, 200)
+    assert len(set(idx.tolist())) == 200
+    d = np.sqrt(((x[:, None, :] - x[idx][None]) ** 2).sum(-1)).min(1)
+    # greedy k-center is a 2-approximation: no point is farther than the radius at which the
+    # last centre was chosen (its own distance before selection)
+    last = np.sqrt(((x[idx[-1]] - x[idx[:-1]]) ** 2).sum(-1)).min()
+    assert d.max() <= last + 1e-5
+
+
+def test_knn_distance_is_euclidean_to_nearest_bank_patch():
+    bank = torch.tensor([[[[0.0, 0.0], [3.0, 4.0]]]])  # (1, 1, 2, 2): two patches
+    s = KnnScorer(coreset_ratio=1.0)
+    s.fit(bank)
+    q = torch.tensor([[[[0.0, 1.0], [6.0, 8.0], [3.0, 4.0]]]])
+    np.testing.assert_allclose(s.score(q).numpy(), [[[1.0, 5.0, 0.0]]], atol=1e-5)
+
+
+def test_knn_cosine_and_k_average():
+    bank = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]])
+    s = KnnScorer(coreset_ratio=1.0, metric="cosine", k=2)
+    s.fit(bank)
+    q = torch.tensor([[[[2.0, 0.0]]]])  # cos sim 1 and 0 -> distances 0 and 1 -> mean 0.5
+    np.testing.assert_allclose(s.score(q).numpy(), [[[0.5]]], atol=1e-6)
+
+
+def test_knn_state_round_trips_and_flags_anomalies():
+    rng = np.random.default_rng(0)
+    normal = torch.from_numpy(rng.normal(size=(6, 8, 8, 16)).astype(np.float32))
+    s = create_scorer("knn", coreset_ratio=0.25)
+    with pytest.raises(NotFittedError):
+        s.score(normal)
+    s.fit(normal)
+    assert len(s.memory_bank) == round(6 * 64 * 0.25)
+    test = torch.from_numpy(rng.normal(size=(1, 8, 8, 16)).astype(np.float32))
+    test[0, 2, 3] += 8.0
+    sc = s.score(test)[0]
+    assert sc.argmax().item() == 2 * 8 + 3
+    cfg, arrays = s.get_state()
+    s2 = KnnScorer.from_state(cfg, arrays)
+    torch.testing.assert_close(s2.score(test), s.score(test))
+    with pytest.raises(ValueError, match="D=4"):
+        s.score(torch.zeros(1, 2, 2, 4))
