@@ -163,7 +163,7 @@ def cmd_demo(args) -> int:
     from engine.evaluate import evaluate_category
     from engine.progress import TqdmProgress
 
-    cat = elpv_category(n_train=args.n_train)
+    cat = elpv_category(n_train=args.n_train, n_test_good=args.n_test, n_test_defective=args.n_test)
     print(f"demo: ELPV solar cells (PyPI elpv-dataset): learning from {len(cat.train)} functional cells, "
           f"inspecting {len(cat.test)} others", file=sys.stderr)
     model = _build_model(args)
@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="run the main job on real solar-cell images shipped by PyPI (elpv-dataset)")
     d.add_argument("--report", default="demo_report")
-    d.add_argument("--n-train", type=int, default=150)
+    d.add_argument("--n-train", type=int, default=150, help="functional cells to learn from")
+    d.add_argument("--n-test", type=int, default=60, help="functional and defective cells to inspect (each)")
     _add_model_options(d)
 
     sub.add_parser("backbones", help="list backbones and local weights")
