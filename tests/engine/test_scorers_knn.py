@@ -68,3 +68,18 @@ def test_knn_state_round_trips_and_flags_anomalies():
     torch.testing.assert_close(s2.score(test), s.score(test))
     with pytest.raises(ValueError, match="D=4"):
         s.score(torch.zeros(1, 2, 2, 4))
+
+
+def test_ivf_search_matches_exact_search_on_clustered_bank():
+    rng = np.random.default_rng(3)
+    centres = rng.normal(0, 4, (50, 12))
+    bank = (centres[rng.integers(0, 50, 9000)] + rng.normal(0, 1, (9000, 12))).astype(np.float32)
+    q = (centres[rng.integers(0, 50, 500)] + rng.normal(0, 1, (500, 12))).astype(np.float32)
+    feats = torch.from_numpy(bank.reshape(1, 90, 100, 12))
+    exact, ivf = KnnScorer(coreset_ratio=1.0, index="flat"), KnnScorer(coreset_ratio=1.0, index="ivf", nprobe=8)
+    exact.fit(feats)
+    ivf.fit(feats)
+    qt = torch.from_numpy(q.reshape(1, 20, 25, 12))
+    a, b = exact.score(qt).numpy(), ivf.score(qt).numpy()
+    assert (b >= a - 1e-4).all()  # an approximate search can only miss the nearest, never beat it
+    assert np.mean(b - a < 1e-4) > 0.95
