@@ -223,12 +223,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_extra_commands(sub) -> None:
-    """Commands contributed by optional engine parts (pretraining, calibration)."""
-    try:
-        from engine.pretrain.cli import add_pretrain_parser
-    except ImportError:
-        return
-    add_pretrain_parser(sub)
+    """Commands contributed by engine parts with their own CLI modules (pretraining, calibration)."""
+    for module, adder in (("engine.pretrain.cli", "add_pretrain_parser"), ("engine.calibrate_cli", "add_calibrate_parser")):
+        try:
+            mod = __import__(module, fromlist=[adder])
+        except ImportError as exc:
+            if exc.name and not module.startswith(exc.name):
+                raise
+            continue
+        getattr(mod, adder)(sub)
 
 
 COMMANDS = {"fit": cmd_fit, "predict": cmd_predict, "evaluate": cmd_evaluate, "demo": cmd_demo,
@@ -249,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
             from engine.pretrain.cli import run_pretrain
 
             return run_pretrain(args)
+        if args.command == "calibrate":
+            from engine.calibrate_cli import run_calibrate
+
+            return run_calibrate(args)
         return COMMANDS[args.command](args)
     except InspectError as exc:
         print(f"error: {exc}", file=sys.stderr)
