@@ -60,6 +60,8 @@ def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--clip-grad", type=float, default=_DEFAULTS.clip_grad, help="0 = off (default: %(default)s)")
     p.add_argument("--momentum-teacher", type=float, default=_DEFAULTS.momentum_teacher,
                    help="teacher EMA momentum at the start, cosine to 1 (default: %(default)s)")
+    p.add_argument("--teacher-temp", type=float, default=_DEFAULTS.teacher_temp,
+                   help="teacher temperature of the class-token targets (default: %(default)s)")
     p.add_argument("--out-dim", type=int, default=_DEFAULTS.out_dim, help="prototypes K (default: %(default)s)")
     p.add_argument("--separate-patch-head", action="store_true",
                    help="give patch tokens their own last layer (default: shared with the class token)")
@@ -89,7 +91,8 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         local_crops=args.local_crops, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         min_lr=args.min_lr, warmup_epochs=args.warmup_epochs, weight_decay=args.weight_decay,
         weight_decay_end=args.weight_decay_end, clip_grad=args.clip_grad, momentum_teacher=args.momentum_teacher,
-        out_dim=args.out_dim, patch_out_dim=args.out_dim, shared_head=not args.separate_patch_head,
+        teacher_temp=args.teacher_temp, out_dim=args.out_dim, patch_out_dim=args.out_dim,
+        shared_head=not args.separate_patch_head,
         mask_ratio=tuple(args.mask_ratio), mask_prob=args.mask_prob, augment=augment, seed=args.seed)
 
 

@@ -117,7 +117,7 @@ class PretrainConfig:
     norm_last_layer: bool = True
     shared_head: bool = True
     student_temp: float = 0.1
-    teacher_temp: float = 0.07
+    teacher_temp: float = 0.04
     warmup_teacher_temp: float = 0.04
     teacher_patch_temp: float = 0.07
     warmup_teacher_patch_temp: float = 0.04
