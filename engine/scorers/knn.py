@@ -1,7 +1,11 @@
 """k-NN memory bank scorer (PatchCore, Roth et al., CVPR 2022; AnomalyDINO, Damm et al., WACV 2025).
 
 Fit: all normal patch features form a memory bank, subsampled by greedy k-center coreset
-(:mod:`engine.scorers.coreset`) to ``coreset_ratio`` of its size. Score: a patch's anomaly score is
+(:mod:`engine.scorers.coreset`) to ``coreset_ratio`` of its size, at most ``max_bank`` patches.
+Greedy selection costs O(N k); for large training sets (e.g. 900 images x 1024 patches) the
+candidates are first thinned to ``max_candidates`` patches drawn uniformly at random, then the
+greedy coreset is taken from them (documented trade-off: coverage of rare normal patterns
+absent from the random draw is lost). Score: a patch's anomaly score is
 its distance to the nearest bank entry (mean over the ``k`` nearest when ``k > 1``), searched with
 faiss: exactly (``IndexFlatL2`` / ``IndexFlatIP``, ``index="flat"``) or with an inverted file
 (``IndexIVFFlat``, ``index="ivf"``: the bank is split into ``nlist ~ 2 sqrt(M)`` k-means cells
@@ -43,7 +47,8 @@ class KnnScorer(Scorer):
         k: neighbours averaged (1 = PatchCore / AnomalyDINO).
         metric: ``"l2"`` or ``"cosine"``.
         proj_dim: random-projection dimension used only to *select* the coreset.
-        max_bank: optional cap on the coreset size (patches).
+        max_bank: cap on the coreset size (patches); None = no cap.
+        max_candidates: cap on the patches the coreset is selected from (random thinning).
         seed: seed of the coreset's first centre and projection.
         index: ``"auto"``, ``"flat"`` (exact) or ``"ivf"`` (module docstring).
         nprobe: IVF cells searched per query.
@@ -52,7 +57,8 @@ class KnnScorer(Scorer):
     name = "knn"
 
     def __init__(self, coreset_ratio: float = 0.1, k: int = 1, metric: str = "l2", proj_dim: int = 64,
-                 max_bank: int | None = None, seed: int = 0, index: str = "auto", nprobe: int = 8):
+                 max_bank: int | None = 30000, max_candidates: int | None = 300000, seed: int = 0,
+                 index: str = "auto", nprobe: int = 8):
         super().__init__()
         if not 0 < coreset_ratio <= 1:
             raise ValueError(f"coreset_ratio must be in (0, 1], got {coreset_ratio}")
@@ -64,6 +70,7 @@ class KnnScorer(Scorer):
         if index not in ("auto", "flat", "ivf"):
             raise ValueError(f"index must be 'auto', 'flat' or 'ivf', got {index!r}")
         self.proj_dim, self.max_bank, self.seed = int(proj_dim), max_bank, int(seed)
+        self.max_candidates = max_candidates
         self.index, self.nprobe = index, int(nprobe)
         self.memory_bank: np.ndarray | None = None
         self._index = None
@@ -75,8 +82,12 @@ class KnnScorer(Scorer):
         n_keep = max(1, int(round(len(bank) * self.coreset_ratio)))
         if self.max_bank:
             n_keep = min(n_keep, int(self.max_bank))
+        rng = np.random.default_rng(self.seed)
+        if n_keep < len(bank) and self.max_candidates and len(bank) > self.max_candidates:
+            keep = np.sort(rng.choice(len(bank), size=max(int(self.max_candidates), n_keep), replace=False))
+            bank = np.ascontiguousarray(bank[keep])
         if n_keep < len(bank):
-            start = int(np.random.default_rng(self.seed).integers(len(bank)))
+            start = int(rng.integers(len(bank)))
             idx = greedy_coreset(bank, n_keep, start=start, proj_dim=self.proj_dim, seed=self.seed,
                                  progress=progress)
             bank = np.ascontiguousarray(bank[np.sort(idx)])
@@ -118,7 +129,8 @@ class KnnScorer(Scorer):
 
     def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
         cfg = {"coreset_ratio": self.coreset_ratio, "k": self.k, "metric": self.metric,
-               "proj_dim": self.proj_dim, "max_bank": self.max_bank, "seed": self.seed, "index": self.index,
+               "proj_dim": self.proj_dim, "max_bank": self.max_bank, "max_candidates": self.max_candidates,
+               "seed": self.seed, "index": self.index,
                "nprobe": self.nprobe}
         return cfg, {"memory_bank": self.memory_bank}
 

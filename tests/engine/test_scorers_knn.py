@@ -83,3 +83,14 @@ def test_ivf_search_matches_exact_search_on_clustered_bank():
     a, b = exact.score(qt).numpy(), ivf.score(qt).numpy()
     assert (b >= a - 1e-4).all()  # an approximate search can only miss the nearest, never beat it
     assert np.mean(b - a < 1e-4) > 0.95
+
+
+def test_bank_caps_bound_the_coreset_and_its_candidates():
+    rng = np.random.default_rng(5)
+    feats = torch.from_numpy(rng.normal(size=(10, 10, 10, 4)).astype(np.float32))  # 1000 patches
+    s = KnnScorer(coreset_ratio=0.5, max_bank=40, max_candidates=200)
+    s.fit(feats)
+    assert len(s.memory_bank) == 40
+    flat = feats.reshape(-1, 4).numpy()
+    # every bank entry is one of the original patches
+    assert all(np.isclose(flat, row).all(1).any() for row in s.memory_bank)
