@@ -15,7 +15,7 @@ On one category in MVTec AD layout, on this machine (CPU unless ``--device cuda`
    ``--out`` with ``.json``; run files (backbone files, loss curve, evaluation reports) go to
    ``--work-dir``.
 
-Text of ``--out`` below the line ``<!-- notes -->`` is kept when the file is rewritten.
+``--render-only`` rewrites ``--out`` from its JSON. Text of ``--out`` below the line ``<!-- notes -->`` is kept when the file is rewritten.
 
 Usage::
 
@@ -73,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--work-dir", default="/tmp/pretrain_vs_random", help="backbone files, loss curve, reports")
     ap.add_argument("--out", default="docs/PRETRAIN.md", help="Markdown result (JSON beside it)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--render-only", action="store_true",
+                    help="only rewrite --out from the JSON beside it (no training, no evaluation)")
     return ap.parse_args(argv)
 
 
@@ -139,9 +141,10 @@ def write_markdown(path: Path, r: dict) -> None:
             continue
         m = e["metrics"]
         if key == "reference":
-            label = f"{e['backbone']['name']} ({e['backbone']['weights_source'].split('/')[-1]}), reference"
+            label = f"{e['backbone']['name']} (registry weights), reference"
         wall = f"{p['wall_minutes']:.1f} min" if key == "pretrained" else "-"
-        loss = f"{ls['first_step']:.3f} / {ls['last_step']:.3f}" if key == "pretrained" else "-"
+        loss = (f"{ls['first_step']:.3f} / {ls['last_step']:.3f} (epoch mean {ls['epoch_means'][0]:.3f} / "
+                f"{ls['epoch_means'][-1]:.3f})" if key == "pretrained" and ls["epoch_means"] else "-")
         rows.append(f"| {label} | {fmt(m['image_auroc'])} | {fmt(m['aupr'])} | {fmt(m.get('pixel_auroc'))} | "
                     f"{fmt(m.get('aupro'))} | {wall} | {loss} | {e['eval_wall_seconds']:.0f} s |")
     ev = r["evaluations"]["pretrained"]
@@ -157,7 +160,8 @@ def write_markdown(path: Path, r: dict) -> None:
         "they differ only by the pretraining. Evaluation: `engine.evaluate.evaluate_category` with "
         f"`InspectionModel.create(backbone=FILE, scorer=\"knn\", size={r['eval_size']})` (k-NN, coreset 10 %, "
         f"image score = mean of the top 1 % patch scores; pixel metrics at {r['metric_size']} px).", "",
-        "| backbone | image AUROC | AUPR | pixel AUROC | AUPRO | pretrain wall | loss first / last step | eval wall |",
+        "| backbone | image AUROC | AUPR | pixel AUROC | AUPRO | pretrain wall | loss first / last step | "
+        "eval wall |",
         "|---|---|---|---|---|---|---|---|", *rows, "",
         "## Pretraining", "",
         f"- {p['arch']} ({p['timm_name']}, patch {p['patch_size']}) from {p['source']}, DINO + iBOT, "
@@ -175,7 +179,7 @@ def write_markdown(path: Path, r: dict) -> None:
         f"(ln K = {np.log(cfg['out_dim']):.3f})",
         f"- loss curve: `{p['loss_png']}`; backbone files: `{p['trained_file']}`, `{p['random_file']}`", "",
         "## Command", "", "```", r["command"], "```", "",
-        "Equivalent CLI for the pretraining alone (same settings, same result):", "", "```", p["cli"], "```", "",
+        "The pretraining alone with the CLI (same settings):", "", "```", p["cli"], "```", "",
         "## Machine", "",
         f"- CPU: {mf['cpu']}, {mf['cpu_count']} logical cores (shared; load average at start "
         f"{mf['load_average_start']}, at end {mf.get('load_average_end')}); CUDA: {mf['cuda'] or 'none'}",
@@ -189,6 +193,11 @@ def write_markdown(path: Path, r: dict) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.render_only:
+        out = Path(args.out)
+        write_markdown(out, json.loads(out.with_suffix(".json").read_text()))
+        print(f"written: {out}")
+        return 0
     t_start = time.time()
     if args.threads:
         torch.set_num_threads(args.threads)
