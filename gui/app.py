@@ -1,0 +1,29 @@
+"""Application entry point: ``run_gui()`` opens the operator window (``python main.py``)."""
+
+from __future__ import annotations
+
+import sys
+
+from .locations import APPLICATION, ORGANIZATION
+
+
+def run_gui(argv: list[str] | None = None) -> int:
+    """Create the Qt application and the main window; returns the exit code."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    import pyqtgraph as pg
+
+    from .defect_log import DefectLogError
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    pg.setConfigOptions(antialias=True)
+    try:
+        window = MainWindow()
+    except DefectLogError as exc:
+        QMessageBox.critical(None, "DINOInspect cannot start", str(exc))
+        return 2
+    window.show()
+    return app.exec()
