@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from .locations import APPLICATION, ORGANIZATION
+from .locations import APPLICATION, ORGANIZATION, resource_path
 
 
 def run_gui(argv: list[str] | None = None) -> int:
     """Create the Qt application and the main window; returns the exit code."""
+    from PySide6.QtGui import QIcon
     from PySide6.QtWidgets import QApplication, QMessageBox
 
     import pyqtgraph as pg
@@ -19,6 +20,7 @@ def run_gui(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv if argv is None else argv)
     app.setOrganizationName(ORGANIZATION)
     app.setApplicationName(APPLICATION)
+    app.setWindowIcon(QIcon(str(resource_path("dinoinspect.png"))))
     pg.setConfigOptions(antialias=True)
     try:
         window = MainWindow()

@@ -38,12 +38,16 @@ class CountersPanel(QWidget):
         self.plot.setMinimumHeight(120)
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
+        for axis in ("bottom", "left"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "inspection #")
         self.plot.setLabel("left", "image score")
         self.scatter = pg.ScatterPlotItem(size=6, pen=None)
         self.plot.addItem(self.scatter)
         self.line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#d93025", width=1, style=Qt.PenStyle.DashLine))
         self.plot.addItem(self.line)
+        self.plot.setXRange(0, 10)
+        self.plot.setYRange(0, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(grid)
@@ -67,6 +71,8 @@ class CountersPanel(QWidget):
             ys.append(scores[i])
             brushes.append(pg.mkBrush(_COLOURS.get(verdicts[i], "#80868b")))
         self.scatter.setData(np.asarray(xs, np.float64), np.asarray(ys, np.float64), brush=brushes)
+        if xs:
+            self.plot.enableAutoRange()
         self.line.setVisible(threshold is not None)
         if threshold is not None:
             self.line.setValue(threshold)

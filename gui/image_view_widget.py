@@ -45,6 +45,7 @@ class InspectionView(QWidget):
         self.placeholder = pg.TextItem("No image yet: open images, a folder or a camera", color="#bbbbbb",
                                        anchor=(0.5, 0.5))
         self.view.addItem(self.placeholder)
+        self.view.setRange(QRectF(-1, -1, 2, 2), padding=0)
         self._image_hw: tuple[int, int] | None = None
 
         self.overlay_check = QCheckBox("Heatmap")
@@ -136,6 +137,7 @@ class InspectionView(QWidget):
         self.placeholder.setPos(0, 0)
         self.caption.setText("")
         self._image_hw = None
+        self.view.setRange(QRectF(-1, -1, 2, 2), padding=0)
 
     def fit_view(self) -> None:
         if self._image_hw is not None:

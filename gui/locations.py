@@ -7,11 +7,14 @@
 * Settings (last recipe, camera, overlay opacity, station name...): the platform's normal
   ``QSettings`` store, or ``settings.ini`` inside ``$DINOINSPECT_DATA_DIR`` when that is set, so a
   test or a second station on one machine is fully isolated by one environment variable.
+* Resources shipped with the program (``resources/``: the icon), found in a checkout and in a
+  PyInstaller bundle alike.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from PySide6.QtCore import QSettings, QStandardPaths
@@ -45,3 +48,9 @@ def open_settings() -> QSettings:
     if os.environ.get(ENV_DATA_DIR):
         return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
     return QSettings(ORGANIZATION, APPLICATION)
+
+
+def resource_path(name: str) -> Path:
+    """A file shipped in ``resources/`` (the icon...), in a checkout or a PyInstaller bundle."""
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
+    return base / "resources" / name

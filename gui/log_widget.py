@@ -15,6 +15,11 @@ from .defect_log import COLUMNS, DefectLog, DefectLogError
 SHOWN_ROWS = 2000
 """Newest rows shown in the table (the database keeps all of them)."""
 
+COLUMN_WIDTHS = {"id": 4, "time": 19, "station": 14, "recipe": 12, "backbone": 17, "source": 6, "file": 44,
+                 "score": 7, "score_normalised": 6, "threshold": 7, "verdict": 5, "latency_ms": 6,
+                 "nok_image": 24, "nok_overlay": 24}
+"""Initial column widths in digits (at least the header's width)."""
+
 _VERDICT_COLOURS = {"OK": "#e6f4ea", "NOK": "#fce8e6", "error": "#fef7e0"}
 
 
@@ -25,6 +30,7 @@ class LogTableModel(QAbstractTableModel):
         super().__init__()
         self.rows: list[tuple] = []
         self._verdict_col = COLUMNS.index("verdict")
+        self._time_col = COLUMNS.index("time")
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
         return 0 if parent.isValid() else len(self.rows)
@@ -47,6 +53,8 @@ class LogTableModel(QAbstractTableModel):
                 return ""
             if isinstance(value, float):
                 return f"{value:.4g}"
+            if index.column() == self._time_col:
+                return str(value)[:19].replace("T", " ")  # full ISO time with offset in the tooltip / CSV
             return str(value)
         if role == Qt.ItemDataRole.BackgroundRole:
             colour = _VERDICT_COLOURS.get(row[self._verdict_col])
@@ -87,11 +95,17 @@ class DefectLogWidget(QWidget):
         self.model = LogTableModel()
         self.table = QTableView()
         self.table.setModel(self.model)
-        self.table.setAlternatingRowColors(False)
+        self.table.setWordWrap(False)
+        self.table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.table.setSelectionBehavior(QTableView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
+        fm = self.table.fontMetrics()
+        for i, col in enumerate(COLUMNS):
+            sample = "0" * COLUMN_WIDTHS.get(col, 8)
+            self.table.setColumnWidth(i, max(fm.horizontalAdvance(sample), fm.horizontalAdvance(col)) + 20)
         self.nok_only_check = QCheckBox("NOK only")
         self.count_label = QLabel("")
         self.export_button = QPushButton("Export CSV…")

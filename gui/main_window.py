@@ -146,7 +146,7 @@ class MainWindow(QMainWindow):
 
         self.status_label = QLabel("")
         self.progress_bar = QProgressBar()
-        self.progress_bar.setMaximumWidth(320)
+        self.progress_bar.setMinimumWidth(300)
         self.progress_bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel")
         self.statusBar().addWidget(self.status_label, 1)
@@ -389,7 +389,7 @@ class MainWindow(QMainWindow):
             unit, contours = self._map_display(r)
             self.view.show_result(image, r.image_hw, unit, contours, self._caption(r))
         self._show_verdict(r)
-        self.position_label.setText(f"{i + 1} / {len(self.results)}   {Path(r.name).name}")
+        self.position_label.setText(f"{i + 1} / {len(self.results)}   {_short_name(r.name)}")
 
     # ================================================================== dialogs
     def new_recipe_dialog(self) -> None:
@@ -441,7 +441,7 @@ class MainWindow(QMainWindow):
             return
         self.progress_bar.setMaximum(max(total, 1))
         self.progress_bar.setValue(min(done, max(total, 1)))
-        self.progress_bar.setFormat(f"{stage} %v / %m")
+        self.progress_bar.setFormat(f"{stage}: %v / %m")
 
     def _on_model_loaded(self, info: dict) -> None:
         if self._closing:
@@ -780,6 +780,12 @@ def _as_bool(value) -> bool:
     if isinstance(value, str):
         return value.lower() in ("1", "true", "yes")
     return bool(value)
+
+
+def _short_name(name: str) -> str:
+    """``folder/file`` of a path (enough to tell test/good/000.png from test/broken/000.png)."""
+    p = Path(name)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name
 
 
 def _short_source(source: str) -> str:

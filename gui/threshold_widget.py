@@ -46,17 +46,22 @@ class ThresholdPanel(QWidget):
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(x=False, y=False)
         self.plot.hideButtons()
+        for axis in ("bottom", "left"):
+            self.plot.getAxis(axis).enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "image score")
         self.plot.setLabel("left", "images")
-        self.plot.addLegend(offset=(-4, 4), labelTextSize="8pt")
         self.good_curve = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0,
-                                         brush=(30, 142, 62, 110), pen=pg.mkPen("#1e8e3e"),
-                                         name="good (calibration)")
+                                         brush=(30, 142, 62, 110), pen=pg.mkPen("#1e8e3e"))
         self.inspected_curve = self.plot.plot([0, 1], [0], stepMode="center", fillLevel=0,
-                                              brush=(26, 115, 232, 90), pen=pg.mkPen("#1a73e8"), name="inspected")
+                                              brush=(26, 115, 232, 90), pen=pg.mkPen("#1a73e8"))
         self.line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#d93025", width=2),
                                     hoverPen=pg.mkPen("#ff6d00", width=3))
         self.plot.addItem(self.line)
+        self.plot.setYRange(0, 1)
+
+        self.legend = QLabel('<span style="color:#1e8e3e">&#9632;</span> good images (calibration) &nbsp; '
+                             '<span style="color:#1a73e8">&#9632;</span> inspected &nbsp; '
+                             '<span style="color:#d93025">&#9474;</span> threshold')
 
         row = QHBoxLayout()
         row.addWidget(QLabel("Threshold"))
@@ -66,12 +71,14 @@ class ThresholdPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(row)
+        layout.addWidget(self.legend)
         layout.addWidget(self.plot, 1)
 
         self.slider.valueChanged.connect(self._on_slider)
         self.spin.valueChanged.connect(self._on_spin)
         self.line.sigPositionChangeFinished.connect(self._on_line)
         self.reset_button.clicked.connect(self.reset_to_calibrated)
+        self._sync_controls()
         self._set_enabled(False)
 
     # ------------------------------------------------------------------ public
@@ -140,6 +147,7 @@ class ThresholdPanel(QWidget):
     def _sync_controls(self) -> None:
         for w in (self.slider, self.spin, self.line):
             w.blockSignals(True)
+        self.line.setVisible(self._threshold is not None)
         if self._threshold is not None:
             pos = int(round((self._threshold - self._lo) / (self._hi - self._lo) * STEPS))
             self.slider.setValue(min(max(pos, 0), STEPS))
@@ -155,6 +163,8 @@ class ThresholdPanel(QWidget):
         for curve, values in ((self.good_curve, self._good), (self.inspected_curve, self._inspected)):
             counts, _ = np.histogram(values, bins=edges)
             curve.setData(edges, counts.astype(np.float64))
+        if self._good.size or self._inspected.size:
+            self.plot.enableAutoRange(axis="y")
 
     def _apply(self, value: float) -> None:
         if self._threshold is not None and value == self._threshold:

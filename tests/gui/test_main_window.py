@@ -367,3 +367,23 @@ def test_dropped_images_are_inspected_and_nok_images_saved_with_overlays(qtbot, 
         img, ovl = Path(r[COLUMNS.index("nok_image")]), Path(r[COLUMNS.index("nok_overlay")])
         assert img.is_file() and ovl.is_file() and img.parent.parent == nok_dir
     assert window.verdict_panel.verdict_text == "NOK"
+
+
+def test_run_gui_opens_the_window_with_icon_and_returns_when_it_closes(qtbot, data_dir):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from gui.app import run_gui
+
+    seen = []
+
+    def close_window() -> None:
+        for w in QApplication.topLevelWidgets():
+            if isinstance(w, MainWindow) and w.isVisible():
+                seen.append(w.windowTitle())
+                w.close()
+
+    QTimer.singleShot(300, close_window)
+    assert run_gui() == 0
+    assert seen == ["DINOInspect — no recipe"]
+    assert not QApplication.windowIcon().isNull()
