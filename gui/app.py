@@ -27,5 +27,6 @@ def run_gui(argv: list[str] | None = None) -> int:
     except DefectLogError as exc:
         QMessageBox.critical(None, "DINOInspect cannot start", str(exc))
         return 2
+    app.aboutToQuit.connect(window.shutdown)  # also when quitting without closing the window
     window.show()
     return app.exec()

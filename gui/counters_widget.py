@@ -46,6 +46,7 @@ class CountersPanel(QWidget):
         self.plot.addItem(self.scatter)
         self.line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#d93025", width=1, style=Qt.PenStyle.DashLine))
         self.plot.addItem(self.line)
+        self._brushes = {k: pg.mkBrush(c) for k, c in _COLOURS.items()}
         self.plot.setXRange(0, 10)
         self.plot.setYRange(0, 1)
         layout = QVBoxLayout(self)
@@ -60,18 +61,20 @@ class CountersPanel(QWidget):
         y = counts.yield_percent
         self.value_labels["yield"].setText("—" if y is None else f"{y:.1f} %")
 
-    def show_trend(self, scores: list[float | None], verdicts: list[str], threshold: float | None) -> None:
-        """Scores of the run in order (None = unreadable, skipped), coloured by verdict."""
-        start = max(0, len(scores) - TREND_POINTS)
-        xs, ys, brushes = [], [], []
-        for i in range(start, len(scores)):
-            if scores[i] is None:
-                continue
-            xs.append(i + 1)
-            ys.append(scores[i])
-            brushes.append(pg.mkBrush(_COLOURS.get(verdicts[i], "#80868b")))
-        self.scatter.setData(np.asarray(xs, np.float64), np.asarray(ys, np.float64), brush=brushes)
-        if xs:
+    def show_trend(self, scores: np.ndarray, threshold: float | None) -> None:
+        """``(n,)`` image scores of the run in order (NaN = unreadable, skipped); the latest
+        :data:`TREND_POINTS` are drawn, red at or above the threshold, green below."""
+        start = max(0, scores.size - TREND_POINTS)
+        ys = scores[start:]
+        xs = np.arange(start + 1, scores.size + 1, dtype=np.float64)
+        keep = ~np.isnan(ys)
+        xs, ys = xs[keep], ys[keep]
+        if threshold is None:
+            brushes = [self._brushes["n/a"]] * ys.size
+        else:
+            brushes = [self._brushes["NOK"] if y >= threshold else self._brushes["OK"] for y in ys]
+        self.scatter.setData(xs, ys, brush=brushes)
+        if xs.size:
             self.plot.enableAutoRange()
         self.line.setVisible(threshold is not None)
         if threshold is not None:

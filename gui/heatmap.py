@@ -22,6 +22,9 @@ ALPHA_START = 0.15
 CONTOUR_LEVEL = 0.5
 """Normalised level of defect contours: the threshold."""
 
+MAX_CONTOURS = 100
+"""Most outlines drawn (the largest regions)."""
+
 
 def heatmap_lut() -> np.ndarray:
     """``(256, 4) uint8`` RGBA colour table for normalised values 0..1 (module docstring)."""
@@ -63,14 +66,14 @@ def contour_polyline(unit_map: np.ndarray, image_hw: tuple[int, int], level: flo
     fine = cv2.resize(np.asarray(unit_map, np.float32), (tw, th), interpolation=cv2.INTER_LINEAR)
     mask = (fine >= level).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    xs, ys = [], []
-    for c in contours:
-        pts = c.reshape(-1, 2).astype(np.float64)
-        pts = np.vstack([pts, pts[:1]])
-        xs.append((pts[:, 0] + 0.5) * (W / tw))
-        ys.append((pts[:, 1] + 0.5) * (H / th))
-        xs.append([np.nan])
-        ys.append([np.nan])
-    if not xs:
+    if not contours:
         return np.empty(0), np.empty(0)
-    return np.concatenate(xs), np.concatenate(ys)
+    if len(contours) > MAX_CONTOURS:  # keep the largest regions of a speckled map
+        contours = sorted(contours, key=cv2.contourArea, reverse=True)[:MAX_CONTOURS]
+    gap = np.full((1, 2), np.nan)
+    parts = []
+    for c in contours:
+        pts = c.reshape(-1, 2)
+        parts += [pts, pts[:1], gap]
+    xy = np.concatenate(parts).astype(np.float64)
+    return (xy[:, 0] + 0.5) * (W / tw), (xy[:, 1] + 0.5) * (H / th)

@@ -587,7 +587,7 @@ class MainWindow(QMainWindow):
     def _refresh_run_views(self, histogram: bool = True) -> None:
         thr = self._threshold
         self.counters_panel.show_counts(self.results.counts(thr))
-        self.counters_panel.show_trend([r.score for r in self.results.results], self.results.verdicts(thr), thr)
+        self.counters_panel.show_trend(self.results.score_array(), thr)
         if histogram:
             self.threshold_panel.set_inspected_scores(self.results.scores())
 
@@ -617,7 +617,8 @@ class MainWindow(QMainWindow):
         return unit, (contour_polyline(unit, r.image_hw) if contours else None)
 
     def _caption(self, r: InspectionResult) -> str:
-        return f"{r.source}: {r.name}   ({r.image_hw[1]}x{r.image_hw[0]} px)"
+        note = "" if r.anomaly_map is not None else "   — anomaly map no longer kept (older result)"
+        return f"{r.source}: {r.name}   ({r.image_hw[1]}x{r.image_hw[0]} px){note}"
 
     def _update_header(self) -> None:
         station = self.station or "(station name not set)"

@@ -5,9 +5,11 @@ reduced anomaly map); the verdict is *not* stored but computed from the threshol
 (:func:`judge`, the engine's rule: NOK when ``score >= threshold``). Moving the threshold slider
 therefore re-judges the current image and every result of the run at once.
 
-Memory: anomaly maps are kept at most :data:`gui.heatmap.MAP_SIDE` px on their longer side; images read from files
-are read again when browsed; camera / video / dropped images keep their pixels only for the latest
-``KEEP_IMAGES`` results. Plain Python + numpy (no Qt).
+Memory stays bounded on a station that runs for a whole shift: anomaly maps are reduced to at
+most :data:`gui.heatmap.MAP_SIDE` px and stored as float16, and only the latest ``KEEP_MAPS`` keep
+them; images read from files are read again when browsed; camera and video frames keep their pixels
+only within ``IMAGE_BUDGET_BYTES`` (newest first). Scores are kept for every result, so counters,
+trend and histogram always cover the whole run. Plain Python + numpy (no Qt).
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-KEEP_IMAGES = 200
-"""Results without a file on disk whose pixels stay in memory (latest first)."""
+KEEP_MAPS = 1000
+"""Latest results that keep their anomaly map (about 128 KB each)."""
+
+IMAGE_BUDGET_BYTES = 256 * 2**20
+"""Memory for the pixels of results without a file on disk (camera, video), newest first."""
 
 
 def judge(score: float | None, threshold: float | None) -> str:
@@ -39,8 +44,9 @@ class InspectionResult:
         source: ``"folder"``, ``"image"``, ``"camera"`` or ``"video"``.
         name: the image file path, or a frame name such as ``"camera 0 #15"``.
         score: image anomaly score; None when the image could not be read.
-        anomaly_map: ``(h, w) float32`` anomaly map covering the whole image, reduced so that
-            ``max(h, w) <= gui.heatmap.MAP_SIDE`` (scorer units, like ``score``).
+        anomaly_map: ``(h, w)`` anomaly map covering the whole image, reduced so that
+            ``max(h, w) <= gui.heatmap.MAP_SIDE`` (scorer units, like ``score``; float16 once
+            added to a run); None when unreadable or dropped (module docstring).
         image_hw: ``(H, W)`` of the original image in pixels.
         latency_ms: model time per image.
         image_path: file to read the image from again, or None.
@@ -82,6 +88,10 @@ class RunResults:
 
     def __init__(self) -> None:
         self.results: list[InspectionResult] = []
+        self._scores: list[float] = []  # NaN for unreadable images
+        self._with_map: list[int] = []  # indices still holding a map, oldest first
+        self._with_image: list[int] = []  # indices still holding pixels, oldest first
+        self._image_bytes = 0
 
     def __len__(self) -> int:
         return len(self.results)
@@ -90,33 +100,44 @@ class RunResults:
         return self.results[i]
 
     def add(self, result: InspectionResult) -> int:
-        """Append a result; drop pixels of old in-memory images; returns its index."""
+        """Append a result, dropping maps and pixels of older ones beyond the limits; returns its index."""
+        index = len(self.results)
         if result.image_path is not None:
             result.image = None  # read again from disk when browsed
+        if result.anomaly_map is not None:
+            result.anomaly_map = result.anomaly_map.astype(np.float16)
+            self._with_map.append(index)
+        if result.image is not None:
+            self._with_image.append(index)
+            self._image_bytes += result.image.nbytes
         self.results.append(result)
-        in_memory = [r for r in self.results if r.image is not None]
-        for old in in_memory[:-KEEP_IMAGES]:
+        self._scores.append(np.nan if result.score is None else float(result.score))
+        while len(self._with_map) > KEEP_MAPS:
+            self.results[self._with_map.pop(0)].anomaly_map = None
+        while self._image_bytes > IMAGE_BUDGET_BYTES and len(self._with_image) > 1:
+            old = self.results[self._with_image.pop(0)]
+            self._image_bytes -= old.image.nbytes
             old.image = None
-        return len(self.results) - 1
+        return index
 
     def clear(self) -> None:
-        self.results.clear()
+        self.__init__()
+
+    def score_array(self) -> np.ndarray:
+        """``(n,) float64`` image scores in order, NaN for unreadable images."""
+        return np.asarray(self._scores, np.float64)
 
     def scores(self) -> np.ndarray:
-        """``(n,) float64`` image scores of the readable images, in order."""
-        return np.array([r.score for r in self.results if r.score is not None], np.float64)
-
-    def verdicts(self, threshold: float | None) -> list[str]:
-        return [judge(r.score, threshold) for r in self.results]
+        """``(m,) float64`` image scores of the readable images, in order."""
+        a = self.score_array()
+        return a[~np.isnan(a)]
 
     def counts(self, threshold: float | None) -> Counts:
-        """Counters of the whole run at ``threshold``."""
-        c = Counts(inspected=len(self.results))
-        for v in self.verdicts(threshold):
-            if v == "OK":
-                c.ok += 1
-            elif v == "NOK":
-                c.nok += 1
-            elif v == "error":
-                c.errors += 1
+        """Counters of the whole run at ``threshold`` (vectorised: cheap for long runs)."""
+        a = self.score_array()
+        valid = ~np.isnan(a)
+        c = Counts(inspected=int(a.size), errors=int((~valid).sum()))
+        if threshold is not None:
+            c.nok = int((a[valid] >= threshold).sum())
+            c.ok = int(valid.sum()) - c.nok
         return c

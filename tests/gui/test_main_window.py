@@ -270,6 +270,17 @@ def test_camera_that_cannot_open_shows_message_and_app_stays_usable(qtbot, windo
     assert len(window.results) == 8
 
 
+def test_damaged_model_file_shows_message_and_keeps_the_active_recipe(qtbot, window, toy_model, tmp_path):
+    open_recipe(qtbot, window, toy_model)
+    bad = tmp_path / "damaged.dimodel"
+    bad.write_bytes(b"not a model")
+    window.open_recipe(bad)
+    wait_idle(qtbot, window)
+    assert window.message_bar.level == "error"
+    assert "Could not open the recipe" in window.message_bar.text and "damaged.dimodel" in window.message_bar.text
+    assert window.info["recipe"] == "toy" and window.windowTitle() == "DINOInspect — toy (efficientnet_lite0)"
+
+
 def test_cancel_fit_keeps_previous_recipe_and_writes_no_file(qtbot, window, toy_model, toy_images, tmp_path):
     open_recipe(qtbot, window, toy_model)
     target = tmp_path / "cancelled.dimodel"

@@ -24,12 +24,19 @@ def test_counts_and_yield_change_with_the_threshold_only():
     assert np.array_equal(run.scores(), [1.0, 2.0, 3.0])
 
 
-def test_pixels_of_file_results_are_dropped_and_in_memory_images_capped(monkeypatch):
-    monkeypatch.setattr(run_results, "KEEP_IMAGES", 2)
-    run = RunResults()
+def test_maps_and_in_memory_pixels_are_bounded_while_scores_are_kept(monkeypatch):
+    monkeypatch.setattr(run_results, "KEEP_MAPS", 3)
     img = np.zeros((4, 4, 3), np.uint8)
-    run.add(InspectionResult(source="folder", name="a.png", score=1.0, image_path="a.png", image=img))
-    assert run[0].image is None
-    for i in range(3):
-        run.add(InspectionResult(source="camera", name=f"camera 0 #{i}", score=1.0, image=img.copy()))
-    assert [r.image is not None for r in run.results] == [False, False, True, True]
+    monkeypatch.setattr(run_results, "IMAGE_BUDGET_BYTES", 2 * img.nbytes)
+    run = RunResults()
+    run.add(InspectionResult(source="folder", name="a.png", score=1.0, image_path="a.png", image=img,
+                             anomaly_map=np.ones((2, 2), np.float32)))
+    assert run[0].image is None and run[0].anomaly_map.dtype == np.float16
+    for i in range(4):
+        run.add(InspectionResult(source="camera", name=f"camera 0 #{i}", score=2.0 + i, image=img.copy(),
+                                 anomaly_map=np.ones((2, 2), np.float32)))
+    assert [r.image is not None for r in run.results] == [False, False, False, True, True]
+    assert [r.anomaly_map is not None for r in run.results] == [False, False, True, True, True]
+    assert len(run) == 5 and np.array_equal(run.scores(), [1.0, 2.0, 3.0, 4.0, 5.0])
+    run.clear()
+    assert len(run) == 0 and run.scores().size == 0
