@@ -46,6 +46,7 @@ class CountersPanel(QWidget):
         self.plot.addItem(self.scatter)
         self.line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen("#d93025", width=1, style=Qt.PenStyle.DashLine))
         self.plot.addItem(self.line)
+        self.line.setVisible(False)
         self._brushes = {k: pg.mkBrush(c) for k, c in _COLOURS.items()}
         self.plot.setXRange(0, 10)
         self.plot.setYRange(0, 1)

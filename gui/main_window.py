@@ -455,7 +455,10 @@ class MainWindow(QMainWindow):
         if self.job in ("fit", "load"):
             self.new_run()
         if self.job == "load":
-            self.show_message("info", f"Recipe {info['recipe']} active ({info['backbone']}).")
+            self.show_message("info", f"Recipe {info['recipe']} active ({info['backbone']})."
+                                      + self._calibration_note(info))
+        elif self.job == "fit" and self._calibration_note(info):
+            self.show_message("warning", self.message_bar.text + self._calibration_note(info))
         if self.job in ("fit", "load", "save"):
             self._end_job()
         self._refresh_run_views()
@@ -469,6 +472,15 @@ class MainWindow(QMainWindow):
                                   f"({summary['n_holdout']} held out to calibrate the threshold) in "
                                   f"{summary['seconds']:.1f} s{skipped}. Saved to {summary['path']}.")
 
+    def _calibration_note(self, info: dict) -> str:
+        """Warning when too few good images were held out for the target false-reject rate."""
+        if info.get("guarantee_met") is not False or not info.get("target_frr"):
+            return ""
+        need = int(np.ceil(1 / info["target_frr"])) - 1
+        return (f" Only {len(info['holdout_scores'])} good image(s) were held out, too few for a "
+                f"{info['target_frr']:.0%} false-reject target (needs {need}): the threshold is their highest "
+                f"score, so expect some good parts to be rejected; use more good images or adjust the threshold.")
+
     def _on_batch_finished(self, n: int, cancelled: bool) -> None:
         if self._closing:
             return
@@ -477,8 +489,7 @@ class MainWindow(QMainWindow):
         if cancelled:
             self.show_message("warning", f"Run cancelled after {n} image(s).")
         else:
-            c = self.results.counts(self._threshold)
-            self.status_label.setText(f"Done: {n} image(s) inspected — {c.ok} OK, {c.nok} NOK.")
+            self.status_label.setText(f"Done: {n} image(s) inspected.")
 
     def _on_cancelled(self, job: str) -> None:
         if self._closing:

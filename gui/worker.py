@@ -55,6 +55,7 @@ def model_info(model, path: str | Path) -> dict:
         "floor": None if rng is None else float(rng[0]),
         "holdout_scores": [float(s) for s in calib.get("holdout_scores", [])],
         "target_frr": calib.get("target_frr"),
+        "guarantee_met": calib.get("guarantee_met"),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
     }

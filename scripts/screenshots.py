@@ -2,7 +2,8 @@
 
 Drives the real window the way an operator would: learns a recipe from a subset of
 ``mvtec_ad/bottle/train/good``, inspects a handful of its test images (good and defective), then
-grabs the window showing a NOK part, an OK part and the defect log, plus the New-recipe dialog.
+grabs the window showing a NOK part, an OK part, the run re-judged after the threshold slider was
+moved, and the defect log, plus the New-recipe dialog and the fit in progress.
 It also exports the log to CSV and prints its first lines.
 
     python scripts/screenshots.py                        # data from ../shared/data
@@ -93,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
                       backbone="efficientnet_lite0", size=args.size, max_images=args.n_train)
     t0 = time.monotonic()
     window.start_fit(spec)
-    settle(2.0)
+    end = time.monotonic() + 120
+    while window.busy and "features" not in window.progress_bar.format() and time.monotonic() < end:
+        settle(0.1)
+    settle(1.0)
     grab(window, "fitting_progress.png")
     wait_idle()
     if window.info is None:
@@ -108,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     grab(window, "main_window_nok.png")
     window.show_index(min(range(len(scores)), key=lambda i: float("inf") if scores[i] is None else scores[i]))
     grab(window, "main_window_ok.png")
+    # the operator moves the threshold between the good and the defective test parts: re-judged, not re-run
+    good_scores = [r.score for r in window.results.results if "/good/" in r.name and r.score is not None]
+    bad_scores = [r.score for r in window.results.results if "/good/" not in r.name and r.score is not None]
+    if good_scores and bad_scores and max(good_scores) < min(bad_scores):
+        window.threshold_panel.set_threshold((max(good_scores) + min(bad_scores)) / 2)
+        window.show_index(2)
+        grab(window, "main_window_threshold_moved.png")
     window.tabs.setCurrentIndex(1)
     grab(window, "defect_log.png")
 

@@ -146,6 +146,7 @@ def test_new_recipe_from_real_good_folder_fits_saves_and_shows_recipe_and_backbo
     assert window.recipe_combo.currentText() == "bottle"
     assert window.threshold is not None and window.threshold == window.info["threshold"]
     assert "learned from 9 good images (1 held out" in window.message_bar.text
+    assert "too few for a 1% false-reject target" in window.message_bar.text
     assert window.settings.value("recipes/last") == str(Path(spec.model_path).resolve())
     assert window.threshold_panel.good_curve.getData()[1].sum() == 1  # the held-out image
 
@@ -270,6 +271,18 @@ def test_camera_that_cannot_open_shows_message_and_app_stays_usable(qtbot, windo
     assert len(window.results) == 8
 
 
+def test_save_recipe_as_keeps_the_operator_threshold(qtbot, window, toy_model, tmp_path):
+    open_recipe(qtbot, window, toy_model)
+    new_threshold = window.threshold * 1.5
+    window.threshold_panel.set_threshold(new_threshold)
+    target = tmp_path / "toy_strict.dimodel"
+    window.save_recipe(target)
+    wait_idle(qtbot, window)
+    assert InspectionModel.load(target).threshold == pytest.approx(new_threshold)
+    assert window.info["recipe"] == "toy_strict" and window.threshold == pytest.approx(new_threshold)
+    assert [window.recipe_combo.itemText(i) for i in range(window.recipe_combo.count())] == ["toy_strict", "toy"]
+
+
 def test_damaged_model_file_shows_message_and_keeps_the_active_recipe(qtbot, window, toy_model, tmp_path):
     open_recipe(qtbot, window, toy_model)
     bad = tmp_path / "damaged.dimodel"
@@ -380,11 +393,11 @@ def test_dropped_images_are_inspected_and_nok_images_saved_with_overlays(qtbot, 
     assert window.verdict_panel.verdict_text == "NOK"
 
 
-def test_run_gui_opens_the_window_with_icon_and_returns_when_it_closes(qtbot, data_dir):
+def test_main_py_without_arguments_opens_the_window_and_returns_when_it_closes(qtbot, data_dir):
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from gui.app import run_gui
+    import main
 
     seen = []
 
@@ -395,6 +408,6 @@ def test_run_gui_opens_the_window_with_icon_and_returns_when_it_closes(qtbot, da
                 w.close()
 
     QTimer.singleShot(300, close_window)
-    assert run_gui() == 0
+    assert main.main([]) == 0
     assert seen == ["DINOInspect — no recipe"]
     assert not QApplication.windowIcon().isNull()
