@@ -183,7 +183,7 @@ class MainWindow(QMainWindow):
                                                "Save the active recipe with the current threshold")
         self.open_images_action = self._action("Open images…", self.open_images_dialog, ["Ctrl+I"])
         self.open_folder_action = self._action("Run folder…", self.open_folder_dialog, ["Ctrl+R"],
-                                               "Inspect every image of a folder (new run)")
+                                               "Inspect every image of a folder and its sub-folders (new run)")
         self.live_action = self._action("Live…", self.live_dialog, ["Ctrl+L"], "Camera or video file")
         self.stop_live_action = self._action("Stop live", self.stop_live, ["Ctrl+."])
         self.new_run_action = self._action("New run", self.new_run, [], "Clear counters, trend and results")
@@ -306,9 +306,9 @@ class MainWindow(QMainWindow):
         self.save_requested.emit(str(path), self._threshold)
 
     def run_folder(self, folder: str | Path) -> None:
-        """Inspect every image of ``folder`` as a new run."""
+        """Inspect every image of ``folder`` and its sub-folders (sorted by path) as a new run."""
         try:
-            paths = list_images(folder)
+            paths = list_images(folder, recursive=True)
         except InspectError as exc:
             self.show_message("error", str(exc))
             return

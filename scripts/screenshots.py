@@ -1,7 +1,7 @@
 """Save screenshots of the operator window (offscreen) into docs/screenshots/.
 
 Drives the real window the way an operator would: learns a recipe from a subset of
-``mvtec_ad/bottle/train/good``, inspects a handful of its test images (good and defective), then
+``mvtec_ad/bottle/train/good``, runs its whole test folder (good and defective sub-folders), then
 grabs the window showing a NOK part, an OK part, the run re-judged after the threshold slider was
 moved, and the defect log, plus the New-recipe dialog and the fit in progress.
 It also exports the log to CSV and prints its first lines.
@@ -32,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=None, help="network input side in px (default: backbone's)")
     p.add_argument("--out", default=str(REPO / "docs" / "screenshots"))
     p.add_argument("--csv", default=None, help="where to export the defect log (default: temp folder)")
+    p.add_argument("--quick", action="store_true",
+                   help="inspect 10 test images instead of the whole test folder (all sub-folders)")
     args = p.parse_args(argv)
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -105,19 +107,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"fitted in {time.monotonic() - t0:.1f} s: {window.info['describe']}")
 
-    window.run_images(test_images)
+    t0 = time.monotonic()
+    if args.quick:
+        window.run_images(test_images)
+    else:
+        window.run_folder(category / "test")  # the operator's "Run folder": good and defective sub-folders
     wait_idle()
+    print(f"inspected {len(window.results)} images in {time.monotonic() - t0:.1f} s")
     scores = [r.score for r in window.results.results]
     window.show_index(max(range(len(scores)), key=lambda i: -1 if scores[i] is None else scores[i]))
     grab(window, "main_window_nok.png")
     window.show_index(min(range(len(scores)), key=lambda i: float("inf") if scores[i] is None else scores[i]))
     grab(window, "main_window_ok.png")
-    # the operator moves the threshold between the good and the defective test parts: re-judged, not re-run
-    good_scores = [r.score for r in window.results.results if "/good/" in r.name and r.score is not None]
-    bad_scores = [r.score for r in window.results.results if "/good/" not in r.name and r.score is not None]
-    if good_scores and bad_scores and max(good_scores) < min(bad_scores):
-        window.threshold_panel.set_threshold((max(good_scores) + min(bad_scores)) / 2)
-        window.show_index(2)
+    # the operator moves the threshold just above the good test parts: re-judged, not re-run
+    good = [i for i, r in enumerate(window.results.results) if "/good/" in r.name and r.score is not None]
+    if good:
+        top = max(good, key=lambda i: scores[i])
+        window.threshold_panel.set_threshold(scores[top] * 1.001)
+        window.show_index(top)
         grab(window, "main_window_threshold_moved.png")
     window.tabs.setCurrentIndex(1)
     grab(window, "defect_log.png")

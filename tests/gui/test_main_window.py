@@ -45,12 +45,13 @@ def bottle_good(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def bottle_test(tmp_path_factory) -> Path:
-    """Four bottle test images: two good, two broken_large."""
+    """A test folder laid out like bottle/test: good/ and broken_large/, two images each."""
     cat = real_category("mvtec_ad/bottle")
     dst = tmp_path_factory.mktemp("bottle_test")
     for sub in ("good", "broken_large"):
+        (dst / sub).mkdir()
         for p in sorted((cat / "test" / sub).glob("*.png"))[:2]:
-            os.symlink(p, dst / f"{sub}_{p.name}")
+            os.symlink(p, dst / sub / p.name)
     return dst
 
 
@@ -201,8 +202,8 @@ def test_log_exports_csv_with_header_all_rows_or_nok_only(qtbot, window, bottle_
     assert tuple(rows[0]) == COLUMNS
     records = [dict(zip(rows[0], r)) for r in rows[1:]]
     assert len(records) == 4
-    names = sorted(Path(r["file"]).name for r in records)
-    assert names == sorted(p.name for p in bottle_test.iterdir())
+    files = [str(Path(r["file"]).relative_to(bottle_test)) for r in records]
+    assert files == ["broken_large/000.png", "broken_large/001.png", "good/000.png", "good/001.png"]
     for r in records:
         assert r["source"] == "folder" and r["recipe"] == "bottle_test" and r["backbone"] == "efficientnet_lite0"
         assert r["station"] == "line 1" and float(r["threshold"]) == pytest.approx(thr)
@@ -253,6 +254,8 @@ def test_video_file_as_camera_inspects_newest_frames_and_logs_them(qtbot, window
     assert s["captured"] == 12
     assert s["inspected"] >= 1 and s["inspected"] + s["dropped"] == s["captured"]
     assert len(window.results) == s["inspected"] == window.log.count()
+    numbers = [int(r.name.rsplit("#", 1)[1]) for r in window.results.results]
+    assert numbers == sorted(numbers) and numbers[-1] == 12  # newest frame always inspected, never a stale one
     assert {r[COLUMNS.index("source")] for r in window.log.rows()} == {"video"}
     assert window.results[-1].image is not None  # live frames keep their pixels for browsing
     assert window.settings.value("camera/video_path") == str(video)
