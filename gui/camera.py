@@ -1,0 +1,143 @@
+"""Frame sources for the live path: an OpenCV camera, or a video file standing in for one.
+
+:class:`FrameGrabber` lives in its own QThread and reads frames as fast as the source delivers them
+(a video file is paced at its own frame rate). Every frame goes out as ``frame_captured(frame,
+number)`` with ``frame`` ``(H, W, 3) uint8`` RGB; the window keeps only the newest one and hands it
+to the model when the model is free, so inspection never queues behind a busy model (stale frames
+are dropped, see ``MainWindow``).
+
+Failures never raise into the window: a camera that cannot be opened, or stops delivering frames
+(unplugged), emits ``failed(message)`` with the device and what to check, then the grabber stops.
+``stopped(reason)`` ends every session (after ``failed`` too), so the window can always tidy up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+
+MAX_READ_FAILURES = 10
+"""Consecutive failed reads after which a camera counts as lost."""
+
+
+@dataclass
+class CameraConfig:
+    """Which frame source to open.
+
+    Attributes:
+        kind: ``"camera"`` (OpenCV device index) or ``"video"`` (a video file as stand-in camera).
+        device: camera index for ``cv2.VideoCapture``.
+        width, height: requested camera resolution in px; 0 = the camera's default.
+        video_path: video file for ``kind="video"``.
+        loop: restart the video at its end instead of stopping.
+        max_fps: upper bound on the pace of a video file.
+    """
+
+    kind: str = "camera"
+    device: int = 0
+    width: int = 0
+    height: int = 0
+    video_path: str = ""
+    loop: bool = False
+    max_fps: float = 30.0
+
+    @property
+    def label(self) -> str:
+        return f"camera {self.device}" if self.kind == "camera" else f"video {Path(self.video_path).name}"
+
+
+class FrameGrabber(QObject):
+    """Reads frames from a :class:`CameraConfig` source in its own thread (module docstring)."""
+
+    opened = Signal(str)
+    frame_captured = Signal(object, int)
+    failed = Signal(str)
+    stopped = Signal(str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        """Ask the reading loop to end (thread-safe; called from the GUI thread)."""
+        self._stop.set()
+
+    @Slot(object)
+    def run(self, config: CameraConfig) -> None:
+        """Open the source and read until stopped, failed or (video) finished."""
+        self._stop.clear()
+        cap = self._open(config)
+        if cap is None:
+            self.stopped.emit("failed")
+            return
+        reason = "stopped"
+        try:
+            reason = self._loop(cap, config)
+        finally:
+            cap.release()
+            self.stopped.emit(reason)
+
+    def _open(self, config: CameraConfig) -> cv2.VideoCapture | None:
+        if config.kind == "video":
+            path = Path(config.video_path)
+            if not path.is_file():
+                self.failed.emit(f"Video file {path} not found. Choose an existing video file.")
+                return None
+            cap = cv2.VideoCapture(str(path))
+            if not cap.isOpened():
+                self.failed.emit(f"Video file {path} could not be opened: OpenCV cannot decode it. "
+                                 f"Try an MJPG .avi or H.264 .mp4 file.")
+                return None
+        else:
+            cap = cv2.VideoCapture(int(config.device))
+            if not cap.isOpened():
+                cap.release()
+                self.failed.emit(f"Camera {config.device} could not be opened. Check that it is connected, "
+                                 f"that the device index is right, and that no other program uses it.")
+                return None
+            if config.width and config.height:
+                cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(config.width))
+                cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(config.height))
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        self.opened.emit(f"{config.label} ({w}x{h})")
+        return cap
+
+    def _loop(self, cap: cv2.VideoCapture, config: CameraConfig) -> str:
+        period = 0.0
+        if config.kind == "video":
+            fps = cap.get(cv2.CAP_PROP_FPS) or config.max_fps
+            period = 1.0 / min(max(fps, 1.0), config.max_fps)
+        number, failures, next_due = 0, 0, time.monotonic()
+        while not self._stop.is_set():
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                if config.kind == "video":
+                    if config.loop and number > 0:
+                        cap.set(cv2.CAP_PROP_POS_FRAMES, 0)
+                        continue
+                    return "end of video"
+                failures += 1
+                if failures >= MAX_READ_FAILURES:
+                    self.failed.emit(f"Camera {config.device} stopped delivering frames (unplugged or switched "
+                                     f"off?). Check the connection, then start the camera again.")
+                    return "failed"
+                time.sleep(0.05)
+                continue
+            failures = 0
+            number += 1
+            code = cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB
+            self.frame_captured.emit(np.ascontiguousarray(cv2.cvtColor(bgr, code)), number)
+            if period:
+                next_due += period
+                delay = next_due - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+                else:
+                    next_due = time.monotonic()
+        return "stopped"

@@ -1,0 +1,152 @@
+"""The defect log: one row per inspection, in SQLite, written the moment the verdict is known.
+
+The database file lives in the data folder (:func:`gui.locations.data_dir`) and runs in WAL mode
+(write-ahead log: a crash loses at most the row being written, and a reader such as a quality
+engineer's spreadsheet import never blocks the station). Each row records what an auditor needs to
+trust the verdict later: when, which station, which recipe and backbone, which image (source and
+file), the image score, the threshold in force at that moment, the verdict and the latency.
+
+This module is plain Python (no Qt), so the log can be read by scripts too::
+
+    log = DefectLog(path)
+    log.add(LogEntry(source="folder", file="a.png", score=3.1, threshold=2.5, verdict="NOK", ...))
+    log.export_csv("nok.csv", nok_only=True)
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sqlite3
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+COLUMNS = ("id", "time", "station", "recipe", "backbone", "source", "file", "score", "score_normalised",
+           "threshold", "verdict", "latency_ms", "nok_image", "nok_overlay", "message")
+"""Columns of the log, in table and CSV order."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS inspections (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,             -- local time, ISO 8601 with UTC offset
+    station TEXT NOT NULL,
+    recipe TEXT NOT NULL,
+    backbone TEXT NOT NULL,
+    source TEXT NOT NULL,           -- folder | image | camera | video
+    file TEXT NOT NULL,             -- image path, or camera/video frame name
+    score REAL,                     -- image anomaly score (scorer units); NULL when unreadable
+    score_normalised REAL,          -- 0 = typical good, 0.5 = threshold
+    threshold REAL,                 -- threshold in force when judged
+    verdict TEXT NOT NULL,          -- OK | NOK | n/a | error
+    latency_ms REAL,
+    nok_image TEXT,                 -- saved copy of a NOK image, if enabled
+    nok_overlay TEXT,               -- saved heatmap overlay of a NOK image, if enabled
+    message TEXT                    -- error message for unreadable images
+);
+CREATE INDEX IF NOT EXISTS inspections_verdict ON inspections (verdict);
+"""
+
+
+class DefectLogError(Exception):
+    """The defect log database cannot be opened or written."""
+
+
+@dataclass
+class LogEntry:
+    """One inspection, as written to the log (see :data:`COLUMNS`)."""
+
+    source: str
+    file: str
+    verdict: str
+    score: float | None = None
+    score_normalised: float | None = None
+    threshold: float | None = None
+    station: str = ""
+    recipe: str = ""
+    backbone: str = ""
+    latency_ms: float | None = None
+    nok_image: str | None = None
+    nok_overlay: str | None = None
+    message: str | None = None
+    time: str = field(default_factory=lambda: dt.datetime.now().astimezone().isoformat(timespec="milliseconds"))
+
+    def row(self, row_id: int) -> tuple:
+        """The entry as a table row in :data:`COLUMNS` order, with its database id."""
+        values = asdict(self)
+        return tuple(row_id if c == "id" else values[c] for c in COLUMNS)
+
+
+class DefectLog:
+    """SQLite defect log (module docstring). Use from one thread (the GUI thread).
+
+    Raises:
+        DefectLogError: the file cannot be opened or created (folder not writable, disk full,
+            not a database); the message names the file and the fix.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=10)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._db.commit()
+        except (sqlite3.Error, OSError) as exc:
+            raise DefectLogError(
+                f"{self.path}: cannot open the defect log ({exc}). Check that the folder is writable, or "
+                f"point DINOINSPECT_DATA_DIR to a writable folder.") from exc
+
+    @property
+    def journal_mode(self) -> str:
+        return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+
+    def add(self, entry: LogEntry) -> int:
+        """Write one row and commit it at once; returns its id."""
+        values = asdict(entry)
+        cols = [c for c in COLUMNS if c != "id"]
+        try:
+            cur = self._db.execute(
+                f"INSERT INTO inspections ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                [values[c] for c in cols])
+            self._db.commit()
+        except sqlite3.Error as exc:
+            raise DefectLogError(f"{self.path}: cannot write to the defect log ({exc}). Disk full?") from exc
+        return int(cur.lastrowid)
+
+    def rows(self, nok_only: bool = False, limit: int | None = None, newest_first: bool = True) -> list[tuple]:
+        """Rows as tuples in :data:`COLUMNS` order."""
+        sql = f"SELECT {', '.join(COLUMNS)} FROM inspections"
+        if nok_only:
+            sql += " WHERE verdict = 'NOK'"
+        sql += " ORDER BY id " + ("DESC" if newest_first else "ASC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return self._db.execute(sql).fetchall()
+
+    def count(self, nok_only: bool = False) -> int:
+        sql = "SELECT COUNT(*) FROM inspections" + (" WHERE verdict = 'NOK'" if nok_only else "")
+        return int(self._db.execute(sql).fetchone()[0])
+
+    def export_csv(self, path: str | Path, nok_only: bool = False) -> int:
+        """Write the log (oldest first) to a CSV file with a header row; returns the rows written.
+
+        Raises:
+            DefectLogError: the CSV file cannot be written.
+        """
+        path = Path(path)
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as fh:
+                writer = csv.writer(fh)
+                writer.writerow(COLUMNS)
+                n = 0
+                for row in self.rows(nok_only=nok_only, newest_first=False):
+                    writer.writerow("" if v is None else v for v in row)
+                    n += 1
+        except OSError as exc:
+            raise DefectLogError(f"{path}: cannot write the CSV file ({exc}). Choose another folder.") from exc
+        return n
+
+    def close(self) -> None:
+        self._db.close()

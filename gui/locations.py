@@ -1,0 +1,56 @@
+"""Where the application keeps its files and settings.
+
+* Data folder: the defect log (``defect_log.sqlite``), recipes (``recipes/*.dimodel``) and saved NOK
+  images. It is the platform's per-user application-data folder (``QStandardPaths.AppDataLocation``,
+  e.g. ``~/.local/share/DINOInspect/DINOInspect`` on Linux) unless ``$DINOINSPECT_DATA_DIR`` names
+  another one.
+* Settings (last recipe, camera, overlay opacity, station name...): the platform's normal
+  ``QSettings`` store, or ``settings.ini`` inside ``$DINOINSPECT_DATA_DIR`` when that is set, so a
+  test or a second station on one machine is fully isolated by one environment variable.
+* Resources shipped with the program (``resources/``: the icon), found in a checkout and in a
+  PyInstaller bundle alike.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, QStandardPaths
+
+ENV_DATA_DIR = "DINOINSPECT_DATA_DIR"
+ORGANIZATION = "DINOInspect"
+APPLICATION = "DINOInspect"
+
+
+def data_dir() -> Path:
+    """The data folder (module docstring), created if missing."""
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        path = Path(env).expanduser()
+    else:
+        loc = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
+        path = Path(loc) if loc else Path.home() / ".local" / "share" / APPLICATION
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def recipes_dir() -> Path:
+    """Default folder for recipe model files."""
+    path = data_dir() / "recipes"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def open_settings() -> QSettings:
+    """The application's settings store (module docstring)."""
+    if os.environ.get(ENV_DATA_DIR):
+        return QSettings(str(data_dir() / "settings.ini"), QSettings.Format.IniFormat)
+    return QSettings(ORGANIZATION, APPLICATION)
+
+
+def resource_path(name: str) -> Path:
+    """A file shipped in ``resources/`` (the icon...), in a checkout or a PyInstaller bundle."""
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
+    return base / "resources" / name

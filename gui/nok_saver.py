@@ -1,0 +1,57 @@
+"""Saving NOK images and their heatmap overlays as a one-shot background job.
+
+Each NOK inspection (when enabled) becomes a :class:`SaveNokJob` on the global ``QThreadPool``: it
+writes ``<stem>.png`` (the image) and ``<stem>_overlay.png`` (:func:`engine.overlay.overlay`, with
+the contour at the threshold) so PNG encoding never stalls the window. The file names are chosen
+up front (:func:`nok_paths`) so the log row can record them at once; a failed write is reported
+through ``SaveNokSignals.failed(message)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, Signal
+
+from engine.overlay import overlay, save_png
+
+
+def nok_paths(folder: str | Path, name: str, when: dt.datetime) -> tuple[Path, Path]:
+    """``(image, overlay)`` PNG paths for a NOK result, in a folder per day."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:80] or "image"
+    day = Path(folder) / when.strftime("%Y-%m-%d")
+    base = f"{when.strftime('%H%M%S_%f')[:-3]}_{stem}"
+    return day / f"{base}.png", day / f"{base}_overlay.png"
+
+
+class SaveNokSignals(QObject):
+    failed = Signal(str)
+
+
+class SaveNokJob(QRunnable):
+    """Write one NOK image and its overlay (module docstring).
+
+    Args:
+        image: ``(H, W, 3) uint8`` RGB.
+        unit_map: ``(h, w)`` normalised anomaly map (0.5 = threshold) covering the image.
+    """
+
+    def __init__(self, image: np.ndarray, unit_map: np.ndarray, image_path: Path, overlay_path: Path,
+                 signals: SaveNokSignals):
+        super().__init__()
+        self.image, self.unit_map = image, unit_map
+        self.image_path, self.overlay_path = image_path, overlay_path
+        self.signals = signals
+
+    def run(self) -> None:
+        try:
+            H, W = self.image.shape[:2]
+            full = cv2.resize(np.asarray(self.unit_map, np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
+            save_png(self.image_path, self.image)
+            save_png(self.overlay_path, overlay(self.image, full))
+        except Exception as exc:  # noqa: BLE001 - reported once, in the window
+            self.signals.failed.emit(f"could not save NOK image {self.image_path}: {exc}")
