@@ -19,7 +19,7 @@ from PIL import Image
 from PySide6.QtCore import QMimeData, QObject, QPointF, Qt, QThreadPool, QUrl, Slot
 from PySide6.QtGui import QDropEvent
 
-from conftest import real_category, texture
+from tests.conftest import real_category, texture
 from engine.model import InspectionModel
 from gui.camera import CameraConfig
 from gui.defect_log import COLUMNS
