@@ -13,7 +13,8 @@ from gui.recipe_dialog import NewRecipeDialog, scorer_defaults
 def test_scorer_fields_come_from_the_scorer_signature():
     d = scorer_defaults("knn")
     assert d["coreset_ratio"] == 0.1 and d["k"] == 1 and d["metric"] == "l2"
-    assert "seed" not in d and "max_bank" not in d  # hidden / no simple default
+    assert "seed" not in d  # hidden
+    assert d["max_bank"] == 30000  # the signature default is offered as is
 
 
 def test_dialog_lists_registered_names_and_passes_only_changed_parameters(qtbot, tmp_path, monkeypatch):
