@@ -26,8 +26,8 @@ import torch
 
 from . import __version__
 from .anomaly_map import anomaly_map, image_score
-from .calibration import describe_calibration
 from .backbones import Backbone, create_backbone
+from .calibration import describe_calibration
 from .errors import DatasetError, ImageReadError, ModelFileError
 from .images import read_image
 from .modelfile import load_model_file, save_model_file

@@ -166,7 +166,7 @@ def toy_model(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("toy_cal")
     rng = np.random.default_rng(0)
-    for sub in ("train", "good", "bad"):
+    for sub in ("train", "good", "bad", "gt"):
         (root / sub).mkdir()
     for i in range(12):
         Image.fromarray(texture(rng)).save(root / "train" / f"{i:02d}.png")
@@ -175,6 +175,9 @@ def toy_model(tmp_path_factory):
         img = texture(rng)
         img[10 + 8 * i:22 + 8 * i, 12:24] = [250, 20, 20]
         Image.fromarray(img).save(root / "bad" / f"{i:02d}.png")
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10 + 8 * i:22 + 8 * i, 12:24] = 255
+        Image.fromarray(mask).save(root / "gt" / f"{i:02d}_mask.png")
     m = InspectionModel.create("efficientnet_lite0", "knn", size=64, device="cpu", scorer_params={"coreset_ratio": 0.5})
     m.fit(sorted((root / "train").iterdir()), folds=2, synthetic=2)
     m.save(root / "toy.dimodel")
@@ -198,7 +201,9 @@ def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, t
     m = InspectionModel.load(root / "toy.dimodel", device="cpu")
     train = sorted((root / "train").iterdir())
     good, bad = sorted((root / "good").iterdir()), sorted((root / "bad").iterdir())
-    c = m.recalibrate(good + train[:2], bad, synthetic=0)
+    masks = {p: root / "gt" / f"{p.stem}_mask.png" for p in bad}
+    c = m.recalibrate(good + train[:2], bad, masks=masks, synthetic=0)
+    assert c["pixel_method"] == "mask-f1" and 0 < c["pixel_f1"] <= 1
     assert c["chosen_by"] == "labels" and c["n_good_reused"] == 2 and c["n_good_new"] == 3
     bad_scores = [pr.score for _, pr, _, _ in m.predict_paths(bad)]
     good_scores = [pr.score for _, pr, _, _ in m.predict_paths(good)]
@@ -220,10 +225,12 @@ def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, ca
     out = tmp_path / "cli.dimodel"
     args = p.parse_args(["calibrate", "--model", str(root / "toy.dimodel"), "--good", str(root / "good"),
                          "--defective", str(root / "bad"), "--target-recall", "1.0", "--out", str(out),
+                         "--masks", str(root / "gt"),
                          "--synthetic", "0", "--quiet", "--device", "cpu"])
     assert run_calibrate(args) == 0
     text = capsys.readouterr().out
     assert "target recall" in text and str(out) in text
     m = InspectionModel.load(out, device="cpu")
     assert m.calibration["method"] == "target-recall" and m.calibration["recall"] == 1.0
+    assert m.calibration["pixel_method"] == "mask-f1"
     assert math.isfinite(m.threshold)
