@@ -34,11 +34,14 @@ Good-only (day one: good parts, no labelled defect)
 
 Few labels (some labelled good and defective images)
     ``few_label_threshold`` builds the precision-recall (and ROC) curve over every distinct score and
-    picks F1-max (default; lowest threshold on a tie, as :func:`engine.metrics.f1_max`), the lowest
-    threshold reaching a target precision, or the highest threshold keeping a target recall. Extra
-    known-good scores (the cross-fitted ones) sharpen the false-reject side of the curve; they are
-    re-weighted so the labelled defect fraction is kept (see the function). With labels only, the
-    threshold is exactly :func:`engine.metrics.f1_max`'s.
+    picks F1-max (default), the lowest threshold reaching a target precision, or the highest
+    threshold keeping a target recall. Extra known-good scores (the cross-fitted ones) sharpen the
+    false-reject side of the curve; they are re-weighted so the labelled defect fraction is kept.
+    With labels only and no prior, the threshold is exactly :func:`engine.metrics.f1_max`'s. Given
+    the good-only threshold as ``prior`` (as ``recalibrate`` does), the F1-max is taken over the
+    labelled images and, among the thresholds that reach it, the one nearest the prior is used:
+    a handful of labels leaves a wide range of equally good thresholds, and the labelled defect's
+    own score -- what a plain F1-max returns -- is the worst of them.
 
 Pixel threshold (where the defect contour is drawn)
     From good images only: the ``1 - alpha`` quantile of the per-image *maximum* of good anomaly
@@ -249,28 +252,70 @@ def pr_curve(defect_scores, good_scores, extra_good_scores=None) -> dict:
             "n_defective": int(d.size), "n_good": int(g.size), "n_extra_good": int(e.size)}
 
 
+def f1_max_intervals(defect_scores, good_scores) -> tuple[float, list[tuple[float, float]]]:
+    """Plain (unweighted) F1-max over labelled images, and every threshold range that reaches it.
+
+    Returns:
+        ``(best F1, [(lo, hi), ...])``: a threshold ``t`` reaches the best F1 iff ``lo < t <= hi``
+        for one of the ranges (``lo`` may be ``-inf``), ascending. Verdict ``score >= t``.
+    """
+    d = np.sort(np.asarray(defect_scores, np.float64).ravel())
+    g = np.sort(np.asarray(good_scores if good_scores is not None else [], np.float64).ravel())
+    c = np.unique(np.concatenate([d, g]))
+    tp = d.size - np.searchsorted(d, c, side="left")
+    fp = g.size - np.searchsorted(g, c, side="left")
+    f1 = 2 * tp / (2 * tp + fp + (d.size - tp))
+    best = f1.max()
+    ranges = [(float(c[j - 1]) if j else -math.inf, float(c[j])) for j in np.flatnonzero(f1 == best)]
+    return float(best), ranges
+
+
+def _nearest_in(ranges: list[tuple[float, float]], prior: float) -> float:
+    """``prior`` when a range holds it, else the midpoint of the nearest range (its upper end when
+    the range is unbounded below)."""
+    for lo, hi in ranges:
+        if lo < prior <= hi:
+            return float(prior)
+    lo, hi = min(ranges, key=lambda r: min(abs(prior - r[1]), abs(prior - r[0])))
+    return float(hi if not math.isfinite(lo) else (lo + hi) / 2)
+
+
 def few_label_threshold(defect_scores, good_scores=None, extra_good_scores=None, objective: str = "f1",
-                        target: float | None = None) -> dict:
+                        target: float | None = None, prior: float | None = None) -> dict:
     """Threshold from labelled scores on the precision-recall curve (module docstring).
 
-    Weights: defective images share the weight ``pi`` and good ones (labelled + extra) share
-    ``1 - pi``, ``pi`` = labelled defects / labelled images (with no labelled good, the extra goods
-    count as labelled). Without extra goods every image weighs the same, which is the plain
-    curve of :func:`engine.metrics.f1_max`.
+    The curve (stored, and used for the precision / recall targets) weighs defective images with
+    ``pi`` and good ones (labelled + extra) with ``1 - pi``, ``pi`` = labelled defects / labelled
+    images (with no labelled good, the extra goods count as labelled). Without extra goods every
+    image weighs the same: the plain curve of :func:`engine.metrics.f1_max`.
+
+    F1 objective:
+
+    * ``prior=None``: the F1-max of the weighted curve at a score value, lowest on a tie -- with
+      labels only exactly :func:`engine.metrics.f1_max`'s threshold.
+    * ``prior`` given (the good-only threshold; what :meth:`InspectionModel.recalibrate` does):
+      F1-max over the labelled images, and among all thresholds that reach it the prior itself
+      when it is one of them, else the middle of the nearest range that reaches it
+      (:func:`f1_max_intervals`). A few labels rarely pin the threshold down: with one defect every
+      threshold up to its score gives F1 = 1, and the score itself is the worst choice among them
+      (it misses every later defect that scores lower). Labels move the good-only threshold only
+      as far as they contradict it. ``docs/LABEL_EFFICIENCY.md`` measures the difference.
 
     Args:
         defect_scores: ``(k,)`` scores of labelled defective images, k >= 1.
         good_scores: ``(g,)`` scores of labelled good images the scorer did not learn (may be empty).
         extra_good_scores: ``(e,)`` other known-good scores (e.g. cross-fitted training images).
-        objective: ``"f1"`` (F1-max; lowest threshold on a tie), ``"precision"`` (lowest threshold
-            with precision >= target: most recall at that precision) or ``"recall"`` (highest
-            threshold with recall >= target: fewest false rejects at that recall).
+        objective: ``"f1"``, ``"precision"`` (lowest threshold with precision >= target: most recall
+            at that precision) or ``"recall"`` (highest threshold with recall >= target: fewest
+            false rejects at that recall).
         target: in (0, 1]; required for "precision" and "recall".
+        prior: good-only threshold to stay close to (F1 objective only).
     Returns:
         dict ``threshold``, ``method`` ("f1-max" / "target-precision" / "target-recall"), ``objective``,
         ``target``, ``target_met`` (False when no threshold reaches the target precision: the
-        most precise one is used), ``precision``, ``recall``, ``f1`` at the threshold (weighted,
-        on the calibration data) and ``curve`` (:func:`pr_curve`).
+        most precise one is used), ``placement`` ("score" / "prior" / "nearest-range"),
+        ``precision``, ``recall``, ``f1`` at the threshold (weighted curve), ``labelled_f1`` (plain F1 on
+        the labelled images) and ``curve`` (:func:`pr_curve`).
     Raises:
         ValueError: no defective score, no good score, bad objective/target, NaN/inf.
     """
@@ -281,7 +326,7 @@ def few_label_threshold(defect_scores, good_scores=None, extra_good_scores=None,
     c = pr_curve(defect_scores, good_scores, extra_good_scores)
     t = np.asarray(c["thresholds"])
     p, r, f = (np.asarray(c[k]) for k in ("precision", "recall", "f1"))
-    met = True
+    met, placement = True, "score"
     if objective == "f1":
         i = int(np.flatnonzero(f >= f.max() - 1e-12)[0])
     elif objective == "precision":
@@ -290,10 +335,38 @@ def few_label_threshold(defect_scores, good_scores=None, extra_good_scores=None,
         i = int(ok[0]) if met else int(np.flatnonzero(p >= p.max() - 1e-12)[0])
     else:
         i = int(np.flatnonzero(r >= target - 1e-12)[-1])  # recall at the lowest score is 1
-    return {"threshold": float(t[i]), "method": {"f1": "f1-max", "precision": "target-precision",
-                                                "recall": "target-recall"}[objective],
+    thr = float(t[i])
+    labelled_goods = good_scores if good_scores is not None and np.size(good_scores) else None
+    if objective == "f1" and prior is not None:
+        _, ranges = f1_max_intervals(defect_scores, labelled_goods)
+        thr = _nearest_in(ranges, float(prior))
+        placement = "prior" if thr == float(prior) else "nearest-range"
+    at = _weighted_at(c, defect_scores, good_scores, extra_good_scores, thr)
+    lab_f1 = _plain_f1(defect_scores, labelled_goods, thr)
+    return {"threshold": thr, "method": {"f1": "f1-max", "precision": "target-precision",
+                                         "recall": "target-recall"}[objective],
             "objective": objective, "target": None if target is None else float(target), "target_met": bool(met),
-            "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "curve": c}
+            "placement": placement, **at, "labelled_f1": float(lab_f1), "curve": c}
+
+
+def _plain_f1(defect_scores, good_scores, threshold: float) -> float:
+    d = np.asarray(defect_scores, np.float64).ravel()
+    g = np.asarray(good_scores if good_scores is not None else [], np.float64).ravel()
+    tp, fp = int(np.sum(d >= threshold)), int(np.sum(g >= threshold))
+    return 2 * tp / (2 * tp + fp + (d.size - tp)) if tp else 0.0
+
+
+def _weighted_at(curve: dict, defect_scores, good_scores, extra_good_scores, threshold: float) -> dict:
+    """Weighted precision / recall / F1 of ``score >= threshold`` with the weights of ``curve``."""
+    d = np.asarray(defect_scores, np.float64).ravel()
+    pool = np.concatenate([np.asarray(x, np.float64).ravel() for x in (good_scores, extra_good_scores)
+                           if x is not None and np.size(x)] or [np.zeros(0)])
+    pi = curve["prevalence"]
+    tp = pi * float(np.mean(d >= threshold))
+    fp = (1 - pi) * (float(np.mean(pool >= threshold)) if pool.size else 0.0)
+    precision = tp / (tp + fp) if tp + fp > 0 else 0.0
+    f1 = 2 * tp / (2 * tp + fp + (pi - tp)) if tp > 0 else 0.0
+    return {"precision": float(precision), "recall": float(np.mean(d >= threshold)), "f1": float(f1)}
 
 
 # --------------------------------------------------------------------------------------------
@@ -364,8 +437,11 @@ def describe_calibration(calib: dict) -> str:
         c = calib.get("curve", {})
         how = {"f1-max": "maximum F1", "target-precision": f"target precision {calib.get('target')}",
                "target-recall": f"target recall {calib.get('target')}"}.get(calib.get("method"), calib.get("method"))
+        where = {"prior": ", the good-only threshold already reaches it",
+                 "nearest-range": ", placed in the F1-max range nearest the good-only threshold"}.get(
+            calib.get("placement"), "")
         return (f"threshold {t:.4g} from labels: {how} on {c.get('n_defective')} defective + {c.get('n_good')} good "
-                f"labelled images (+{c.get('n_extra_good')} known-good scores); on them precision "
+                f"labelled images (+{c.get('n_extra_good')} known-good scores){where}; weighted precision "
                 f"{calib['precision']:.3f}, recall {calib['recall']:.3f}, F1 {calib['f1']:.3f}; {frr}")
     if calib.get("method") == "conformal":
         how = (f"conformal quantile (order statistic {calib.get('rank')} of {calib.get('n_good')})"

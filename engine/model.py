@@ -360,7 +360,8 @@ class InspectionModel:
         * no defective image: good-only threshold at ``target_frr`` (default: the stored target);
         * defective images: :func:`engine.calibration.few_label_threshold` with ``objective``
           ("f1", "precision", "recall") and ``target``; the new good images are the labelled goods,
-          the stored scores the extra goods. The curve is stored in ``calibration["curve"]``.
+          the stored scores the extra goods, and for F1 the good-only threshold is the prior (kept
+          when it already reaches the labels' F1-max). The curve is stored in ``calibration["curve"]``.
 
         ``masks`` maps a defective image path to its mask file; with masks the contour threshold is
         the pixel F1-max, otherwise it comes from good maps. ``synthetic`` new good images also get
@@ -416,7 +417,7 @@ class InspectionModel:
         frr_target = float(target_frr if target_frr is not None else old.get("target_frr", 0.01))
         good_only = good_only_threshold(np.asarray(pool), frr_target, method)
         if d_scores:
-            calib = few_label_threshold(d_scores, g_scores, stored, objective, target)
+            calib = few_label_threshold(d_scores, g_scores, stored, objective, target, prior=good_only["threshold"])
             calib["chosen_by"] = "labels"
             calib["good_only"] = {k: good_only[k] for k in ("threshold", "method", "expected_frr", "frr_ci95")}
             calib["tail"] = good_only["tail"]

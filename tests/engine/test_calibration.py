@@ -111,6 +111,30 @@ def test_extra_good_scores_are_weighted_to_keep_the_labelled_defect_fraction():
     assert r["curve"]["prevalence"] == pytest.approx(pi)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_with_a_prior_the_threshold_still_reaches_the_labelled_f1_max(seed):
+    rng = np.random.default_rng(seed)
+    good, bad = np.round(rng.normal(0, 1, 8), 1), np.round(rng.normal(1.5, 1, 4), 1)
+    labels, scores = np.r_[np.zeros(8), np.ones(4)], np.r_[good, bad]
+    best, _ = f1_max(labels, scores)
+    for prior in (-5.0, 0.7, 1.3, 9.0):
+        r = cal.few_label_threshold(bad, good, prior=prior)
+        assert precision_recall_f1_at(labels, scores, r["threshold"])["f1"] == pytest.approx(best)
+        assert r["labelled_f1"] == pytest.approx(best)
+        if r["placement"] == "prior":
+            assert r["threshold"] == prior
+
+
+def test_prior_is_kept_inside_the_f1_max_range_and_moved_to_the_middle_otherwise():
+    # labelled good 30, defect 35: every threshold in (30, 35] has F1 = 1
+    assert cal.few_label_threshold([35.0], [30.0], prior=32.0)["threshold"] == 32.0
+    assert cal.few_label_threshold([35.0], [30.0], prior=24.0)["threshold"] == 32.5
+    assert cal.few_label_threshold([35.0], [30.0], prior=40.0)["threshold"] == 32.5
+    # defects only: any threshold up to the lowest defect works; a prior above it comes down to it
+    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=24.0)["threshold"] == 20.0
+    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=12.0)["threshold"] == 12.0
+
+
 def test_only_defects_labelled_uses_the_known_good_scores_as_the_good_side():
     r = cal.few_label_threshold([5.0, 6.0], [], [1.0, 2.0, 3.0])
     assert r["threshold"] == 5.0 and r["f1"] == 1.0 and r["curve"]["prevalence"] == pytest.approx(0.4)
@@ -207,7 +231,8 @@ def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, t
     assert c["chosen_by"] == "labels" and c["n_good_reused"] == 2 and c["n_good_new"] == 3
     bad_scores = [pr.score for _, pr, _, _ in m.predict_paths(bad)]
     good_scores = [pr.score for _, pr, _, _ in m.predict_paths(good)]
-    ref = cal.few_label_threshold(bad_scores, good_scores, c["holdout_scores"][:12])
+    prior = cal.good_only_threshold(c["holdout_scores"], 0.01)["threshold"]
+    ref = cal.few_label_threshold(bad_scores, good_scores, c["holdout_scores"][:12], prior=prior)
     assert c["threshold"] == pytest.approx(ref["threshold"]) and m.threshold == c["threshold"]
     assert c["history"][0]["chosen_by"] == "good-only" and "good_only" in c
     m.save(tmp_path / "m2.dimodel")
