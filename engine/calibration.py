@@ -1,11 +1,58 @@
-"""Choosing the OK/NOK threshold.
+"""Choosing the OK/NOK threshold: from good images alone, or from a few labelled images.
 
-Good-only (no labelled defects): split conformal quantile (Vovk et al. 2005; Angelopoulos & Bates,
-"A Gentle Introduction to Conformal Prediction", 2021). With ``n`` held-out good scores that were
-*not* used to fit the scorer, the threshold is the ``ceil((n + 1)(1 - alpha))``-th smallest of
-them; a new good part (exchangeable with the held-out ones) then scores above it with probability
-at most ``alpha`` (the target false-reject rate). When ``n`` is too small for ``alpha``
-(``ceil((n+1)(1-alpha)) > n``) the maximum is used and the guarantee is reported as not met.
+All functions here are plain numpy/scipy on score arrays; :class:`engine.model.InspectionModel`
+collects the scores (:meth:`~engine.model.InspectionModel.fit`,
+:meth:`~engine.model.InspectionModel.recalibrate`) and stores the returned dicts in
+``model.calibration``. Verdict convention everywhere: ``score >= threshold`` => NOK.
+
+Good-only (day one: good parts, no labelled defect)
+    The scores must come from good images that the scorer did *not* learn from (a k-NN memory bank
+    scores its own training images near zero). ``fit`` gets them by K-fold cross-fitting: every good
+    image is scored once by a scorer fitted on the other folds, so all ``n`` good images become
+    calibration scores and the final scorer still learns from all of them.
+
+    * ``conformal_threshold``: split-conformal quantile (Vovk et al. 2005; Angelopoulos & Bates,
+      "A Gentle Introduction to Conformal Prediction", 2021): the ``r = ceil((n + 1)(1 - alpha))``-th
+      smallest score. Distribution-free: a new good part scores above it with probability
+      ``(n + 1 - r) / (n + 1) <= alpha``. It needs ``n >= 1/alpha - 1`` scores (99 for 1 %); with
+      fewer, ``r > n``, the best it can do is the maximum, whose false-reject rate is
+      ``1 / (n + 1)`` (3.8 % for 25 images) -- far above a 1 % target.
+    * ``lognormal_threshold``: a fitted tail for small ``n``. Log-scores are taken as Gaussian and the
+      threshold is the one-sided ``1 - alpha`` prediction bound
+      ``exp(m + t_{n-1, 1-alpha} * s * sqrt(1 + 1/n))`` (m, s: mean and sample deviation of the
+      log-scores). Under the model a new good part exceeds it with probability exactly alpha for
+      any ``n >= 3``, the Student-t factor paying for the estimated mean and spread; unlike the
+      conformal quantile it may lie above the largest score seen.
+    * ``good_only_threshold(method="auto")`` uses the conformal quantile when ``n`` is large enough
+      for its guarantee, else the log-normal bound. ``docs/LABEL_EFFICIENCY.md`` gives the
+      measurements behind this rule.
+
+    Expected false-reject rate and its uncertainty (``frr_at``): the rate estimate is the method's
+    own (``(n + 1 - r)/(n + 1)`` for conformal, the fitted tail probability for log-normal); the
+    interval is the exact Clopper-Pearson 95 % interval of ``j / n``, ``j`` = calibration scores at or
+    above the threshold, which holds whatever the score distribution.
+
+Few labels (some labelled good and defective images)
+    ``few_label_threshold`` builds the precision-recall (and ROC) curve over every distinct score and
+    picks F1-max (default), the lowest threshold reaching a target precision, or the highest
+    threshold keeping a target recall. Extra known-good scores (the cross-fitted ones) sharpen the
+    false-reject side of the curve; they are re-weighted so the labelled defect fraction is kept.
+    With labels only and no prior, the threshold is exactly :func:`engine.metrics.f1_max`'s. Given
+    the good-only threshold as ``prior`` (as ``recalibrate`` does), the F1-max is taken over the
+    labelled images and, among the thresholds that reach it, the one nearest the prior is used:
+    a handful of labels leaves a wide range of equally good thresholds, and the labelled defect's
+    own score -- what a plain F1-max returns -- is the worst of them.
+
+Pixel threshold (where the defect contour is drawn)
+    From good images only: the ``1 - alpha`` quantile of the per-image *maximum* of good anomaly
+    maps, so a good part shows a contour about as often as it is rejected
+    (``pixel_threshold_from_good``). With defect masks: pixel-level F1-max over all pixels
+    (``pixel_threshold_from_masks``).
+
+Display scale: :func:`engine.overlay.normalise` maps ``floor`` (median good patch score) to 0 and the
+image threshold to 0.5, ``n(v) = clip(0.5 (v - floor) / (threshold - floor), 0, 1)``.
+
+See also: :mod:`engine.metrics` (definitions of precision, recall, F1-max), :mod:`engine.synthetic_defects`.
 """
 
 from __future__ import annotations
@@ -13,28 +60,393 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import stats
+
+GOOD_ONLY_METHODS = ("auto", "conformal", "lognormal")
+OBJECTIVES = ("f1", "precision", "recall")
+
+
+# --------------------------------------------------------------------------------------------
+# Uncertainty
+
+
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact two-sided binomial interval for a rate observed as ``k`` events in ``n`` trials.
+
+    Raises:
+        ValueError: ``n < 1`` or ``k`` outside ``[0, n]``.
+    """
+    if n < 1 or not 0 <= k <= n:
+        raise ValueError(f"need 0 <= k <= n and n >= 1, got k={k}, n={n}")
+    a = (1 - level) / 2
+    lo = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
+    hi = 1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k))
+    return lo, hi
+
+
+def _check_scores(good_scores, target_frr: float) -> np.ndarray:
+    s = np.sort(np.asarray(good_scores, np.float64).ravel())
+    if s.size == 0:
+        raise ValueError("need at least one good score (from images the scorer did not learn) to calibrate")
+    if not np.isfinite(s).all():
+        raise ValueError(f"good scores contain {int((~np.isfinite(s)).sum())} NaN/inf value(s)")
+    if not 0 < target_frr < 1:
+        raise ValueError(f"target_frr must be in (0, 1), got {target_frr}")
+    return s
+
+
+def fit_lognormal(good_scores) -> dict | None:
+    """Gaussian fit of ``log(score)``: ``{"mu", "sigma", "n"}``, or None when it is undefined.
+
+    Undefined when fewer than 3 scores, any score <= 0, or all log-scores equal.
+    """
+    s = np.asarray(good_scores, np.float64).ravel()
+    if s.size < 3 or (s <= 0).any():
+        return None
+    ls = np.log(s)
+    sd = float(ls.std(ddof=1))
+    if not sd > 0:
+        return None
+    return {"mu": float(ls.mean()), "sigma": sd, "n": int(s.size)}
+
+
+def lognormal_exceedance(tail: dict, threshold: float) -> float:
+    """Predictive probability that a new good score is ``>= threshold`` under a ``fit_lognormal`` fit."""
+    if threshold <= 0:
+        return 1.0
+    n = tail["n"]
+    z = (math.log(threshold) - tail["mu"]) / (tail["sigma"] * math.sqrt(1 + 1 / n))
+    return float(stats.t.sf(z, n - 1))
+
+
+def frr_at(good_scores, threshold: float, tail: dict | None = None) -> dict:
+    """False-reject rate of good parts at ``threshold`` (module docstring), for the GUI slider too.
+
+    Args:
+        good_scores: ``(n,)`` scores of good images the scorer did not learn from.
+        threshold: the threshold in score units.
+        tail: optional ``fit_lognormal`` result; its smooth tail probability is used as the
+            estimate when it lies inside the empirical interval (beyond the largest score the
+            empirical rate alone would say 0).
+    Returns:
+        dict ``estimate``, ``ci95`` ([lo, hi], Clopper-Pearson), ``n``, ``exceed`` (j = scores >= threshold),
+        ``empirical`` (j / n).
+    """
+    s = np.asarray(good_scores, np.float64).ravel()
+    n = int(s.size)
+    j = int(np.count_nonzero(s >= threshold))
+    lo, hi = clopper_pearson(j, n)
+    est = j / n
+    if tail is not None:
+        model = lognormal_exceedance(tail, threshold)
+        if lo <= model <= hi:
+            est = model
+    return {"estimate": float(est), "ci95": [lo, hi], "n": n, "exceed": j, "empirical": j / n}
+
+
+# --------------------------------------------------------------------------------------------
+# Good-only
 
 
 def conformal_threshold(good_scores: np.ndarray, target_frr: float = 0.01) -> dict:
-    """Threshold from held-out good image scores (module docstring).
+    """Split-conformal threshold from held-out good image scores (module docstring).
 
     Args:
         good_scores: ``(n,)`` image scores of good images not used in fitting.
         target_frr: target false-reject rate alpha in (0, 1).
     Returns:
-        dict with ``threshold``, ``method``, ``target_frr``, ``n_good``, ``rank`` (1-based order
-        statistic used) and ``guarantee_met`` (False when n is too small for the target).
+        dict with ``threshold``, ``method`` ("conformal"), ``target_frr``, ``n_good``, ``rank``
+        (1-based order statistic used), ``guarantee_met`` (False when n is too small for the
+        target: the maximum is used), ``expected_frr`` ((n + 1 - rank) / (n + 1), the mean over
+        calibration sets) and ``frr_ci95`` (Clopper-Pearson on the calibration scores).
     Raises:
-        ValueError: no scores, or target_frr outside (0, 1).
+        ValueError: no scores, NaN/inf scores, or target_frr outside (0, 1).
     """
-    s = np.sort(np.asarray(good_scores, np.float64).ravel())
-    if s.size == 0:
-        raise ValueError("need at least one held-out good score to calibrate")
-    if not 0 < target_frr < 1:
-        raise ValueError(f"target_frr must be in (0, 1), got {target_frr}")
+    s = _check_scores(good_scores, target_frr)
     n = s.size
     rank = math.ceil((n + 1) * (1 - target_frr))
     met = rank <= n
     rank = min(rank, n)
-    return {"threshold": float(s[rank - 1]), "method": "conformal", "target_frr": float(target_frr),
-            "n_good": int(n), "rank": int(rank), "guarantee_met": bool(met)}
+    t = float(s[rank - 1])
+    return {"threshold": t, "method": "conformal", "target_frr": float(target_frr), "n_good": int(n),
+            "rank": int(rank), "guarantee_met": bool(met), "expected_frr": (n + 1 - rank) / (n + 1),
+            "frr_ci95": frr_at(s, t)["ci95"]}
+
+
+def lognormal_threshold(good_scores: np.ndarray, target_frr: float = 0.01) -> dict:
+    """Log-normal prediction-bound threshold for small ``n`` (module docstring).
+
+    Returns:
+        dict as :func:`conformal_threshold` (``method`` "lognormal", ``expected_frr`` = target under
+        the model, ``guarantee_met`` False: it rests on the log-normal model) plus ``tail``
+        (``fit_lognormal``) and ``rank`` None.
+    Raises:
+        ValueError: as :func:`conformal_threshold`, or fewer than 3 positive, not all equal scores.
+    """
+    s = _check_scores(good_scores, target_frr)
+    tail = fit_lognormal(s)
+    if tail is None:
+        raise ValueError(f"log-normal tail needs >= 3 positive, not all equal scores, got {s.size}")
+    n = s.size
+    q = float(stats.t.ppf(1 - target_frr, n - 1))
+    t = math.exp(tail["mu"] + q * tail["sigma"] * math.sqrt(1 + 1 / n))
+    return {"threshold": t, "method": "lognormal", "target_frr": float(target_frr), "n_good": int(n),
+            "rank": None, "guarantee_met": False, "expected_frr": float(target_frr),
+            "frr_ci95": frr_at(s, t)["ci95"], "tail": tail}
+
+
+def good_only_threshold(good_scores: np.ndarray, target_frr: float = 0.01, method: str = "auto") -> dict:
+    """Good-only threshold by ``method`` in :data:`GOOD_ONLY_METHODS` (module docstring).
+
+    ``"auto"``: conformal when ``ceil((n + 1)(1 - alpha)) <= n`` (its guarantee holds), else the
+    log-normal bound (conformal again if the log-normal fit is undefined, e.g. n < 3).
+    The result always carries ``tail`` (the log-normal fit or None), used by :func:`frr_at`.
+    """
+    if method not in GOOD_ONLY_METHODS:
+        raise ValueError(f"good-only method must be one of {GOOD_ONLY_METHODS}, got {method!r}")
+    s = _check_scores(good_scores, target_frr)
+    if method == "auto":
+        enough = math.ceil((s.size + 1) * (1 - target_frr)) <= s.size
+        method = "conformal" if enough or fit_lognormal(s) is None else "lognormal"
+    out = conformal_threshold(s, target_frr) if method == "conformal" else lognormal_threshold(s, target_frr)
+    out.setdefault("tail", fit_lognormal(s))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Few labels
+
+
+def pr_curve(defect_scores, good_scores, extra_good_scores=None) -> dict:
+    """Weighted precision / recall / FPR / F1 at every distinct score (see :func:`few_label_threshold`).
+
+    Returns:
+        dict of equal-length lists (ascending ``thresholds``): ``thresholds``, ``precision``,
+        ``recall``, ``fpr``, ``f1``; and ``prevalence`` (the defect weight), ``n_defective``,
+        ``n_good`` (labelled), ``n_extra_good``.
+    """
+    d = np.asarray(defect_scores, np.float64).ravel()
+    g = np.asarray(good_scores if good_scores is not None else [], np.float64).ravel()
+    e = np.asarray(extra_good_scores if extra_good_scores is not None else [], np.float64).ravel()
+    if d.size == 0:
+        raise ValueError("few-label calibration needs at least one defective image")
+    pool = np.concatenate([g, e])
+    if pool.size == 0:
+        raise ValueError("few-label calibration needs at least one good score (labelled or from fit)")
+    for name, a in (("defective", d), ("good", pool)):
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} scores contain NaN/inf values")
+    # Defect fraction: the labelled one; with no labelled good, the pool stands in for labelled goods.
+    prevalence = d.size / (d.size + (g.size if g.size else e.size))
+    thresholds = np.unique(np.concatenate([d, pool]))
+    ds, ps = np.sort(d), np.sort(pool)
+    tpr = (d.size - np.searchsorted(ds, thresholds, side="left")) / d.size
+    fpr = (ps.size - np.searchsorted(ps, thresholds, side="left")) / ps.size
+    tp, fp = prevalence * tpr, (1 - prevalence) * fpr
+    fn = prevalence - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        f1 = np.where(tp > 0, 2 * tp / (2 * tp + fp + fn), 0.0)
+    return {"thresholds": thresholds.tolist(), "precision": precision.tolist(), "recall": tpr.tolist(),
+            "fpr": fpr.tolist(), "f1": f1.tolist(), "prevalence": float(prevalence),
+            "n_defective": int(d.size), "n_good": int(g.size), "n_extra_good": int(e.size)}
+
+
+def f1_max_intervals(defect_scores, good_scores) -> tuple[float, list[tuple[float, float]]]:
+    """Plain (unweighted) F1-max over labelled images, and every threshold range that reaches it.
+
+    Returns:
+        ``(best F1, [(lo, hi), ...])``: a threshold ``t`` reaches the best F1 iff ``lo < t <= hi``
+        for one of the ranges (``lo`` may be ``-inf``), ascending. Verdict ``score >= t``.
+    """
+    d = np.sort(np.asarray(defect_scores, np.float64).ravel())
+    g = np.sort(np.asarray(good_scores if good_scores is not None else [], np.float64).ravel())
+    c = np.unique(np.concatenate([d, g]))
+    tp = d.size - np.searchsorted(d, c, side="left")
+    fp = g.size - np.searchsorted(g, c, side="left")
+    f1 = 2 * tp / (2 * tp + fp + (d.size - tp))
+    best = f1.max()
+    ranges = [(float(c[j - 1]) if j else -math.inf, float(c[j])) for j in np.flatnonzero(f1 == best)]
+    return float(best), ranges
+
+
+def _nearest_in(ranges: list[tuple[float, float]], prior: float) -> float:
+    """``prior`` when a range holds it, else the midpoint of the nearest range (its upper end when
+    the range is unbounded below)."""
+    for lo, hi in ranges:
+        if lo < prior <= hi:
+            return float(prior)
+    lo, hi = min(ranges, key=lambda r: min(abs(prior - r[1]), abs(prior - r[0])))
+    return float(hi if not math.isfinite(lo) else (lo + hi) / 2)
+
+
+def few_label_threshold(defect_scores, good_scores=None, extra_good_scores=None, objective: str = "f1",
+                        target: float | None = None, prior: float | None = None) -> dict:
+    """Threshold from labelled scores on the precision-recall curve (module docstring).
+
+    The curve (stored, and used for the precision / recall targets) weighs defective images with
+    ``pi`` and good ones (labelled + extra) with ``1 - pi``, ``pi`` = labelled defects / labelled
+    images (with no labelled good, the extra goods count as labelled). Without extra goods every
+    image weighs the same: the plain curve of :func:`engine.metrics.f1_max`.
+
+    F1 objective:
+
+    * ``prior=None``: the F1-max of the weighted curve at a score value, lowest on a tie -- with
+      labels only exactly :func:`engine.metrics.f1_max`'s threshold.
+    * ``prior`` given (the good-only threshold; what :meth:`InspectionModel.recalibrate` does):
+      F1-max over the labelled images, and among all thresholds that reach it the prior itself
+      when it is one of them, else the middle of the nearest range that reaches it
+      (:func:`f1_max_intervals`). A few labels rarely pin the threshold down: with one defect every
+      threshold up to its score gives F1 = 1, and the score itself is the worst choice among them
+      (it misses every later defect that scores lower). Labels move the good-only threshold only
+      as far as they contradict it. ``docs/LABEL_EFFICIENCY.md`` measures the difference.
+
+    Args:
+        defect_scores: ``(k,)`` scores of labelled defective images, k >= 1.
+        good_scores: ``(g,)`` scores of labelled good images the scorer did not learn (may be empty).
+        extra_good_scores: ``(e,)`` other known-good scores (e.g. cross-fitted training images).
+        objective: ``"f1"``, ``"precision"`` (lowest threshold with precision >= target: most recall
+            at that precision) or ``"recall"`` (highest threshold with recall >= target: fewest
+            false rejects at that recall).
+        target: in (0, 1]; required for "precision" and "recall".
+        prior: good-only threshold to stay close to (F1 objective only).
+    Returns:
+        dict ``threshold``, ``method`` ("f1-max" / "target-precision" / "target-recall"), ``objective``,
+        ``target``, ``target_met`` (False when no threshold reaches the target precision: the
+        most precise one is used), ``placement`` ("score" / "prior" / "nearest-range"),
+        ``precision``, ``recall``, ``f1`` at the threshold (weighted curve), ``labelled_f1`` (plain F1 on
+        the labelled images) and ``curve`` (:func:`pr_curve`).
+    Raises:
+        ValueError: no defective score, no good score, bad objective/target, NaN/inf.
+    """
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    if objective != "f1" and (target is None or not 0 < target <= 1):
+        raise ValueError(f"objective {objective!r} needs a target in (0, 1], got {target!r}")
+    c = pr_curve(defect_scores, good_scores, extra_good_scores)
+    t = np.asarray(c["thresholds"])
+    p, r, f = (np.asarray(c[k]) for k in ("precision", "recall", "f1"))
+    met, placement = True, "score"
+    if objective == "f1":
+        i = int(np.flatnonzero(f >= f.max() - 1e-12)[0])
+    elif objective == "precision":
+        ok = np.flatnonzero(p >= target - 1e-12)
+        met = ok.size > 0
+        i = int(ok[0]) if met else int(np.flatnonzero(p >= p.max() - 1e-12)[0])
+    else:
+        i = int(np.flatnonzero(r >= target - 1e-12)[-1])  # recall at the lowest score is 1
+    thr = float(t[i])
+    labelled_goods = good_scores if good_scores is not None and np.size(good_scores) else None
+    if objective == "f1" and prior is not None:
+        _, ranges = f1_max_intervals(defect_scores, labelled_goods)
+        thr = _nearest_in(ranges, float(prior))
+        placement = "prior" if thr == float(prior) else "nearest-range"
+    at = _weighted_at(c, defect_scores, good_scores, extra_good_scores, thr)
+    lab_f1 = _plain_f1(defect_scores, labelled_goods, thr)
+    return {"threshold": thr, "method": {"f1": "f1-max", "precision": "target-precision",
+                                         "recall": "target-recall"}[objective],
+            "objective": objective, "target": None if target is None else float(target), "target_met": bool(met),
+            "placement": placement, **at, "labelled_f1": float(lab_f1), "curve": c}
+
+
+def _plain_f1(defect_scores, good_scores, threshold: float) -> float:
+    d = np.asarray(defect_scores, np.float64).ravel()
+    g = np.asarray(good_scores if good_scores is not None else [], np.float64).ravel()
+    tp, fp = int(np.sum(d >= threshold)), int(np.sum(g >= threshold))
+    return 2 * tp / (2 * tp + fp + (d.size - tp)) if tp else 0.0
+
+
+def _weighted_at(curve: dict, defect_scores, good_scores, extra_good_scores, threshold: float) -> dict:
+    """Weighted precision / recall / F1 of ``score >= threshold`` with the weights of ``curve``."""
+    d = np.asarray(defect_scores, np.float64).ravel()
+    pool = np.concatenate([np.asarray(x, np.float64).ravel() for x in (good_scores, extra_good_scores)
+                           if x is not None and np.size(x)] or [np.zeros(0)])
+    pi = curve["prevalence"]
+    tp = pi * float(np.mean(d >= threshold))
+    fp = (1 - pi) * (float(np.mean(pool >= threshold)) if pool.size else 0.0)
+    precision = tp / (tp + fp) if tp + fp > 0 else 0.0
+    f1 = 2 * tp / (2 * tp + fp + (pi - tp)) if tp > 0 else 0.0
+    return {"precision": float(precision), "recall": float(np.mean(d >= threshold)), "f1": float(f1)}
+
+
+# --------------------------------------------------------------------------------------------
+# Pixel threshold
+
+
+def pixel_threshold_from_good(good_maps, target_frr: float = 0.01) -> dict:
+    """Contour threshold from good anomaly maps only (module docstring).
+
+    Args:
+        good_maps: sequence of ``(H, W)`` (or ``(h, w)`` patch) score maps of good images the scorer
+            did not learn.
+        target_frr: fraction of good images allowed to show a contour.
+    Returns:
+        dict ``pixel_threshold``, ``pixel_method`` ("good-max-quantile"), ``n_good``.
+    """
+    maxima = [float(np.max(m)) for m in good_maps]
+    t = good_only_threshold(maxima, target_frr)["threshold"]
+    return {"pixel_threshold": float(t), "pixel_method": "good-max-quantile", "n_good": len(maxima)}
+
+
+def pixel_threshold_from_masks(maps, masks, max_pixels: int = 4_000_000, seed: int = 0) -> dict:
+    """Contour threshold maximising pixel F1 over all pixels of all images (``map >= t`` = defect).
+
+    Args:
+        maps: sequence of ``(H, W)`` anomaly maps.
+        masks: sequence of ``(H, W)`` bool masks (all False for good images).
+        max_pixels: above this many pixels a fixed random subsample is used (memory).
+    Returns:
+        dict ``pixel_threshold``, ``pixel_method`` ("mask-f1"), ``pixel_f1`` (on these pixels).
+    Raises:
+        ValueError: shapes differ, or no defect pixel.
+    """
+    vals, labs = [], []
+    for a, m in zip(maps, masks):
+        if np.shape(a) != np.shape(m):
+            raise ValueError(f"anomaly map shape {np.shape(a)} != mask shape {np.shape(m)}")
+        vals.append(np.asarray(a, np.float64).ravel())
+        labs.append(np.asarray(m, bool).ravel())
+    v, y = np.concatenate(vals), np.concatenate(labs)
+    if not y.any():
+        raise ValueError("pixel F1 needs at least one defect pixel in the masks")
+    if v.size > max_pixels:
+        keep = np.random.default_rng(seed).choice(v.size, max_pixels, replace=False)
+        v, y = v[keep], y[keep]
+    order = np.argsort(-v, kind="stable")
+    v, y = v[order], y[order]
+    tp = np.cumsum(y)
+    fp = np.cumsum(~y)
+    last = np.r_[v[1:] != v[:-1], True]  # end of each run of equal values: all of them are >= t
+    tp, fp, thr = tp[last], fp[last], v[last]
+    f1 = 2 * tp / (2 * tp + fp + (y.sum() - tp))
+    i = int(np.flatnonzero(f1 >= f1.max() - 1e-12)[-1])  # lowest threshold on a tie
+    return {"pixel_threshold": float(thr[i]), "pixel_method": "mask-f1", "pixel_f1": float(f1[i])}
+
+
+# --------------------------------------------------------------------------------------------
+# Record
+
+
+def describe_calibration(calib: dict) -> str:
+    """One sentence saying how a calibration dict's threshold was chosen (stored in the model file)."""
+    t = calib.get("threshold")
+    ci = calib.get("frr_ci95") or [float("nan")] * 2
+    frr = (f"expected false-reject rate {calib.get('expected_frr', float('nan')):.2%} "
+           f"(95% interval {ci[0]:.2%}-{ci[1]:.2%}, n={calib.get('n_good')} good scores)")
+    if calib.get("chosen_by") == "labels":
+        c = calib.get("curve", {})
+        how = {"f1-max": "maximum F1", "target-precision": f"target precision {calib.get('target')}",
+               "target-recall": f"target recall {calib.get('target')}"}.get(calib.get("method"), calib.get("method"))
+        where = {"prior": ", the good-only threshold already reaches it",
+                 "nearest-range": ", placed in the F1-max range nearest the good-only threshold"}.get(
+            calib.get("placement"), "")
+        return (f"threshold {t:.4g} from labels: {how} on {c.get('n_defective')} defective + {c.get('n_good')} good "
+                f"labelled images (+{c.get('n_extra_good')} known-good scores){where}; weighted precision "
+                f"{calib['precision']:.3f}, recall {calib['recall']:.3f}, F1 {calib['f1']:.3f}; {frr}")
+    if calib.get("method") == "conformal":
+        how = (f"conformal quantile (order statistic {calib.get('rank')} of {calib.get('n_good')})"
+               + ("" if calib.get("guarantee_met") else ", too few scores for the target: maximum used"))
+    else:
+        how = f"log-normal tail prediction bound from {calib.get('n_good')} scores"
+    return (f"threshold {t:.4g} from good images only ({calib.get('score_source', 'held-out scores')}): {how}, "
+            f"target false-reject rate {calib.get('target_frr', float('nan')):.2%}; {frr}")

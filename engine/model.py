@@ -13,6 +13,7 @@ Images flow as ``(H, W, 3) uint8`` RGB (:mod:`engine.images`); anomaly maps come
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,7 +27,7 @@ import torch
 from . import __version__
 from .anomaly_map import anomaly_map, image_score
 from .backbones import Backbone, create_backbone
-from .calibration import conformal_threshold
+from .calibration import describe_calibration
 from .errors import DatasetError, ImageReadError, ModelFileError
 from .images import read_image
 from .modelfile import load_model_file, save_model_file
@@ -60,7 +61,11 @@ class Prediction:
 
 @dataclass
 class FitReport:
-    """What :meth:`InspectionModel.fit` did: counts, skipped files, timings (seconds)."""
+    """What :meth:`InspectionModel.fit` did: counts, skipped files, timings (seconds).
+
+    ``n_holdout`` counts images kept out of the final scorer (hold-out calibration);
+    ``n_calibration`` counts calibration scores (all images with cross-fitting).
+    """
 
     n_images: int
     n_fit: int
@@ -69,6 +74,7 @@ class FitReport:
     feature_seconds: float = 0.0
     scorer_seconds: float = 0.0
     calibration: dict | None = None
+    n_calibration: int = 0
 
     @property
     def total_seconds(self) -> float:
@@ -92,6 +98,20 @@ def iter_images(paths: Iterable[str | Path], prefetch: int = 8) -> Iterator[tupl
                 futures.append(pool.submit(load, paths[i + prefetch]))
             yield p, futures[i].result()
             futures[i] = None
+
+
+def _shrink_map(a: np.ndarray, side: int = 256, nearest: bool = False) -> np.ndarray:
+    """Downsize a map / mask so its longer side is at most ``side`` px (pixel-threshold memory bound)."""
+    import cv2
+
+    h, w = a.shape[:2]
+    if max(h, w) <= side:
+        return a
+    s = side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    if nearest:
+        return cv2.resize(a.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(a.astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
 
 class InspectionModel:
@@ -170,12 +190,26 @@ class InspectionModel:
 
     # ------------------------------------------------------------------ fit
     def fit(self, paths: list[str | Path], progress: ProgressFn | None = None, holdout_fraction: float = 0.1,
-            target_frr: float = 0.01, seed: int = 0) -> FitReport:
+            target_frr: float = 0.01, seed: int = 0, folds: int = 5, method: str = "auto",
+            synthetic: int = 16) -> FitReport:
         """Learn normal from good images and calibrate a good-only threshold.
 
-        A random ``holdout_fraction`` of the images (at least 1 when there are >= 5 images, else 0) is
-        kept out of the scorer and used for the conformal threshold
-        (:func:`engine.calibration.conformal_threshold`) at ``target_frr``.
+        Calibration scores come from good images the scorer did not learn from
+        (:mod:`engine.calibration`):
+
+        * ``folds >= 2`` (default 5, at most one fold per image): K-fold cross-fitting. Features are
+          extracted once; for each fold a fresh copy of the scorer learns the other folds and
+          scores the fold, so every image gives one calibration score; the final scorer then
+          learns from *all* images. Costs ``folds`` extra scorer fits on ``(K-1)/K`` of the data.
+          ``holdout_fraction`` is then unused, except that ``holdout_fraction <= 0`` turns
+          calibration off.
+        * ``folds < 2``: a random ``holdout_fraction`` of the images (at least 1 when there are
+          >= 5 images, else 0) is kept out of the scorer and scored by it.
+
+        The threshold is :func:`engine.calibration.good_only_threshold` (``method``) at
+        ``target_frr``. Up to ``synthetic`` calibration images also get one synthetic defect of
+        each kind (:mod:`engine.synthetic_defects`), scored by the scorer that did not learn
+        them; their detection rate at the threshold is stored (0 turns this off).
 
         Raises:
             DatasetError: fewer than 2 readable images.
@@ -187,30 +221,239 @@ class InspectionModel:
         feats, used, skipped = self.extract_paths(paths, progress)
         t_feat = time.perf_counter() - t0
         n = len(used)
-        n_hold = int(round(n * holdout_fraction)) if n >= 5 else 0
-        n_hold = max(n_hold, 1) if n >= 5 and holdout_fraction > 0 else n_hold
-        perm = np.random.default_rng(seed).permutation(n)
-        hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+        rng = np.random.default_rng(seed)
         t1 = time.perf_counter()
-        self.scorer.fit(feats[torch.from_numpy(fit_idx)], progress=progress)
+        held = None
+        if folds >= 2 and holdout_fraction > 0:
+            k = min(int(folds), n)
+            fold_of = np.empty(n, np.int64)
+            fold_of[rng.permutation(n)] = np.arange(n) % k
+            parts = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+            held = self._score_held_out(feats, used, parts, progress, synthetic, seed)
+            fit_idx, hold = np.arange(n), np.array([], np.int64)
+            self.scorer.fit(feats, progress=progress)
+            source = f"cross-fit, {k} folds"
+        else:
+            n_hold = int(round(n * holdout_fraction)) if n >= 5 else 0
+            n_hold = max(n_hold, 1) if n >= 5 and holdout_fraction > 0 else n_hold
+            perm = rng.permutation(n)
+            hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+            self.scorer.fit(feats[torch.from_numpy(fit_idx)], progress=progress)
+            if n_hold:
+                held = self._score_held_out(feats, used, [(fit_idx, hold)], progress, synthetic, seed,
+                                            scorer=self.scorer)
+            source = f"hold-out, {n_hold} images"
         t_score = time.perf_counter() - t1
         calib = None
-        if n_hold:
-            hold_patch = self.scorer.score(feats[torch.from_numpy(hold)]).numpy()
-            hold_scores = [self._image_score(ps) for ps in hold_patch]
-            calib = conformal_threshold(np.asarray(hold_scores), target_frr)
-            calib["holdout_scores"] = [float(s) for s in hold_scores]
-            calib["floor"] = float(np.median(hold_patch))  # typical normal patch score (colour scale 0)
+        if held is not None:
+            calib = self._good_only_calibration(held, target_frr, method, source)
             self.threshold = calib["threshold"]
             self.calibration = calib
         self.provenance = {
             "fitted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "program_version": __version__, "n_images": n, "n_fit": len(fit_idx), "n_holdout": n_hold,
+            "program_version": __version__, "n_images": n, "n_fit": len(fit_idx), "n_holdout": len(hold),
             "images": [str(used[i]) for i in fit_idx], "holdout_images": [str(used[i]) for i in hold],
             "skipped": skipped, "fit_seconds": round(t_feat + t_score, 3),
         }
-        return FitReport(n_images=len(paths), n_fit=len(fit_idx), n_holdout=n_hold, skipped=skipped,
-                         feature_seconds=t_feat, scorer_seconds=t_score, calibration=calib)
+        return FitReport(n_images=len(paths), n_fit=len(fit_idx), n_holdout=len(hold), skipped=skipped,
+                         feature_seconds=t_feat, scorer_seconds=t_score, calibration=calib,
+                         n_calibration=0 if held is None else len(held["scores"]))
+
+    # ------------------------------------------------------------------ calibration
+    def _score_held_out(self, feats: torch.Tensor, used: list[Path], parts: list[tuple[np.ndarray, np.ndarray]],
+                        progress: ProgressFn | None, synthetic: int, seed: int, scorer: Scorer | None = None) -> dict:
+        """Score every held-out image with a scorer that did not learn it.
+
+        ``parts`` is a list of ``(learn indices, held-out indices)``; without ``scorer`` a fresh copy
+        of the (still unfitted) model scorer learns each part. Returns lists aligned with the
+        concatenated held-out indices: ``scores``, ``map_max`` (max of the anomaly map), the median
+        patch score ``floor``, and synthetic-defect ``syn_scores`` / ``syn_kinds``.
+        """
+        from .synthetic_defects import KINDS, make_defect
+
+        rng = np.random.default_rng(seed + 1)
+        n_hold = sum(len(h) for _, h in parts)
+        syn_pick = set(rng.permutation(np.concatenate([h for _, h in parts]))[:max(0, synthetic)].tolist())
+        scores, map_max, medians, syn_scores, syn_kinds, index = [], [], [], [], [], []
+        for f, (learn, hold) in enumerate(parts):
+            if progress is not None:
+                progress(f, len(parts), "cross-fit")
+            sc = scorer
+            if sc is None:
+                sc = copy.deepcopy(self.scorer)
+                sc.fit(feats[torch.from_numpy(learn)], progress=progress)
+            patch = sc.score(feats[torch.from_numpy(hold)]).numpy()
+            for i, ps in zip(hold, patch):
+                scores.append(self._image_score(ps))
+                map_max.append(float(anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma).max()))
+                medians.append(ps.ravel())
+                index.append(int(i))
+            chosen = [i for i in hold if int(i) in syn_pick]
+            imgs, kinds = [], []
+            for i in chosen:
+                img = read_image(used[i])
+                for kind in KINDS:
+                    imgs.append(make_defect(img, kind, rng)[0])
+                    kinds.append(kind)
+            for b in range(0, len(imgs), self.batch_size):
+                ps = sc.score(self.extract(imgs[b:b + self.batch_size])).numpy()
+                syn_scores.extend(self._image_score(p) for p in ps)
+            syn_kinds.extend(kinds)
+        if progress is not None:
+            progress(len(parts), len(parts), "cross-fit")
+        assert len(scores) == n_hold
+        return {"scores": scores, "map_max": map_max, "floor": float(np.median(np.concatenate(medians))),
+                "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index}
+
+    def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str) -> dict:
+        from .calibration import good_only_threshold, pixel_threshold_from_good
+        from .synthetic_defects import detection_rate
+
+        calib = good_only_threshold(np.asarray(held["scores"]), target_frr, method)
+        calib.update(chosen_by="good-only", score_source=source,
+                     holdout_scores=[float(s) for s in held["scores"]],
+                     holdout_map_max=[float(s) for s in held["map_max"]], floor=held["floor"],
+                     calibrated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        calib.update(pixel_threshold_from_good(held["map_max"], target_frr) if len(held["map_max"]) >= 1 else {})
+        if held["syn_scores"]:
+            calib["synthetic"] = detection_rate(held["syn_scores"], calib["threshold"], held["syn_kinds"])
+        calib["description"] = describe_calibration(calib)
+        return calib
+
+    def frr_at(self, threshold: float | None = None) -> dict | None:
+        """Expected false-reject rate at ``threshold`` (default: the model's), for the GUI slider.
+
+        Returns :func:`engine.calibration.frr_at`'s dict (``estimate``, ``ci95``, ``n``...), or None
+        when the model holds no calibration scores.
+        """
+        from .calibration import frr_at
+
+        good = self.calibration.get("holdout_scores")
+        t = self.threshold if threshold is None else threshold
+        if not good or t is None:
+            return None
+        return frr_at(good, float(t), self.calibration.get("tail"))
+
+    def contour_level(self) -> float:
+        """Where to draw the defect contour on the :func:`engine.overlay.normalise` scale [0, 1].
+
+        The pixel threshold mapped with the image threshold -> 0.5 rule; 0.5 when there is none.
+        """
+        from .overlay import normalise
+
+        rng = self.color_range()
+        pt = self.calibration.get("pixel_threshold")
+        if rng is None or pt is None:
+            return 0.5
+        return float(normalise(np.float32(pt), rng[1], rng[0]))
+
+    def recalibrate(self, good_paths: Iterable[str | Path] = (), defective_paths: Iterable[str | Path] = (),
+                    target_frr: float | None = None, objective: str = "f1", target: float | None = None,
+                    masks: dict | None = None, method: str = "auto", synthetic: int = 16,
+                    progress: ProgressFn | None = None) -> dict:
+        """Choose a new threshold for a fitted model, from good and (optionally) defective images.
+
+        Good images the model learned from (or already held out) are not scored again -- their
+        scores would be self-matches -- their stored cross-fitted scores stand in for them. The
+        others join the stored good scores.
+
+        * no defective image: good-only threshold at ``target_frr`` (default: the stored target);
+        * defective images: :func:`engine.calibration.few_label_threshold` with ``objective``
+          ("f1", "precision", "recall") and ``target``; the new good images are the labelled goods,
+          the stored scores the extra goods, and for F1 the good-only threshold is the prior (kept
+          when it already reaches the labels' F1-max). The curve is stored in ``calibration["curve"]``.
+
+        ``masks`` maps a defective image path to its mask file; with masks the contour threshold is
+        the pixel F1-max, otherwise it comes from good maps. ``synthetic`` new good images also get
+        synthetic defects scored by this model (they are not in its memory).
+
+        Returns:
+            the new ``model.calibration`` (also set, with ``model.threshold``).
+        Raises:
+            NotFittedError: model not fitted. DatasetError: no usable good score at all.
+            ValueError: bad objective / target.
+        """
+        from .calibration import few_label_threshold, frr_at, good_only_threshold, pixel_threshold_from_good, \
+            pixel_threshold_from_masks
+        from .errors import NotFittedError
+        from .images import read_mask
+        from .synthetic_defects import KINDS, detection_rate, make_defect
+
+        if not self.is_fitted:
+            raise NotFittedError("recalibrate needs a fitted model; run fit first.")
+        old = dict(self.calibration)
+        known = {str(Path(p).resolve()) for p in self.provenance.get("images", []) + self.provenance.get("holdout_images", [])}
+        good_paths = [Path(p) for p in good_paths]
+        new_good = [p for p in good_paths if str(p.resolve()) not in known]
+        reused = len(good_paths) - len(new_good)
+        defective_paths = [Path(p) for p in defective_paths]
+        masks = {str(Path(k).resolve()): Path(v) for k, v in (masks or {}).items()}
+        g_scores, g_max, g_imgs, d_scores, px_maps, px_masks, skipped = [], [], [], [], [], [], []
+        rng = np.random.default_rng(0)
+        for label, plist in ((0, new_good), (1, defective_paths)):
+            for path, pred, img, err in self.predict_paths(plist, progress=progress):
+                if err:
+                    skipped.append(err)
+                    continue
+                if label == 0:
+                    g_scores.append(pred.score)
+                    g_max.append(float(pred.anomaly_map.max()))
+                    if len(g_imgs) < max(0, synthetic):
+                        g_imgs.append(img)
+                    if masks:
+                        px_maps.append(_shrink_map(pred.anomaly_map))
+                        px_masks.append(np.zeros(px_maps[-1].shape, bool))
+                else:
+                    d_scores.append(pred.score)
+                    mp = masks.get(str(path.resolve()))
+                    if mp is not None:
+                        px_maps.append(_shrink_map(pred.anomaly_map))
+                        px_masks.append(_shrink_map(read_mask(mp, img.shape[:2]), nearest=True))
+        stored = list(old.get("holdout_scores") or [])
+        pool = stored + g_scores
+        if not pool:
+            raise DatasetError("no good image score to calibrate with: the model holds none and no new good "
+                               "image (one it did not learn from) was given.")
+        frr_target = float(target_frr if target_frr is not None else old.get("target_frr", 0.01))
+        good_only = good_only_threshold(np.asarray(pool), frr_target, method)
+        if d_scores:
+            calib = few_label_threshold(d_scores, g_scores, stored, objective, target, prior=good_only["threshold"])
+            calib["chosen_by"] = "labels"
+            calib["good_only"] = {k: good_only[k] for k in ("threshold", "method", "expected_frr", "frr_ci95")}
+            calib["tail"] = good_only["tail"]
+        else:
+            calib = dict(good_only, chosen_by="good-only")
+        f = frr_at(pool, calib["threshold"], calib.get("tail"))
+        calib.update(target_frr=frr_target, n_good=len(pool), n_good_new=len(g_scores), n_good_reused=reused,
+                     n_defective=len(d_scores), holdout_scores=[float(s) for s in pool],
+                     holdout_map_max=list(old.get("holdout_map_max") or []) + g_max, floor=old.get("floor"),
+                     score_source=old.get("score_source", "stored") + (f" + {len(g_scores)} new good" if g_scores else ""),
+                     calibrated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), skipped=skipped)
+        if d_scores:
+            calib.update(expected_frr=f["estimate"], frr_ci95=f["ci95"])
+        if calib["floor"] is None:
+            del calib["floor"]  # a model without one keeps the fixed colour range
+        if px_masks and any(m.any() for m in px_masks):
+            calib.update(pixel_threshold_from_masks(px_maps, px_masks))
+        elif calib["holdout_map_max"]:
+            calib.update(pixel_threshold_from_good(calib["holdout_map_max"], frr_target))
+        syn, kinds = [], []
+        for img in g_imgs:
+            for kind in KINDS:
+                syn.append(make_defect(img, kind, rng)[0])
+                kinds.append(kind)
+        if syn:
+            s = [p.score for b in range(0, len(syn), self.batch_size) for p in self.predict(syn[b:b + self.batch_size])]
+            calib["synthetic"] = detection_rate(s, calib["threshold"], kinds)
+        elif old.get("synthetic"):
+            calib["synthetic"] = detection_rate(old["synthetic"]["scores"], calib["threshold"],
+                                                old["synthetic"].get("kinds"))
+        calib["history"] = list(old.get("history") or []) + (
+            [{k: old.get(k) for k in ("threshold", "chosen_by", "method", "calibrated_at")}] if old else [])
+        calib["description"] = describe_calibration(calib)
+        self.threshold = float(calib["threshold"])
+        self.calibration = calib
+        return calib
 
     def color_range(self) -> tuple[float, float] | None:
         """``(floor, threshold)`` for :func:`engine.overlay.normalise`, or None when uncalibrated."""

@@ -24,7 +24,7 @@ def test_fit_predict_save_load_round_trip(synthetic_mvtec, effnet_model, tmp_pat
     cat = load_category(synthetic_mvtec)
     m = effnet_model()
     rep = m.fit([s.path for s in cat.train])
-    assert rep.n_fit + rep.n_holdout == 12 and rep.n_holdout == 1 and m.threshold is not None
+    assert rep.n_fit == 12 and rep.n_holdout == 0 and rep.n_calibration == 12 and m.threshold is not None  # cross-fit
     imgs = [read_image(s.path) for s in cat.test]
     preds = m.predict(imgs)
     assert preds[0].anomaly_map.shape == (64, 64) and preds[0].anomaly_map.dtype == np.float32

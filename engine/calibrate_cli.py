@@ -1,0 +1,117 @@
+"""``main.py calibrate``: choose a new threshold for an existing model file.
+
+    python main.py calibrate --model part.dimodel --good new_good/                      # good-only
+    python main.py calibrate --model part.dimodel --good good/ --defective bad/         # F1-max
+    python main.py calibrate --model part.dimodel --good good/ --defective bad/ --target-precision 0.95
+    python main.py calibrate --model part.dimodel --good good/ --defective bad/ --masks ground_truth/
+
+Good images the model learned from are recognised by path and not scored again (their
+cross-fitted scores are in the model file already). The model is written back to ``--model``
+unless ``--out`` names another file. The method is in :mod:`engine.calibration`; the engine call is
+:meth:`engine.model.InspectionModel.recalibrate`.
+
+Wiring (main.py): ``add_calibrate_parser(subparsers)`` adds the command; ``run_calibrate(args)``
+runs it and returns the exit code; it raises :class:`engine.errors.InspectError` subclasses for the
+caller to print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")
+
+
+def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``calibrate`` command to an ``argparse`` sub-parser set; returns its parser."""
+    p = subparsers.add_parser("calibrate", help="choose a new OK/NOK threshold for a model file",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model file (.dimodel) to recalibrate")
+    p.add_argument("--good", required=True, help="folder of good images")
+    p.add_argument("--defective", help="folder of labelled defective images (enables few-label calibration)")
+    p.add_argument("--masks", help="folder of defect masks (<stem>_mask.png or <stem>.png, same sub-folders "
+                                   "as --defective): sets the contour threshold by pixel F1")
+    p.add_argument("--target-frr", type=float, default=None,
+                   help="good-only: target false-reject rate (default: the model's, usually 0.01)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--target-precision", type=float, help="with --defective: lowest threshold reaching this precision")
+    g.add_argument("--target-recall", type=float, help="with --defective: highest threshold keeping this recall")
+    p.add_argument("--method", choices=("auto", "conformal", "lognormal"), default="auto",
+                   help="good-only threshold method (default auto: conformal when n allows, else log-normal tail)")
+    p.add_argument("--synthetic", type=int, default=16,
+                   help="new good images given synthetic defects for the sanity check (0 = off)")
+    p.add_argument("--out", help="model file to write (default: overwrite --model)")
+    p.add_argument("--recursive", action="store_true", help="also read sub-folders")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--weights", help="backbone weight file, if not where it was at fit time")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def find_masks(defective: list[Path], defective_root: Path, mask_root: Path) -> dict[Path, Path]:
+    """Mask file of each defective image: same relative folder under ``mask_root``, name in
+    :data:`MASK_SUFFIXES`. Images without a mask are left out."""
+    out = {}
+    for p in defective:
+        rel = p.relative_to(defective_root).parent
+        for suf in MASK_SUFFIXES:
+            m = mask_root / rel / f"{p.stem}{suf}"
+            if m.is_file():
+                out[p] = m
+                break
+    return out
+
+
+def run_calibrate(args) -> int:
+    """Run ``calibrate`` (module docstring); prints a summary on stdout, returns 0."""
+    from .errors import DatasetError
+    from .images import list_images
+    from .model import InspectionModel
+    from .progress import TqdmProgress
+
+    if args.target_precision is not None or args.target_recall is not None:
+        if not args.defective:
+            raise DatasetError("--target-precision / --target-recall need labelled defects: add --defective DIR.")
+    objective, target = "f1", None
+    if args.target_precision is not None:
+        objective, target = "precision", args.target_precision
+    elif args.target_recall is not None:
+        objective, target = "recall", args.target_recall
+    for name in ("target_precision", "target_recall", "target_frr"):
+        v = getattr(args, name)
+        if v is not None and not 0 < v <= 1:
+            raise DatasetError(f"--{name.replace('_', '-')} must be in (0, 1], got {v}.")
+    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
+    good = list_images(args.good, recursive=args.recursive)
+    bad = list_images(args.defective, recursive=args.recursive) if args.defective else []
+    masks = find_masks(bad, Path(args.defective), Path(args.masks)) if args.masks and bad else {}
+    if args.masks and bad and not masks:
+        raise DatasetError(f"{args.masks}: no mask found for the images of {args.defective} "
+                           f"(looked for <stem>{'|'.join(MASK_SUFFIXES)} in the same sub-folders).")
+    old = model.threshold
+    prog = TqdmProgress(not args.quiet)
+    c = model.recalibrate(good, bad, target_frr=args.target_frr, objective=objective, target=target,
+                          masks=masks, method=args.method, synthetic=args.synthetic, progress=prog)
+    prog.close()
+    out = Path(args.out or args.model)
+    model.save(out)
+    for s in c.get("skipped", []):
+        print(f"skipped: {s}", file=sys.stderr)
+    print(f"good images: {c['n_good_new']} new, {c['n_good_reused']} learned by the model (stored scores used); "
+          f"{c['n_good']} good scores in all; {c['n_defective']} defective")
+    print(c["description"])
+    print(f"threshold: {old if old is None else f'{old:.4g}'} -> {c['threshold']:.4g}")
+    if c["chosen_by"] == "labels":
+        print(f"good-only threshold would be {c['good_only']['threshold']:.4g} ({c['good_only']['method']})")
+        if not c["target_met"]:
+            print(f"warning: no threshold reaches precision {target}; the most precise one is used", file=sys.stderr)
+    if "synthetic" in c:
+        s = c["synthetic"]
+        kinds = ", ".join(f"{k} {v:.0%}" for k, v in s["by_kind"].items())
+        print(f"synthetic defects detected at this threshold: {s['detection_rate']:.0%} of {s['n']} ({kinds})")
+    if c.get("pixel_threshold") is not None:
+        print(f"contour (pixel) threshold {c['pixel_threshold']:.4g} ({c['pixel_method']})")
+    print(f"model written to {out}")
+    return 0

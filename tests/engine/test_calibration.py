@@ -1,0 +1,261 @@
+"""Threshold calibration: good-only quantiles on known distributions, few-label curves, pixel threshold,
+and recalibration of a fitted model (engine API and CLI)."""
+
+import argparse
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from engine import calibration as cal
+from engine.metrics import f1_max, precision_recall_f1_at
+
+
+# ------------------------------------------------------------------ good-only
+def test_conformal_picks_the_known_order_statistic():
+    s = np.arange(1, 1000, dtype=float)[::-1]  # 999 scores 1..999, unsorted
+    c = cal.conformal_threshold(s, 0.01)
+    assert c["rank"] == 990 and c["threshold"] == 990.0 and c["guarantee_met"]
+    assert c["expected_frr"] == pytest.approx(10 / 1000)
+
+
+def test_conformal_false_reject_rate_matches_its_expectation_on_exponential_scores():
+    rng = np.random.default_rng(0)
+    n, alpha, draws = 200, 0.05, 4000
+    t = np.array([cal.conformal_threshold(rng.exponential(size=n), alpha)["threshold"] for _ in range(draws)])
+    frr = np.exp(-t)  # P(new Exp(1) score > t), known exactly
+    expected = cal.conformal_threshold(np.ones(n), alpha)["expected_frr"]
+    assert expected <= alpha
+    assert frr.mean() == pytest.approx(expected, abs=0.002)
+
+
+def test_conformal_with_too_few_scores_uses_the_maximum_and_says_so():
+    c = cal.conformal_threshold(np.linspace(1, 2, 25), 0.01)
+    assert c["threshold"] == 2.0 and not c["guarantee_met"]
+    assert c["expected_frr"] == pytest.approx(1 / 26)
+
+
+def test_lognormal_bound_has_the_target_rate_on_lognormal_scores_with_25_images():
+    rng = np.random.default_rng(1)
+    mu, sigma, alpha = 0.3, 0.4, 0.01
+    t = np.array([cal.lognormal_threshold(np.exp(rng.normal(mu, sigma, 25)), alpha)["threshold"]
+                  for _ in range(4000)])
+    frr = stats.norm.sf((np.log(t) - mu) / sigma)
+    assert frr.mean() == pytest.approx(alpha, abs=0.0015)
+
+
+def test_auto_uses_conformal_when_n_allows_it_else_the_lognormal_tail():
+    rng = np.random.default_rng(2)
+    assert cal.good_only_threshold(rng.lognormal(size=25), 0.01)["method"] == "lognormal"
+    assert cal.good_only_threshold(rng.lognormal(size=99), 0.01)["method"] == "conformal"
+    assert cal.good_only_threshold(rng.lognormal(size=19), 0.05)["method"] == "conformal"
+    assert cal.good_only_threshold([1.0, 2.0], 0.01)["method"] == "conformal"  # too few for a fit
+
+
+def test_clopper_pearson_known_values():
+    lo, hi = cal.clopper_pearson(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(1 - 0.025 ** (1 / 10))
+    lo, hi = cal.clopper_pearson(5, 10)
+    assert lo == pytest.approx(0.187086, abs=1e-5) and hi == pytest.approx(0.812914, abs=1e-5)
+
+
+def test_frr_at_counts_scores_at_or_above_and_uses_the_tail_inside_the_interval():
+    s = np.arange(1.0, 101.0)
+    r = cal.frr_at(s, 91.0)
+    assert r["exceed"] == 10 and r["estimate"] == pytest.approx(0.10) and r["ci95"][0] < 0.1 < r["ci95"][1]
+    tail = cal.fit_lognormal(s)
+    r2 = cal.frr_at(s, 500.0, tail)
+    assert r2["exceed"] == 0 and 0 < r2["estimate"] <= r2["ci95"][1]
+
+
+def test_good_only_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least one"):
+        cal.conformal_threshold([], 0.01)
+    with pytest.raises(ValueError, match="target_frr"):
+        cal.conformal_threshold([1.0, 2.0], 1.5)
+    with pytest.raises(ValueError, match="NaN"):
+        cal.good_only_threshold([1.0, np.nan, 2.0], 0.01)
+    with pytest.raises(ValueError, match="method"):
+        cal.good_only_threshold([1.0, 2.0], 0.01, "gumbel")
+
+
+# ------------------------------------------------------------------ few labels
+@pytest.mark.parametrize("seed", range(6))
+def test_few_label_threshold_equals_f1_max_of_the_labelled_images(seed):
+    rng = np.random.default_rng(seed)
+    good = np.round(rng.normal(0, 1, rng.integers(1, 30)), 1)  # rounding makes ties
+    bad = np.round(rng.normal(1.5, 1, rng.integers(1, 30)), 1)
+    r = cal.few_label_threshold(bad, good)
+    labels = np.r_[np.zeros(good.size), np.ones(bad.size)]
+    f1, thr = f1_max(labels, np.r_[good, bad])
+    assert r["threshold"] == thr and r["f1"] == pytest.approx(f1)
+    assert r["method"] == "f1-max" and len(r["curve"]["thresholds"]) == len(r["curve"]["precision"])
+
+
+def test_extra_good_scores_are_weighted_to_keep_the_labelled_defect_fraction():
+    rng = np.random.default_rng(7)
+    bad, good, extra = rng.normal(2, 1, 6), rng.normal(0, 1, 4), rng.normal(0, 1, 50)
+    r = cal.few_label_threshold(bad, good, extra)
+    pool = np.r_[good, extra]
+    pi = 6 / 10
+
+    def weighted_f1(t):
+        tp = pi * np.mean(bad >= t)
+        fp = (1 - pi) * np.mean(pool >= t)
+        return 2 * tp / (2 * tp + fp + (pi - tp)) if tp > 0 else 0.0
+
+    cands = np.unique(np.r_[bad, pool])
+    f = np.array([weighted_f1(t) for t in cands])
+    assert r["threshold"] == cands[np.flatnonzero(f >= f.max() - 1e-12)[0]]
+    assert r["curve"]["prevalence"] == pytest.approx(pi)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_with_a_prior_the_threshold_still_reaches_the_labelled_f1_max(seed):
+    rng = np.random.default_rng(seed)
+    good, bad = np.round(rng.normal(0, 1, 8), 1), np.round(rng.normal(1.5, 1, 4), 1)
+    labels, scores = np.r_[np.zeros(8), np.ones(4)], np.r_[good, bad]
+    best, _ = f1_max(labels, scores)
+    for prior in (-5.0, 0.7, 1.3, 9.0):
+        r = cal.few_label_threshold(bad, good, prior=prior)
+        assert precision_recall_f1_at(labels, scores, r["threshold"])["f1"] == pytest.approx(best)
+        assert r["labelled_f1"] == pytest.approx(best)
+        if r["placement"] == "prior":
+            assert r["threshold"] == prior
+
+
+def test_prior_is_kept_inside_the_f1_max_range_and_moved_to_the_middle_otherwise():
+    # labelled good 30, defect 35: every threshold in (30, 35] has F1 = 1
+    assert cal.few_label_threshold([35.0], [30.0], prior=32.0)["threshold"] == 32.0
+    assert cal.few_label_threshold([35.0], [30.0], prior=24.0)["threshold"] == 32.5
+    assert cal.few_label_threshold([35.0], [30.0], prior=40.0)["threshold"] == 32.5
+    # defects only: any threshold up to the lowest defect works; a prior above it comes down to it
+    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=24.0)["threshold"] == 20.0
+    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=12.0)["threshold"] == 12.0
+
+
+def test_only_defects_labelled_uses_the_known_good_scores_as_the_good_side():
+    r = cal.few_label_threshold([5.0, 6.0], [], [1.0, 2.0, 3.0])
+    assert r["threshold"] == 5.0 and r["f1"] == 1.0 and r["curve"]["prevalence"] == pytest.approx(0.4)
+
+
+def test_target_precision_and_recall_pick_the_documented_ends():
+    rng = np.random.default_rng(3)
+    good, bad = rng.normal(0, 1, 40), rng.normal(2.0, 1, 30)
+    labels, scores = np.r_[np.zeros(40), np.ones(30)], np.r_[good, bad]
+    cands = np.unique(scores)
+    pr = [precision_recall_f1_at(labels, scores, t) for t in cands]
+    rp = cal.few_label_threshold(bad, good, objective="precision", target=0.9)
+    ok = [t for t, m in zip(cands, pr) if m["precision"] >= 0.9]
+    assert rp["threshold"] == min(ok) and rp["target_met"]
+    rr = cal.few_label_threshold(bad, good, objective="recall", target=0.8)
+    assert rr["threshold"] == max(t for t, m in zip(cands, pr) if m["recall"] >= 0.8)
+    top_good = cal.few_label_threshold([1.0, 2.0], [3.0, 0.0], objective="precision", target=1.0)
+    assert not top_good["target_met"] and top_good["threshold"] == 1.0  # most precise (2/3), lowest such
+    with pytest.raises(ValueError, match="target"):
+        cal.few_label_threshold(bad, good, objective="recall")
+    with pytest.raises(ValueError, match="defective"):
+        cal.few_label_threshold([], good)
+
+
+# ------------------------------------------------------------------ pixel threshold
+def test_pixel_threshold_from_masks_is_the_brute_force_pixel_f1_max():
+    rng = np.random.default_rng(4)
+    maps = [rng.random((6, 7)) for _ in range(3)]
+    masks = [m > 0.7 for m in maps]
+    maps[0][0, 0] = 0.95  # a false positive
+    masks[1][2, 3] = True  # a missed pixel
+    r = cal.pixel_threshold_from_masks(maps, masks)
+    v, y = np.concatenate([m.ravel() for m in maps]), np.concatenate([m.ravel() for m in masks])
+    best = max(np.unique(v), key=lambda t: (precision_recall_f1_at(y, v, t)["f1"], -t))
+    assert r["pixel_threshold"] == best
+    assert r["pixel_f1"] == pytest.approx(precision_recall_f1_at(y, v, best)["f1"])
+
+
+def test_pixel_threshold_from_good_is_a_quantile_of_map_maxima():
+    maps = [np.full((4, 4), float(i)) for i in range(1, 201)]
+    r = cal.pixel_threshold_from_good(maps, 0.05)
+    assert r["pixel_threshold"] == 191.0 and r["pixel_method"] == "good-max-quantile"
+
+
+# ------------------------------------------------------------------ model and CLI
+@pytest.fixture(scope="module")
+def toy_model(tmp_path_factory):
+    """A model fitted on the 12 toy images (2 folds), saved; shared by the tests below."""
+    from conftest import texture
+    from PIL import Image
+
+    from engine.model import InspectionModel
+
+    root = tmp_path_factory.mktemp("toy_cal")
+    rng = np.random.default_rng(0)
+    for sub in ("train", "good", "bad", "gt"):
+        (root / sub).mkdir()
+    for i in range(12):
+        Image.fromarray(texture(rng)).save(root / "train" / f"{i:02d}.png")
+    for i in range(3):
+        Image.fromarray(texture(rng)).save(root / "good" / f"{i:02d}.png")
+        img = texture(rng)
+        img[10 + 8 * i:22 + 8 * i, 12:24] = [250, 20, 20]
+        Image.fromarray(img).save(root / "bad" / f"{i:02d}.png")
+        mask = np.zeros((64, 64), np.uint8)
+        mask[10 + 8 * i:22 + 8 * i, 12:24] = 255
+        Image.fromarray(mask).save(root / "gt" / f"{i:02d}_mask.png")
+    m = InspectionModel.create("efficientnet_lite0", "knn", size=64, device="cpu", scorer_params={"coreset_ratio": 0.5})
+    m.fit(sorted((root / "train").iterdir()), folds=2, synthetic=2)
+    m.save(root / "toy.dimodel")
+    return root, m
+
+
+def test_fit_cross_fits_every_image_and_records_how(toy_model):
+    _, m = toy_model
+    c = m.calibration
+    assert len(c["holdout_scores"]) == 12 and c["chosen_by"] == "good-only" and c["method"] == "lognormal"
+    assert c["threshold"] == m.threshold and "cross-fit, 2 folds" in c["description"]
+    assert 0 <= c["frr_ci95"][0] <= c["frr_ci95"][1] <= 1 and c["synthetic"]["n"] == 4
+    assert {"floor", "pixel_threshold", "expected_frr"} <= set(c) and m.color_range()[1] == m.threshold
+    assert 0 < m.contour_level() <= 1 and m.frr_at()["n"] == 12
+
+
+def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, tmp_path):
+    from engine.model import InspectionModel
+
+    root, _ = toy_model
+    m = InspectionModel.load(root / "toy.dimodel", device="cpu")
+    train = sorted((root / "train").iterdir())
+    good, bad = sorted((root / "good").iterdir()), sorted((root / "bad").iterdir())
+    masks = {p: root / "gt" / f"{p.stem}_mask.png" for p in bad}
+    c = m.recalibrate(good + train[:2], bad, masks=masks, synthetic=0)
+    assert c["pixel_method"] == "mask-f1" and 0 < c["pixel_f1"] <= 1
+    assert c["chosen_by"] == "labels" and c["n_good_reused"] == 2 and c["n_good_new"] == 3
+    bad_scores = [pr.score for _, pr, _, _ in m.predict_paths(bad)]
+    good_scores = [pr.score for _, pr, _, _ in m.predict_paths(good)]
+    prior = cal.good_only_threshold(c["holdout_scores"], 0.01)["threshold"]
+    ref = cal.few_label_threshold(bad_scores, good_scores, c["holdout_scores"][:12], prior=prior)
+    assert c["threshold"] == pytest.approx(ref["threshold"]) and m.threshold == c["threshold"]
+    assert c["history"][0]["chosen_by"] == "good-only" and "good_only" in c
+    m.save(tmp_path / "m2.dimodel")
+    m2 = InspectionModel.load(tmp_path / "m2.dimodel", device="cpu")
+    assert m2.threshold == m.threshold and m2.calibration["curve"] == c["curve"]
+
+
+def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, capsys):
+    from engine.calibrate_cli import add_calibrate_parser, run_calibrate
+    from engine.model import InspectionModel
+
+    root, _ = toy_model
+    p = argparse.ArgumentParser()
+    add_calibrate_parser(p.add_subparsers(dest="command"))
+    out = tmp_path / "cli.dimodel"
+    args = p.parse_args(["calibrate", "--model", str(root / "toy.dimodel"), "--good", str(root / "good"),
+                         "--defective", str(root / "bad"), "--target-recall", "1.0", "--out", str(out),
+                         "--masks", str(root / "gt"),
+                         "--synthetic", "0", "--quiet", "--device", "cpu"])
+    assert run_calibrate(args) == 0
+    text = capsys.readouterr().out
+    assert "target recall" in text and str(out) in text
+    m = InspectionModel.load(out, device="cpu")
+    assert m.calibration["method"] == "target-recall" and m.calibration["recall"] == 1.0
+    assert m.calibration["pixel_method"] == "mask-f1"
+    assert math.isfinite(m.threshold)
