@@ -83,11 +83,12 @@ def whitened_sq_dist(y: torch.Tensor, w: torch.Tensor, wmu: torch.Tensor) -> tor
     """
     k, p, _ = w.shape
     stacked = w.reshape(k * p, p).T  # (p, K p): column block k is W_k^T
+    shift = -wmu.reshape(1, k * p)
     rows = max(1, _CHUNK_BYTES // (4 * k * p))
     out = []
     for start in range(0, y.shape[0], rows):
-        z = (y[start : start + rows] @ stacked).view(-1, k, p) - wmu
-        out.append(z.square_().sum(-1))
+        z = torch.addmm(shift, y[start : start + rows], stacked)  # W_k y - W_k mu_k, all k at once
+        out.append(z.square_().view(-1, k, p).sum(-1))
     return torch.cat(out) if out else y.new_zeros((0, k))
 
 
