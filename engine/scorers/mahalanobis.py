@@ -50,6 +50,14 @@ ASSIGN_RULES = ("mahalanobis", "euclidean", "likelihood")
 COMBINE_RULES = ("sum", "max", "cluster", "residual")
 SHRINKAGE = ("ledoit_wolf", "oas")
 _CHUNK_BYTES = 64 * 2**20  # working memory of one scoring chunk
+_FIT_ROWS = 65536  # patches per chunk while fitting
+_STATS_PATCHES = 200_000  # normal patches used to standardise the two scores
+
+
+def _chunks(x: torch.Tensor, device: torch.device):
+    """``(N, D)`` rows in chunks of :data:`_FIT_ROWS`, as float32 on ``device``."""
+    for start in range(0, x.shape[0], _FIT_ROWS):
+        yield x[start : start + _FIT_ROWS].to(device, torch.float32)
 
 
 def whitening_factors(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -154,20 +162,28 @@ class MahalanobisScorer(Scorer):
 
     # ------------------------------------------------------------------ fit
     def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
-        x = features.reshape(-1, features.shape[-1]).to(self.device, torch.float32)
+        x = features.reshape(-1, features.shape[-1])
         n, d_in = x.shape
         if n < 2:
             raise ValueError(f"need at least 2 normal patches to fit, got {n}")
         step = _Steps(progress, 4)
-        mean = x.mean(0)
-        xc = x - mean
-        cov = (xc.T.double() @ xc.double()) / (n - 1)
+        # mean and covariance in float64, a chunk of rows at a time (memory stays ~ D^2)
+        total = torch.zeros(d_in, dtype=torch.float64, device=self.device)
+        for c in _chunks(x, self.device):
+            total += c.double().sum(0)
+        mean = total / n
+        cov = torch.zeros(d_in, d_in, dtype=torch.float64, device=self.device)
+        for c in _chunks(x, self.device):
+            cd = c.double() - mean
+            cov += cd.T @ cd
+        cov /= n - 1
         evals, evecs = torch.linalg.eigh(cov)  # ascending
         evals, evecs = evals.flip(0).clamp_min(0).cpu().numpy(), evecs.flip(1).float()
         p = _pick_dim(evals, self.pca_dim)
         d = p if self.residual_dim is None else _pick_dim(evals, self.residual_dim)
         basis = evecs[:, : max(p, d)].contiguous()
-        y = (xc @ basis[:, :p]).cpu().numpy()
+        mean = mean.float()
+        y = torch.cat([(c - mean) @ basis[:, :p] for c in _chunks(x, self.device)]).cpu().numpy()
         step("pca")
 
         k = min(self.n_prototypes, n)
@@ -183,12 +199,16 @@ class MahalanobisScorer(Scorer):
                 centres[j] = members.mean(0)
         step("covariances")
 
-        self.arrays = {"mean": mean.cpu().numpy().astype(np.float32), "basis": basis.cpu().numpy(),
+        self.arrays = {"mean": mean.cpu().numpy(), "basis": basis.cpu().numpy(),
                        "explained_variance": evals[: max(p, d)].astype(np.float32),
                        "centres": centres.astype(np.float32), "covariances": covs.astype(np.float32),
                        "score_stats": np.zeros(4, np.float32)}
         self._prepare(p, d)
-        cl, res = self._raw_scores(x)
+        # standardisation statistics on (at most _STATS_PATCHES of) the normal fit patches
+        sub = x if n <= _STATS_PATCHES else \
+            x[torch.from_numpy(np.random.default_rng(self.seed).choice(n, _STATS_PATCHES, replace=False))]
+        parts = [self._raw_scores(c) for c in _chunks(sub, self.device)]
+        cl, res = torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
         self.arrays["score_stats"] = np.array([cl.mean().item(), cl.std().item(), res.mean().item(),
                                                res.std().item()], np.float32)
         step("standardise")

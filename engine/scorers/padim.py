@@ -60,13 +60,20 @@ class PadimScorer(Scorer):
             raise ValueError(f"PaDiM needs at least 2 normal images to estimate covariances, got {n}")
         rng = np.random.default_rng(self.seed)
         idx = np.sort(rng.permutation(d)[: min(self.n_channels, d)]).astype(np.int64)
-        x = features[..., torch.from_numpy(idx)].to(self.device).reshape(n, h * w, -1).double()
-        mean = x.mean(0)  # (hw, c)
-        xc = (x - mean).permute(1, 0, 2)  # (hw, n, c)
-        cov = xc.transpose(1, 2) @ xc / (n - 1)  # (hw, c, c)
-        cov += self.eps * torch.eye(len(idx), dtype=cov.dtype, device=cov.device)
-        self.arrays = {"channels": idx, "mean": mean.reshape(h, w, -1).float().cpu().numpy(),
-                       "covariances": cov.reshape(h, w, len(idx), len(idx)).float().cpu().numpy()}
+        x = features[..., torch.from_numpy(idx)].reshape(n, h * w, -1)
+        c = len(idx)
+        mean = torch.empty(h * w, c, dtype=torch.float64, device=self.device)
+        cov = torch.empty(h * w, c, c, dtype=torch.float64, device=self.device)
+        step = max(1, _CHUNK_BYTES // (8 * n * c))  # positions per chunk: bounded float64 working memory
+        for s in range(0, h * w, step):
+            xs = x[:, s : s + step].to(self.device, torch.float64).transpose(0, 1)  # (positions, n, c)
+            m = xs.mean(1)
+            xc = xs - m[:, None]
+            mean[s : s + step] = m
+            cov[s : s + step] = xc.transpose(1, 2) @ xc / (n - 1)
+        cov += self.eps * torch.eye(c, dtype=cov.dtype, device=cov.device)
+        self.arrays = {"channels": idx, "mean": mean.reshape(h, w, c).float().cpu().numpy(),
+                       "covariances": cov.reshape(h, w, c, c).float().cpu().numpy()}
         self._prepare()
         if progress is not None:
             progress(1, 1, "padim: gaussians")
