@@ -9,8 +9,10 @@ from __future__ import annotations
 from ..errors import InspectError
 from .base import ProgressFn, Scorer
 from .knn import KnnScorer
+from .mahalanobis import MahalanobisScorer
+from .padim import PadimScorer
 
-SCORERS: dict[str, type[Scorer]] = {KnnScorer.name: KnnScorer}
+SCORERS: dict[str, type[Scorer]] = {c.name: c for c in (KnnScorer, MahalanobisScorer, PadimScorer)}
 
 
 def register(cls: type[Scorer]) -> type[Scorer]:
@@ -26,4 +28,5 @@ def create_scorer(name: str, **params) -> Scorer:
     return SCORERS[name](**params)
 
 
-__all__ = ["SCORERS", "KnnScorer", "ProgressFn", "Scorer", "create_scorer", "register"]
+__all__ = ["SCORERS", "KnnScorer", "MahalanobisScorer", "PadimScorer", "ProgressFn", "Scorer", "create_scorer",
+           "register"]
