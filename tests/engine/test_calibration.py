@@ -183,7 +183,7 @@ def test_pixel_threshold_from_good_is_a_quantile_of_map_maxima():
 @pytest.fixture(scope="module")
 def toy_model(tmp_path_factory):
     """A model fitted on the 12 toy images (2 folds), saved; shared by the tests below."""
-    from conftest import texture
+    from tests.conftest import texture
     from PIL import Image
 
     from engine.model import InspectionModel

@@ -9,7 +9,7 @@ from engine.synthetic_defects import KINDS, cutpaste, detection_rate, make_defec
 
 @pytest.fixture
 def part():
-    from conftest import texture
+    from tests.conftest import texture
 
     return texture(np.random.default_rng(0), size=96)
 
