@@ -468,16 +468,17 @@ class MainWindow(QMainWindow):
         if self._closing:
             return
         skipped = f"; {len(summary['skipped'])} unreadable image(s) skipped" if summary["skipped"] else ""
+        how = summary.get("calibration_description") or f"{summary['n_holdout']} held out to calibrate the threshold"
         self.show_message("info", f"Recipe {summary['recipe']} learned from {summary['n_fit']} good images "
-                                  f"({summary['n_holdout']} held out to calibrate the threshold) in "
-                                  f"{summary['seconds']:.1f} s{skipped}. Saved to {summary['path']}.")
+                                  f"in {summary['seconds']:.1f} s{skipped}. Threshold: {how}. "
+                                  f"Saved to {summary['path']}.")
 
     def _calibration_note(self, info: dict) -> str:
         """Warning when too few good images were held out for the target false-reject rate."""
-        if info.get("guarantee_met") is not False or not info.get("target_frr"):
+        if info.get("guarantee_met") is not False or not info.get("target_frr") or info.get("method") != "conformal":
             return ""
         need = int(np.ceil(1 / info["target_frr"])) - 1
-        return (f" Only {len(info['holdout_scores'])} good image(s) were held out, too few for a "
+        return (f" Only {len(info['holdout_scores'])} calibration score(s), too few for a "
                 f"{info['target_frr']:.0%} false-reject target (needs {need}): the threshold is their highest "
                 f"score, so expect some good parts to be rejected; use more good images or adjust the threshold.")
 

@@ -56,6 +56,8 @@ def model_info(model, path: str | Path) -> dict:
         "holdout_scores": [float(s) for s in calib.get("holdout_scores", [])],
         "target_frr": calib.get("target_frr"),
         "guarantee_met": calib.get("guarantee_met"),
+        "method": calib.get("method"),
+        "calibration_description": calib.get("description", ""),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
     }
@@ -142,6 +144,7 @@ class InspectionWorker(QObject):
         self._model, self._model_path = model, spec.model_path
         self.fit_finished.emit({"recipe": spec.name, "path": spec.model_path, "n_images": report.n_images,
                                 "n_fit": report.n_fit, "n_holdout": report.n_holdout, "skipped": report.skipped,
+                                "calibration_description": (report.calibration or {}).get("description", ""),
                                 "seconds": report.total_seconds})
         self.model_loaded.emit(model_info(model, spec.model_path))
 

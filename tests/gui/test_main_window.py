@@ -146,10 +146,10 @@ def test_new_recipe_from_real_good_folder_fits_saves_and_shows_recipe_and_backbo
     assert "efficientnet_lite0" in window.header_label.text()
     assert window.recipe_combo.currentText() == "bottle"
     assert window.threshold is not None and window.threshold == window.info["threshold"]
-    assert "learned from 9 good images (1 held out" in window.message_bar.text
-    assert "too few for a 1% false-reject target" in window.message_bar.text
+    assert "learned from 10 good images" in window.message_bar.text and "Threshold: " in window.message_bar.text
+    assert "cross-fit" in window.message_bar.text  # every good image gave a calibration score
     assert window.settings.value("recipes/last") == str(Path(spec.model_path).resolve())
-    assert window.threshold_panel.good_curve.getData()[1].sum() == 1  # the held-out image
+    assert window.threshold_panel.good_curve.getData()[1].sum() == 10  # one cross-fitted score per image
 
 
 def test_folder_run_then_threshold_slider_rejudges_every_result_without_the_model(qtbot, window, bottle_model,
