@@ -63,7 +63,8 @@ DEFAULT_SCORERS = ("knn", "mahalanobis", "padim")
 PEERS = ("anomalib_patchcore", "anomalib_padim")
 METRIC_KEYS = ("image_auroc", "aupr", "f1_max", "pixel_auroc", "aupro")
 SPEED_BEGIN, SPEED_END = "<!-- speed:begin (written by benchmarks/speed.py) -->", "<!-- speed:end -->"
-SWEEP_BEGIN, SWEEP_END = "<!-- sweep:begin (written by benchmarks/accuracy.py --sweep) -->", "<!-- sweep:end -->"
+SWEEP_BEGIN = "<!-- sweep:begin {} (written by benchmarks/accuracy.py --sweep) -->"
+SWEEP_END = "<!-- sweep:end {} -->"
 
 
 # ---------------------------------------------------------------------------------------- features
@@ -446,40 +447,33 @@ def write_report(path_md: Path, path_json: Path, rows: list[dict], facts: dict, 
 
 
 # ---------------------------------------------------------------------------------------- sweep
-SWEEP: list[tuple[str, BackboneChoice, str]] = [
-    # (group, backbone, scorer spec); the first entry of each group is the reference
-    ("k-NN coreset ratio", BackboneChoice(OFFLINE_DEFAULT), "knn:coreset_ratio=0.01"),
-    ("k-NN coreset ratio", BackboneChoice(OFFLINE_DEFAULT), "knn:coreset_ratio=0.1"),
-    ("k-NN coreset ratio", BackboneChoice(OFFLINE_DEFAULT), "knn:coreset_ratio=0.25"),
-    ("Mahalanobis K", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:n_prototypes=1"),
-    ("Mahalanobis K", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:n_prototypes=4"),
-    ("Mahalanobis K", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:n_prototypes=16"),
-    ("Mahalanobis K", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:n_prototypes=64"),
-    ("Mahalanobis PCA dim", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:pca_dim=16"),
-    ("Mahalanobis PCA dim", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:pca_dim=32"),
-    ("Mahalanobis PCA dim", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:pca_dim=64"),
-    ("Mahalanobis PCA dim", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:pca_dim=0.99"),
-    ("Mahalanobis PCA dim", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:pca_dim=null"),
-    ("Mahalanobis score", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:combine=cluster"),
-    ("Mahalanobis score", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:combine=residual"),
-    ("Mahalanobis score", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:combine=sum"),
-    ("Mahalanobis score", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:combine=max"),
-    ("Mahalanobis assignment", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:assign=mahalanobis"),
-    ("Mahalanobis assignment", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:assign=euclidean"),
-    ("Mahalanobis assignment", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:assign=likelihood"),
-    ("Mahalanobis shrinkage", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:shrinkage=ledoit_wolf"),
-    ("Mahalanobis shrinkage", BackboneChoice(OFFLINE_DEFAULT), "mahalanobis:shrinkage=oas"),
-    ("PaDiM channels", BackboneChoice(OFFLINE_DEFAULT), "padim:n_channels=50"),
-    ("PaDiM channels", BackboneChoice(OFFLINE_DEFAULT), "padim:n_channels=100"),
-    ("backbone layers", BackboneChoice(OFFLINE_DEFAULT, layers=(1, 2)), "knn"),
-    ("backbone layers", BackboneChoice(OFFLINE_DEFAULT, layers=(2, 3)), "knn"),
-    ("backbone layers", BackboneChoice(OFFLINE_DEFAULT, layers=(1, 2)), "mahalanobis"),
-    ("backbone layers", BackboneChoice(OFFLINE_DEFAULT, layers=(2, 3)), "mahalanobis"),
-    ("input size", BackboneChoice(OFFLINE_DEFAULT, size=224), "knn"),
-    ("input size", BackboneChoice(OFFLINE_DEFAULT, size=320), "knn"),
-    ("input size", BackboneChoice(OFFLINE_DEFAULT, size=224), "mahalanobis"),
-    ("input size", BackboneChoice(OFFLINE_DEFAULT, size=320), "mahalanobis"),
-]
+def _sweep_plan() -> list[tuple[str, BackboneChoice, str]]:
+    """(group, backbone, scorer spec): each group holds the current default plus one-parameter variants."""
+    import inspect
+
+    from engine.scorers import SCORERS
+
+    def variants(scorer: str, param: str, values: list) -> list[str]:
+        default = inspect.signature(SCORERS[scorer].__init__).parameters[param].default
+        return [scorer] + [f"{scorer}:{param}={v if isinstance(v, str) else json.dumps(v)}" for v in values
+                           if v != default]
+
+    base = BackboneChoice(OFFLINE_DEFAULT)
+    groups = {
+        "k-NN coreset ratio": variants("knn", "coreset_ratio", [0.01, 0.1, 0.25]),
+        "Mahalanobis K": variants("mahalanobis", "n_prototypes", [1, 4, 16, 64]),
+        "Mahalanobis PCA dim": variants("mahalanobis", "pca_dim", [16, 32, 64, 0.99, None]),
+        "Mahalanobis score": variants("mahalanobis", "combine", ["cluster", "residual", "sum", "max"]),
+        "Mahalanobis assignment": variants("mahalanobis", "assign", ["mahalanobis", "euclidean", "likelihood"]),
+        "Mahalanobis shrinkage": variants("mahalanobis", "shrinkage", ["ledoit_wolf", "oas"]),
+        "PaDiM channels": variants("padim", "n_channels", [50, 100]),
+    }
+    plan = [(g, base, spec) for g, specs in groups.items() for spec in specs]
+    for group, choices in (("backbone layers", [base, BackboneChoice(OFFLINE_DEFAULT, layers=(1, 2))]),
+                           ("input size", [BackboneChoice(OFFLINE_DEFAULT, size=224), base,
+                                           BackboneChoice(OFFLINE_DEFAULT, size=320)])):
+        plan += [(group, b, spec) for b in choices for spec in ("knn", "mahalanobis")]
+    return plan
 
 
 def sweep_tables(rows: list[dict], categories: list[str]) -> list[str]:
@@ -502,15 +496,18 @@ def sweep_tables(rows: list[dict], categories: list[str]) -> list[str]:
     return out
 
 
-def write_sweep(path: Path, rows: list[dict], facts: dict, command: str) -> None:
+def write_sweep(path: Path, rows: list[dict], facts: dict, command: str, mode: str) -> None:
+    """Replace the ``mode`` ("quick" or "full") sweep block of ``path``, keeping the text around it."""
+    begin, end = SWEEP_BEGIN.format(mode), SWEEP_END.format(mode)
     cats = list(dict.fromkeys(r["category"] for r in rows))
-    block = [SWEEP_BEGIN, "", f"Command: `{command}`  ", f"Machine: {facts['cpu']} ({facts['cpu_count']} cores), "
-             f"{facts['date']}, commit `{facts['git_commit']}`. Columns per category: image AUROC; fit s = scorer "
-             "fit only (features cached); score ms = scorer only, per image.", ""] + sweep_tables(rows, cats) + [SWEEP_END]
+    block = [begin, "", f"Command: `{command}`  ", f"Machine: {facts['cpu']} ({facts['cpu_count']} cores, torch threads "
+             f"{facts['torch_threads']}), {facts['date']}, commit `{facts['git_commit']}`. Columns per category: image "
+             "AUROC; fit s = scorer fit only (features cached); score ms = scorer only, per image; a spec without "
+             "parameters is the scorer's default at that commit.", ""] + sweep_tables(rows, cats) + [end]
     text = path.read_text() if path.is_file() else "# Hyper-parameter sweep\n\n"
-    if SWEEP_BEGIN in text and SWEEP_END in text:
-        head, rest = text.split(SWEEP_BEGIN, 1)
-        text = head + "\n".join(block) + rest.split(SWEEP_END, 1)[1]
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + "\n".join(block) + rest.split(end, 1)[1]
     else:
         text = text.rstrip() + "\n\n" + "\n".join(block) + "\n"
     path.write_text(text)
@@ -530,15 +527,16 @@ def main(argv: list[str] | None = None) -> int:
                                                  "oversubscribed machine, where threads spin-wait for each other)")
     ap.add_argument("--quick", action="store_true", help="small evenly spaced train/test subsets")
     ap.add_argument("--no-peers", action="store_true", help="skip the anomalib peer rows")
-    ap.add_argument("--peer-max-train", type=int, default=250,
+    ap.add_argument("--peer-max-train", type=int, default=60,
                     help="skip anomalib PatchCore on categories with more train images (its naive greedy coreset "
-                         "is quadratic; default 250)")
+                         "is quadratic; default 60)")
     ap.add_argument("--sweep", action="store_true", help="run the hyper-parameter sweep -> docs/SWEEP.md")
     ap.add_argument("--cache-dir", type=Path, help="keep backbone features here between runs (sweeps)")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
     ap.add_argument("--json", type=Path, default=REPO / "docs" / "benchmarks.json")
     ap.add_argument("--sweep-out", type=Path, default=REPO / "docs" / "SWEEP.md")
     ap.add_argument("--sweep-json", type=Path, help="also write the sweep's rows as JSON here")
+    ap.add_argument("--sweep-groups", nargs="*", help="only these sweep groups (names as in docs/SWEEP.md)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -554,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = machine_facts(args.device)
     notes: list[str] = []
     if args.sweep:
-        plan = [(g, b, s) for g, b, s in SWEEP]
+        plan = [(g, b, s) for g, b, s in _sweep_plan() if not args.sweep_groups or g in args.sweep_groups]
     else:
         bbs = ([BackboneChoice(n, size=args.size) for n in args.backbones] if args.backbones
                else [dataclasses.replace(b, size=args.size) for b in available_backbones(args.random_vits)])
@@ -569,6 +567,7 @@ def main(argv: list[str] | None = None) -> int:
                 plan += [("", b, p) for b in bbs if BACKBONES[b.name].family == "cnn" and b.weights != "random"
                          for p in PEERS]
     rows: list[dict] = []
+    peer_rate = 0.0  # anomalib PatchCore fit seconds per (train images)^2, once measured
     for bchoice in dict.fromkeys(b for _, b, _ in plan):
         bb = create_backbone(bchoice.name, weights=bchoice.weights, layers=bchoice.layers, device=args.device)
         for cpath in cats:
@@ -586,20 +585,30 @@ def main(argv: list[str] | None = None) -> int:
                       f"{time.perf_counter() - t0:.0f} s", flush=True)
                 if cfile:
                     cache.save(cfile)
+            done: dict[str, dict] = {}
             for group, b2, spec in plan:
                 if b2 != bchoice:
                     continue
+                if spec in done:  # the same run listed in another sweep group
+                    rows.append(done[spec] | {"group": group})
+                    continue
                 if spec in PEERS:
                     if spec == "anomalib_patchcore" and len(cat.train) > args.peer_max_train:
-                        notes.append(f"{spec} skipped on {cname} ({len(cat.train)} train images > --peer-max-train "
-                                     f"{args.peer_max_train}: anomalib's k-center greedy coreset is O(N^2) and would "
-                                     "run for hours on this machine)")
+                        est = ""
+                        if peer_rate:
+                            est = f", estimated {peer_rate * len(cat.train) ** 2 / 3600:.1f} h from the measured rate"
+                        notes.append(f"{spec} skipped on {cname}: {len(cat.train)} train images > --peer-max-train "
+                                     f"{args.peer_max_train}; anomalib's k-center greedy coreset costs O(patches^2)"
+                                     f"{est}")
                         continue
                     row = run_anomalib(cat, cache, spec)
+                    if spec == "anomalib_patchcore":
+                        peer_rate = row["fit_seconds"] / len(cat.train) ** 2
                 else:
                     row = run_ours(cat, cache, spec, args.device)
                 row.update({"backbone": bchoice.label, "category": cname, "group": group})
                 rows.append(row)
+                done[spec] = row
                 m = row["metrics"]
                 print(f"[{group or 'bench'}] {bchoice.label} | {cname} | {row['scorer']}: AUROC {_f(m['image_auroc'])} "
                       f"AUPRO {_f(m['aupro'])} fit {row['fit_seconds']} s, {row['ms_per_image']} ms/img, "
@@ -607,7 +616,7 @@ def main(argv: list[str] | None = None) -> int:
             del cache
     facts["load_average_end"] = list(os.getloadavg())
     if args.sweep:
-        write_sweep(args.sweep_out, rows, facts, command)
+        write_sweep(args.sweep_out, rows, facts, command, "quick" if args.quick else "full")
         if args.sweep_json:
             args.sweep_json.write_text(json.dumps({"command": command, "machine": facts, "rows": rows}, indent=2) + "\n")
     else:

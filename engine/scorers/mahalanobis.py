@@ -27,7 +27,8 @@ Scores of a patch ``x`` (all are distances: higher = more anomalous):
 Scoring uses precomputed whitening matrices ``W_k = L_k^-1`` (Cholesky ``Sigma_k = L_k L_k^T``),
 so ``S_k(y) = ||W_k y - W_k mu_k||^2`` for all ``K`` prototypes is one matrix product of all the
 batch's patches with the stacked ``W_k`` (``(P, p) @ (p, K p)``), on the scorer's device (CUDA when
-available). The saved state is small: the PCA mean and basis, ``K`` means and ``K`` covariances.
+available). The saved state is small: the PCA mean and basis, ``K`` means and ``K`` covariances
+(their lower triangles: ``K p (p + 1) / 2`` numbers).
 
 Usage::
 
@@ -284,16 +285,27 @@ class MahalanobisScorer(Scorer):
         cfg = {"n_prototypes": self.n_prototypes, "pca_dim": self.pca_dim, "residual_dim": self.residual_dim,
                "combine": self.combine, "assign": self.assign, "shrinkage": self.shrinkage,
                "minibatch_above": self.minibatch_above, "seed": self.seed}
-        if self.fitted:
-            cfg["fitted_dims"] = list(self.dims)
-        return cfg, dict(self.arrays)
+        if not self.fitted:
+            return cfg, {}
+        cfg["fitted_dims"] = list(self.dims)
+        arrays = {k: v for k, v in self.arrays.items() if k != "covariances"}
+        # covariances are symmetric: the lower triangle, row by row, is all that is stored
+        rows, cols = np.tril_indices(self.dims[0])
+        arrays["covariances_tril"] = np.ascontiguousarray(self.arrays["covariances"][:, rows, cols])
+        return cfg, arrays
 
     @classmethod
     def from_state(cls, config: dict, arrays: dict[str, np.ndarray]) -> "MahalanobisScorer":
         cfg = dict(config)
         p, d = cfg.pop("fitted_dims")
         s = cls(**cfg)
-        s.arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+        s.arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items() if k != "covariances_tril"}
+        tril = np.asarray(arrays["covariances_tril"], np.float32)
+        rows, cols = np.tril_indices(int(p))
+        cov = np.zeros((len(tril), int(p), int(p)), np.float32)
+        cov[:, rows, cols] = tril
+        cov[:, cols, rows] = tril
+        s.arrays["covariances"] = cov
         s._prepare(int(p), int(d))
         return s
 

@@ -117,7 +117,8 @@ def test_state_round_trips_through_a_model_file(tmp_path):
     cfg2, arrays2 = load_model_file(tmp_path / "m.dimodel")
     s2 = MahalanobisScorer.from_state(cfg2["scorer"], {k.split("/", 1)[1]: v for k, v in arrays2.items()})
     torch.testing.assert_close(s2.score(test), s.score(test))
-    assert arrays["centres"].shape == (4, 5) and arrays["covariances"].shape == (4, 5, 5)
+    assert arrays["centres"].shape == (4, 5) and arrays["covariances_tril"].shape == (4, 15)  # 5 * 6 / 2
+    np.testing.assert_array_equal(s2.arrays["covariances"], s.arrays["covariances"])
     with pytest.raises(ValueError, match="D=4"):
         s.score(torch.zeros(1, 2, 2, 4))
 
