@@ -44,7 +44,6 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
@@ -54,6 +53,7 @@ sys.path.insert(0, str(REPO))
 from engine import metrics  # noqa: E402
 from engine.backbones import BACKBONES, OFFLINE_DEFAULT, Backbone, create_backbone, find_local_weights  # noqa: E402
 from engine.datasets import Category, find_categories, load_category  # noqa: E402
+from engine.anomaly_map import shrink_map  # noqa: E402
 from engine.evaluate import evaluate_category  # noqa: E402
 from engine.images import read_image, read_mask  # noqa: E402
 from engine.model import InspectionModel  # noqa: E402
@@ -200,17 +200,6 @@ def available_backbones(random_vits: bool) -> list[BackboneChoice]:
 
 
 # ---------------------------------------------------------------------------------------- runs
-def _shrink(a: np.ndarray, metric_size: int, nearest: bool) -> np.ndarray:
-    h, w = a.shape[:2]
-    if not metric_size or max(h, w) <= metric_size:
-        return a
-    s = metric_size / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    if nearest:
-        return cv2.resize(a.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
-
-
 def run_ours(cat: Category, cache: FeatureCache, scorer_spec: str, device: str | None) -> dict:
     """Evaluate one of our scorers on ``cat`` with cached backbone features (module docstring)."""
     name, params, label = parse_scorer(scorer_spec)
@@ -290,8 +279,8 @@ def run_anomalib(cat: Category, cache: FeatureCache, method: str, metric_size: i
             scores.append(float(sc))
             if cat.has_masks and (smp.label == 0 or smp.mask_path is not None):
                 m = read_mask(smp.mask_path, im.shape[:2]) if smp.mask_path else np.zeros(im.shape[:2], bool)
-                masks.append(_shrink(m, metric_size, True))
-                maps.append(_shrink(fm, metric_size, False))
+                masks.append(shrink_map(m, metric_size, nearest=True))
+                maps.append(shrink_map(fm, metric_size))
             else:
                 masks.append(None)
                 maps.append(None)

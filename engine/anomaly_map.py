@@ -43,3 +43,17 @@ def anomaly_map(patch_scores: np.ndarray, pre: Preprocess, image_hw: tuple[int, 
     """``(h, w) float32`` patch scores -> ``(H, W) float32`` anomaly map in image pixels."""
     up = cv2.resize(np.ascontiguousarray(patch_scores, np.float32), (pre.size, pre.size), interpolation=cv2.INTER_LINEAR)
     return pre.to_image(gaussian_blur(up, sigma), image_hw)
+
+
+def shrink_map(a: np.ndarray, side: int = 256, nearest: bool = False) -> np.ndarray:
+    """Downsize a ``(H, W)`` map (area) or bool mask (``nearest=True``) so its longer side is at
+    most ``side`` px; ``side=0`` or a smaller image returns ``a`` unchanged. Used to bound the
+    memory and time of pixel metrics and pixel thresholds."""
+    h, w = a.shape[:2]
+    if not side or max(h, w) <= side:
+        return a
+    s = side / max(h, w)
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    if nearest:
+        return cv2.resize(a.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(np.asarray(a, np.float32), size, interpolation=cv2.INTER_AREA)

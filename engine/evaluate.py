@@ -16,27 +16,16 @@ import platform
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from . import metrics
 from .datasets import Category, load_category
+from .anomaly_map import shrink_map
 from .images import read_mask
 from .model import InspectionModel
 from .overlay import normalise, panel, save_png
 from .scorers import ProgressFn
-
-
-def _shrink(a: np.ndarray, metric_size: int, nearest: bool) -> np.ndarray:
-    h, w = a.shape[:2]
-    if not metric_size or max(h, w) <= metric_size:
-        return a
-    s = metric_size / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    if nearest:
-        return cv2.resize(a.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return cv2.resize(a, size, interpolation=cv2.INTER_AREA)
 
 
 def evaluate_category(category: str | Path | Category, model: InspectionModel, report_dir: str | Path | None = None,
@@ -66,8 +55,8 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         names.append(f"{s.defect_type}/{path.name}")
         if cat.has_masks and (s.label == 0 or s.mask_path is not None):
             m = read_mask(s.mask_path, img.shape[:2]) if s.mask_path else np.zeros(img.shape[:2], bool)
-            masks.append(_shrink(m, metric_size, True))
-            maps.append(_shrink(pred.anomaly_map, metric_size, False))
+            masks.append(shrink_map(m, metric_size, nearest=True))
+            maps.append(shrink_map(pred.anomaly_map, metric_size))
         else:
             masks.append(None)
             maps.append(None)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from . import __version__
-from .anomaly_map import anomaly_map, image_score
+from .anomaly_map import anomaly_map, image_score, shrink_map
 from .backbones import Backbone, create_backbone
 from .calibration import describe_calibration
 from .errors import DatasetError, ImageReadError, ModelFileError
@@ -98,20 +98,6 @@ def iter_images(paths: Iterable[str | Path], prefetch: int = 8) -> Iterator[tupl
                 futures.append(pool.submit(load, paths[i + prefetch]))
             yield p, futures[i].result()
             futures[i] = None
-
-
-def _shrink_map(a: np.ndarray, side: int = 256, nearest: bool = False) -> np.ndarray:
-    """Downsize a map / mask so its longer side is at most ``side`` px (pixel-threshold memory bound)."""
-    import cv2
-
-    h, w = a.shape[:2]
-    if max(h, w) <= side:
-        return a
-    s = side / max(h, w)
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    if nearest:
-        return cv2.resize(a.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-    return cv2.resize(a.astype(np.float32), size, interpolation=cv2.INTER_AREA)
 
 
 class InspectionModel:
@@ -401,14 +387,14 @@ class InspectionModel:
                     if len(g_imgs) < max(0, synthetic):
                         g_imgs.append(img)
                     if masks:
-                        px_maps.append(_shrink_map(pred.anomaly_map))
+                        px_maps.append(shrink_map(pred.anomaly_map))
                         px_masks.append(np.zeros(px_maps[-1].shape, bool))
                 else:
                     d_scores.append(pred.score)
                     mp = masks.get(str(path.resolve()))
                     if mp is not None:
-                        px_maps.append(_shrink_map(pred.anomaly_map))
-                        px_masks.append(_shrink_map(read_mask(mp, img.shape[:2]), nearest=True))
+                        px_maps.append(shrink_map(pred.anomaly_map))
+                        px_masks.append(shrink_map(read_mask(mp, img.shape[:2]), nearest=True))
         stored = list(old.get("holdout_scores") or [])
         pool = stored + g_scores
         if not pool:
