@@ -6,6 +6,8 @@
     python main.py evaluate ...    fit + measure on a category in MVTec AD layout -> report
     python main.py demo            the whole job on real solar-cell images shipped by PyPI
     python main.py backbones       list backbones and whether their weights are available
+    python main.py calibrate ...   re-choose the threshold from good (and a few defective) images
+    python main.py pretrain ...    DINO + iBOT self-supervised training on good images -> backbone file
 
 Run ``python main.py <command> -h`` for the options of each command.
 """
@@ -20,6 +22,19 @@ import time
 from pathlib import Path
 
 
+def _in_range(lo: float, hi: float, kind=float, lo_open: bool = False):
+    """argparse type: a number in [lo, hi] (or (lo, hi] when lo_open), with a clear message."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if v < lo or v > hi or (lo_open and v == lo):
+            raise argparse.ArgumentTypeError(f"{v} is out of range {'(' if lo_open else '['}{lo}, {hi}]")
+        return v
+    return parse
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="auto",
@@ -28,19 +43,19 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--weights", help="explicit backbone weight file (.pth / .safetensors)")
     g.add_argument("--layers", type=lambda s: tuple(int(x) for x in s.split(",")),
                    help="ViT block / CNN stage indices, comma-separated (default: the backbone's)")
-    g.add_argument("--size", type=int, help="network input side in px (default: the backbone's)")
+    g.add_argument("--size", type=_in_range(32, 4096, int), help="network input side in px (default: the backbone's)")
     g.add_argument("--resize-mode", choices=("resize", "letterbox"), default="resize")
     g.add_argument("--scorer", default="knn", help="patch scorer (default knn)")
-    g.add_argument("--coreset-ratio", type=float, help="knn: fraction of the memory bank kept (default 0.1)")
-    g.add_argument("--k", type=int, help="knn: neighbours averaged (default 1)")
+    g.add_argument("--coreset-ratio", type=_in_range(0, 1, lo_open=True), help="knn: fraction of the memory bank kept (default 0.1)")
+    g.add_argument("--k", type=_in_range(1, 1000, int), help="knn: neighbours averaged (default 1)")
     g.add_argument("--metric", choices=("l2", "cosine"), help="knn: distance (default l2)")
     g.add_argument("--score-mode", choices=("top_mean", "max"), default="top_mean",
                    help="image score: mean of the top 1%% patch scores (default) or max")
-    g.add_argument("--batch-size", type=int, default=8)
+    g.add_argument("--batch-size", type=_in_range(1, 1024, int), default=8)
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     g.add_argument("--allow-download", action="store_true", help="fetch backbone weights from the hub if online")
-    g.add_argument("--holdout", type=float, default=0.1, help="fraction of good images held out for calibration")
-    g.add_argument("--target-frr", type=float, default=0.01, help="target false-reject rate of the threshold")
+    g.add_argument("--holdout", type=_in_range(0, 0.9), default=0.1, help="fraction of good images held out for calibration")
+    g.add_argument("--target-frr", type=_in_range(0, 0.5, lo_open=True), default=0.01, help="target false-reject rate of the threshold")
 
 
 def _scorer_params(args) -> dict:
@@ -88,10 +103,17 @@ def cmd_predict(args) -> int:
     from engine.overlay import normalise, overlay, save_png
     from engine.progress import TqdmProgress
 
-    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
-    paths = expand_paths(args.paths)
+    from engine.errors import DatasetError
+    from engine.images import list_images
+
+    paths = []
+    for p in map(Path, args.paths):
+        paths += list_images(p, recursive=True) if (p.is_dir() and args.recursive) else expand_paths([p])
     out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
     out.mkdir(parents=True, exist_ok=True)
+    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
     rng = model.color_range()
     print(f"inspecting {len(paths)} images\n  {model.describe()}", file=sys.stderr)
     n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
@@ -117,7 +139,7 @@ def cmd_predict(args) -> int:
                     rng_i = (lo, (lo + hi) / 2)
                 else:
                     rng_i = rng
-                save_png(out / "overlays" / f"{path.stem}.png",
+                save_png(out / "overlays" / f"{path.parent.name}_{path.stem}.png",
                          overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0])))
     prog.close()
     print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable; results in {csv_path}")
@@ -200,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--out", required=True, help="folder for predictions.csv and overlays/")
     pr.add_argument("--no-overlays", action="store_true")
+    pr.add_argument("--recursive", action="store_true", help="also read sub-folders of the given folders")
     pr.add_argument("--device", default="auto")
     pr.add_argument("--weights", help="backbone weight file, if not where it was at fit time")
 
@@ -257,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_calibrate(args)
         return COMMANDS[args.command](args)
-    except InspectError as exc:
+    except (InspectError, ValueError, FileExistsError, NotADirectoryError, PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -111,7 +111,7 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
           f"- backbone: **{result['backbone']['name']}** ({result['backbone']['weights_source']}), layers "
           f"{result['backbone']['layers']}, input {result['input_size']} px ({result['resize_mode']})",
           f"- scorer: {result['scorer']}",
-          f"- threshold (good-only, conformal): {result['threshold']}",
+          f"- threshold: {(model.calibration or {}).get('description') or result['threshold']}",
           f"- fit: {result['fit_seconds']} s; inspection: {result['ms_per_image']} ms/image "
           f"({result['device']}, {result['torch_threads']} threads)", "",
           "| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in rows]

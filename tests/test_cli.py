@@ -41,9 +41,19 @@ def test_evaluate_command_writes_report(synthetic_mvtec, tmp_path, capsys):
 def test_errors_are_reported_once_with_exit_code_2(tmp_path, capsys):
     rc = main(["fit", "--good", str(tmp_path), "--out", str(tmp_path / "m.dimodel"), "--quiet"])
     assert rc == 2 and "no images found" in capsys.readouterr().err
+    rc = main(["predict", "--model", str(tmp_path / "x.dimodel"), str(tmp_path), "--out", str(tmp_path / "o")])
+    assert rc == 2 and "no images found" in capsys.readouterr().err  # inputs are checked before the model
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "part.png")
     (tmp_path / "broken.dimodel").write_bytes(b"xx")
     rc = main(["predict", "--model", str(tmp_path / "broken.dimodel"), str(tmp_path), "--out", str(tmp_path / "o")])
     assert rc == 2 and "damaged" in capsys.readouterr().err
+    rc = main(["predict", "--model", str(tmp_path / "broken.dimodel"), str(tmp_path), "--out", str(tmp_path / "part.png")])
+    assert rc == 2 and "is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse refuses out-of-range values before any work
+        main(["fit", "--good", str(tmp_path), "--out", str(tmp_path / "m.dimodel"), "--coreset-ratio", "0"])
 
 
 def test_demo_runs_on_pypi_solar_cells(tmp_path, capsys):

@@ -75,7 +75,12 @@ class Backbone(torch.nn.Module):
         self.device = device
         with torch.inference_mode():
             probe = torch.zeros(1, 3, 2 * spec.size_multiple * 2, 2 * spec.size_multiple * 2, device=device)
-            self.feature_dim = int(self._features(probe).shape[-1])
+            try:
+                self.feature_dim = int(self._features(probe).shape[-1])
+            except (AssertionError, IndexError) as exc:
+                raise InspectError(
+                    f"layers {list(self.layers)} are not valid for backbone {spec.name!r} ({exc}); "
+                    f"its default is {list(spec.default_layers)}.") from None
 
     @property
     def name(self) -> str:
