@@ -45,12 +45,30 @@ def test_lognormal_bound_has_the_target_rate_on_lognormal_scores_with_25_images(
     assert frr.mean() == pytest.approx(alpha, abs=0.0015)
 
 
-def test_auto_uses_conformal_when_n_allows_it_else_the_lognormal_tail():
+def test_exponential_tail_has_the_target_rate_on_exponential_scores_with_25_images():
+    rng = np.random.default_rng(5)
+    alpha = 0.01
+    t = np.array([cal.exptail_threshold(5 + rng.exponential(size=25), alpha)["threshold"] for _ in range(4000)])
+    frr = np.exp(-(t - 5))
+    assert frr.mean() == pytest.approx(alpha, abs=0.0015)
+
+
+def test_exponential_tail_formula_and_its_exceedance_agree():
+    s = np.arange(1.0, 12.0)  # n = 11: k = 5 excesses over u = 6: 1..5, mean 3
+    c = cal.exptail_threshold(s, 0.01)
+    tail = c["tail"]
+    assert (tail["u"], tail["k"], tail["m"], tail["p"]) == (6.0, 5, 3.0, 0.5)
+    assert c["threshold"] == pytest.approx(6 + 5 * 3 * (50 ** (1 / 5) - 1))
+    assert cal.tail_exceedance(tail, c["threshold"]) == pytest.approx(0.01)
+
+
+def test_auto_uses_conformal_when_n_allows_it_else_the_exponential_tail():
     rng = np.random.default_rng(2)
-    assert cal.good_only_threshold(rng.lognormal(size=25), 0.01)["method"] == "lognormal"
+    assert cal.good_only_threshold(rng.lognormal(size=25), 0.01)["method"] == "exptail"
     assert cal.good_only_threshold(rng.lognormal(size=99), 0.01)["method"] == "conformal"
     assert cal.good_only_threshold(rng.lognormal(size=19), 0.05)["method"] == "conformal"
-    assert cal.good_only_threshold([1.0, 2.0], 0.01)["method"] == "conformal"  # too few for a fit
+    assert cal.good_only_threshold([1.0, 2.0, 3.0], 0.01)["method"] == "conformal"  # too few for a tail
+    assert cal.good_only_threshold(rng.lognormal(size=25), 0.01, "lognormal")["method"] == "lognormal"
 
 
 def test_clopper_pearson_known_values():
@@ -64,9 +82,10 @@ def test_frr_at_counts_scores_at_or_above_and_uses_the_tail_inside_the_interval(
     s = np.arange(1.0, 101.0)
     r = cal.frr_at(s, 91.0)
     assert r["exceed"] == 10 and r["estimate"] == pytest.approx(0.10) and r["ci95"][0] < 0.1 < r["ci95"][1]
-    tail = cal.fit_lognormal(s)
-    r2 = cal.frr_at(s, 500.0, tail)
-    assert r2["exceed"] == 0 and 0 < r2["estimate"] <= r2["ci95"][1]
+    s = np.random.default_rng(0).lognormal(0, 0.3, 100)
+    for tail in (cal.fit_lognormal(s), cal.fit_exptail(s)):
+        r2 = cal.frr_at(s, s.max() * 1.05, tail)
+        assert r2["exceed"] == 0 and 0 < r2["estimate"] <= r2["ci95"][1]  # the tail, not 0
 
 
 def test_good_only_rejects_bad_input():
@@ -211,7 +230,7 @@ def toy_model(tmp_path_factory):
 def test_fit_cross_fits_every_image_and_records_how(toy_model):
     _, m = toy_model
     c = m.calibration
-    assert len(c["holdout_scores"]) == 12 and c["chosen_by"] == "good-only" and c["method"] == "lognormal"
+    assert len(c["holdout_scores"]) == 12 and c["chosen_by"] == "good-only" and c["method"] == "exptail"
     assert c["threshold"] == m.threshold and "cross-fit, 2 folds" in c["description"]
     assert 0 <= c["frr_ci95"][0] <= c["frr_ci95"][1] <= 1 and c["synthetic"]["n"] == 4
     assert {"floor", "pixel_threshold", "expected_frr"} <= set(c) and m.color_range()[1] == m.threshold
