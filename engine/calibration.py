@@ -49,10 +49,9 @@ Few labels (some labelled good and defective images)
     own score -- what a plain F1-max returns -- is the worst of them.
 
 Pixel threshold (where the defect contour is drawn)
-    From good images only: the ``1 - alpha`` quantile of the per-image *maximum* of good anomaly
-    maps, so a good part shows a contour about as often as it is rejected
-    (``pixel_threshold_from_good``). With defect masks: pixel-level F1-max over all pixels
-    (``pixel_threshold_from_masks``).
+    From good images only: the 99.5 % quantile of all pixels of good anomaly maps, so about 0.5 % of
+    a good part's area lies inside a contour (``pixel_threshold_from_good``). With defect masks:
+    pixel-level F1-max over all pixels (``pixel_threshold_from_masks``).
 
 Display scale: :func:`engine.overlay.normalise` maps ``floor`` (median good patch score) to 0 and the
 image threshold to 0.5, ``n(v) = clip(0.5 (v - floor) / (threshold - floor), 0, 1)``.
@@ -429,19 +428,30 @@ def _weighted_at(curve: dict, defect_scores, good_scores, extra_good_scores, thr
 # Pixel threshold
 
 
-def pixel_threshold_from_good(good_maps, target_frr: float = 0.01) -> dict:
-    """Contour threshold from good anomaly maps only (module docstring).
+def pixel_threshold_from_good(good_maps, area_fraction: float = 0.005, max_pixels: int = 2_000_000,
+                              seed: int = 0) -> dict:
+    """Contour threshold from good anomaly maps only: the ``1 - area_fraction`` quantile of their pixels.
+
+    About ``area_fraction`` of a typical good part's area then lies inside a contour.
 
     Args:
-        good_maps: sequence of ``(H, W)`` (or ``(h, w)`` patch) score maps of good images the scorer
-            did not learn.
-        target_frr: fraction of good images allowed to show a contour.
+        good_maps: sequence of ``(H, W)`` score maps of good images the scorer did not learn.
+        area_fraction: share of good pixels allowed above the threshold, in (0, 1).
+        max_pixels: above this many pixels a fixed random subsample is used (memory).
     Returns:
-        dict ``pixel_threshold``, ``pixel_method`` ("good-max-quantile"), ``n_good``.
+        dict ``pixel_threshold``, ``pixel_method`` ("good-pixel-quantile"), ``pixel_area_fraction``.
+    Raises:
+        ValueError: no map, or area_fraction outside (0, 1).
     """
-    maxima = [float(np.max(m)) for m in good_maps]
-    t = good_only_threshold(maxima, target_frr)["threshold"]
-    return {"pixel_threshold": float(t), "pixel_method": "good-max-quantile", "n_good": len(maxima)}
+    if not 0 < area_fraction < 1:
+        raise ValueError(f"area_fraction must be in (0, 1), got {area_fraction}")
+    v = np.concatenate([np.asarray(m, np.float32).ravel() for m in good_maps] or [np.zeros(0, np.float32)])
+    if v.size == 0:
+        raise ValueError("need at least one good anomaly map for a pixel threshold")
+    if v.size > max_pixels:
+        v = v[np.random.default_rng(seed).choice(v.size, max_pixels, replace=False)]
+    return {"pixel_threshold": float(np.quantile(v, 1 - area_fraction)), "pixel_method": "good-pixel-quantile",
+            "pixel_area_fraction": float(area_fraction)}
 
 
 def pixel_threshold_from_masks(maps, masks, max_pixels: int = 4_000_000, seed: int = 0) -> dict:

@@ -192,10 +192,11 @@ def test_pixel_threshold_from_masks_is_the_brute_force_pixel_f1_max():
     assert r["pixel_f1"] == pytest.approx(precision_recall_f1_at(y, v, best)["f1"])
 
 
-def test_pixel_threshold_from_good_is_a_quantile_of_map_maxima():
-    maps = [np.full((4, 4), float(i)) for i in range(1, 201)]
-    r = cal.pixel_threshold_from_good(maps, 0.05)
-    assert r["pixel_threshold"] == 191.0 and r["pixel_method"] == "good-max-quantile"
+def test_pixel_threshold_from_good_is_the_quantile_of_all_good_pixels():
+    maps = [np.arange(500.0).reshape(20, 25), np.arange(500.0, 1000.0).reshape(25, 20)]
+    r = cal.pixel_threshold_from_good(maps)
+    assert r["pixel_threshold"] == pytest.approx(np.quantile(np.arange(1000.0), 0.995))
+    assert r["pixel_method"] == "good-pixel-quantile" and r["pixel_area_fraction"] == 0.005
 
 
 # ------------------------------------------------------------------ model and CLI
