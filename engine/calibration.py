@@ -349,9 +349,9 @@ def few_label_threshold(defect_scores, good_scores=None, extra_good_scores=None,
     * ``prior=None``: the F1-max of the weighted curve at a score value, lowest on a tie -- with
       labels only exactly :func:`engine.metrics.f1_max`'s threshold.
     * ``prior`` given (the good-only threshold; what :meth:`InspectionModel.recalibrate` does):
-      F1-max over the labelled images, and among all thresholds that reach it the prior itself
-      when it is one of them, else the middle of the nearest range that reaches it
-      (:func:`f1_max_intervals`). A few labels rarely pin the threshold down: with one defect every
+      F1-max over the labelled images (over the defects and the extra goods when no good is
+      labelled), and among all thresholds that reach it the prior itself when it is one of them,
+      else the middle of the nearest range that reaches it (:func:`f1_max_intervals`). A few labels rarely pin the threshold down: with one defect every
       threshold up to its score gives F1 = 1, and the score itself is the worst choice among them
       (it misses every later defect that scores lower). Labels move the good-only threshold only
       as far as they contradict it. ``docs/LABEL_EFFICIENCY.md`` measures the difference.
@@ -393,7 +393,8 @@ def few_label_threshold(defect_scores, good_scores=None, extra_good_scores=None,
     thr = float(t[i])
     labelled_goods = good_scores if good_scores is not None and np.size(good_scores) else None
     if objective == "f1" and prior is not None:
-        _, ranges = f1_max_intervals(defect_scores, labelled_goods)
+        # as in pr_curve: with no labelled good, the known goods stand in for labelled ones
+        _, ranges = f1_max_intervals(defect_scores, labelled_goods if labelled_goods is not None else extra_good_scores)
         thr = _nearest_in(ranges, float(prior))
         placement = "prior" if thr == float(prior) else "nearest-range"
     at = _weighted_at(c, defect_scores, good_scores, extra_good_scores, thr)

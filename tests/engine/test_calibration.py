@@ -149,9 +149,13 @@ def test_prior_is_kept_inside_the_f1_max_range_and_moved_to_the_middle_otherwise
     assert cal.few_label_threshold([35.0], [30.0], prior=32.0)["threshold"] == 32.0
     assert cal.few_label_threshold([35.0], [30.0], prior=24.0)["threshold"] == 32.5
     assert cal.few_label_threshold([35.0], [30.0], prior=40.0)["threshold"] == 32.5
-    # defects only: any threshold up to the lowest defect works; a prior above it comes down to it
-    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=24.0)["threshold"] == 20.0
+    # defects only: the known goods stand in for labelled ones, (2, 20] reaches F1 = 1
+    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=24.0)["threshold"] == 11.0
     assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=12.0)["threshold"] == 12.0
+    # a subtle labelled defect among the known goods does not drag the threshold down into them
+    goods = np.linspace(0, 10, 50)
+    r = cal.few_label_threshold([5.0, 30.0, 31.0], None, goods, prior=9.0)
+    assert r["threshold"] > 10.0
 
 
 def test_only_defects_labelled_uses_the_known_good_scores_as_the_good_side():
