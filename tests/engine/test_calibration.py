@@ -283,3 +283,18 @@ def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, ca
     assert m.calibration["method"] == "target-recall" and m.calibration["recall"] == 1.0
     assert m.calibration["pixel_method"] == "mask-f1"
     assert math.isfinite(m.threshold)
+
+
+def test_calibrate_cli_skips_good_subfolders_and_finds_mvtec_masks(tmp_path):
+    from engine.calibrate_cli import find_masks, list_defective
+
+    for rel in ("test/good/000.png", "test/crack/000.png", "test/crack/001.png", "gt/crack/000_mask.png",
+                "gt/crack/001.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    found = list_defective([str(tmp_path / "test")], recursive=True)
+    assert [p.name for p, _ in found] == ["000.png", "001.png"] and all(p.parent.name == "crack" for p, _ in found)
+    masks = find_masks(found, tmp_path / "gt")
+    assert sorted(m.name for m in masks.values()) == ["000_mask.png", "001.png"]
+    one_folder = list_defective([str(tmp_path / "test" / "crack")], recursive=False)
+    assert len(find_masks(one_folder, tmp_path / "gt")) == 2  # found under gt/<folder name>/
