@@ -355,9 +355,12 @@ class InspectionModel:
                     progress: ProgressFn | None = None) -> dict:
         """Choose a new threshold for a fitted model, from good and (optionally) defective images.
 
-        Good images the model learned from (or already held out) are not scored again -- their
-        scores would be self-matches -- their stored cross-fitted scores stand in for them. The
-        others join the stored good scores.
+        Good images the model learned from (or already held out, or scored by an earlier
+        recalibration) are not scored again -- their scores would be self-matches or duplicates --
+        their stored scores stand in for them. The others are scored by the final model and join the
+        stored good scores for good (their paths go to ``calibration["extra_good_images"]``); the
+        final model learned from all training images, so its scores run a little lower than the
+        cross-fitted ones.
 
         * no defective image: good-only threshold at ``target_frr`` (default: the stored target);
         * defective images: :func:`engine.calibration.few_label_threshold` with ``objective``
@@ -385,13 +388,14 @@ class InspectionModel:
         if not self.is_fitted:
             raise NotFittedError("recalibrate needs a fitted model; run fit first.")
         old = dict(self.calibration)
-        known = {str(Path(p).resolve()) for p in self.provenance.get("images", []) + self.provenance.get("holdout_images", [])}
+        known = {str(Path(p).resolve()) for p in self.provenance.get("images", []) + self.provenance.get("holdout_images", [])
+                 + list(old.get("extra_good_images") or [])}
         good_paths = [Path(p) for p in good_paths]
         new_good = [p for p in good_paths if str(p.resolve()) not in known]
         reused = len(good_paths) - len(new_good)
         defective_paths = [Path(p) for p in defective_paths]
         masks = {str(Path(k).resolve()): Path(v) for k, v in (masks or {}).items()}
-        g_scores, g_pix, g_imgs, d_scores, px_maps, px_masks, skipped = [], [], [], [], [], [], []
+        g_scores, g_used, g_pix, g_imgs, d_scores, px_maps, px_masks, skipped = [], [], [], [], [], [], [], []
         rng = np.random.default_rng(0)
         for label, plist in ((0, new_good), (1, defective_paths)):
             for path, pred, img, err in self.predict_paths(plist, progress=progress):
@@ -400,6 +404,7 @@ class InspectionModel:
                     continue
                 if label == 0:
                     g_scores.append(pred.score)
+                    g_used.append(str(path.resolve()))
                     g_pix.append(_shrink_map(pred.anomaly_map)[::2, ::2].ravel())
                     if len(g_imgs) < max(0, synthetic):
                         g_imgs.append(img)
@@ -429,6 +434,7 @@ class InspectionModel:
         f = frr_at(pool, calib["threshold"], calib.get("tail"))
         calib.update(target_frr=frr_target, n_good=len(pool), n_good_new=len(g_scores), n_good_reused=reused,
                      n_defective=len(d_scores), holdout_scores=[float(s) for s in pool],
+                     extra_good_images=list(old.get("extra_good_images") or []) + g_used,
                      floor=old.get("floor"),
                      score_source=old.get("score_source", "stored") + (f" + {len(g_scores)} new good" if g_scores else ""),
                      calibrated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), skipped=skipped)

@@ -262,6 +262,9 @@ def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, t
     m.save(tmp_path / "m2.dimodel")
     m2 = InspectionModel.load(tmp_path / "m2.dimodel", device="cpu")
     assert m2.threshold == m.threshold and m2.calibration["curve"] == c["curve"]
+    again = m2.recalibrate(good, synthetic=0)  # the same good images again: not counted twice
+    assert again["n_good_new"] == 0 and again["n_good_reused"] == 3 and again["n_good"] == 15
+    assert again["chosen_by"] == "good-only" and again["history"][-1]["chosen_by"] == "labels"
 
 
 def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, capsys):
