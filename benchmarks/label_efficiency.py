@@ -16,8 +16,8 @@ For each shared category (MVTec AD layout under ``--data``):
    (F1-max on the labels placed nearest the good-only threshold, the cross-fitted good scores as
    extra goods; good-only while no defect is drawn); the plain F1-max threshold is kept beside it. Precision, recall and F1 on the evaluation half are averaged over
    ``--draws`` random splits and draws.
-4. *Pixel threshold*: pixel F1 on the evaluation half's masks at the good-only contour threshold and
-   at the pixel-F1 threshold of the pool's masks.
+4. *Pixel threshold*: pixel F1 on the evaluation half's masks at contour thresholds chosen on the
+   pool half (from its good maps only, or from its masks).
 
 Writes ``docs/label_efficiency.png``, ``docs/label_efficiency.json`` and the tables between the
 ``<!-- BEGIN name -->`` / ``<!-- END name -->`` markers of ``docs/LABEL_EFFICIENCY.md``.
@@ -127,7 +127,7 @@ def good_only_study(d: dict, target: float = 0.01) -> dict:
     hold = np.asarray(d["legacy_calibration"]["holdout_scores"])
     rows = {}
     variants = {"cross-fit auto (default)": (cf, "auto", s), "cross-fit conformal": (cf, "conformal", s),
-                "cross-fit log-normal": (cf, "lognormal", s),
+                "cross-fit exp. tail": (cf, "exptail", s), "cross-fit log-normal": (cf, "lognormal", s),
                 "10% hold-out conformal (old)": (hold, "conformal", ls),
                 "10% hold-out auto": (hold, "auto", ls)}
     for name, (cs, method, sc) in variants.items():
@@ -143,7 +143,7 @@ def good_only_study(d: dict, target: float = 0.01) -> dict:
     return rows
 
 
-def small_n_study(d: dict, ns=(10, 20, 30, 50, 100), target: float = 0.01, draws: int = 300, seed: int = 0) -> dict:
+def small_n_study(d: dict, ns=(10, 20, 30, 50, 100), target: float = 0.01, draws: int = 400, seed: int = 0) -> dict:
     """Re-draw n cross-fitted scores as the calibration set; FRR on the remaining cross-fitted
     scores (same distribution: the estimator alone) and on test/good (train->test shift included)."""
     rng = np.random.default_rng(seed)
@@ -154,7 +154,7 @@ def small_n_study(d: dict, ns=(10, 20, 30, 50, 100), target: float = 0.01, draws
     for n in ns:
         if n >= cf.size - 10:
             continue
-        res = {m: {"rest": [], "test": []} for m in ("conformal", "lognormal")}
+        res = {m: {"rest": [], "test": []} for m in ("conformal", "exptail", "lognormal")}
         for _ in range(draws):
             idx = rng.permutation(cf.size)
             cal_s, rest = cf[idx[:n]], cf[idx[n:]]
@@ -164,6 +164,16 @@ def small_n_study(d: dict, ns=(10, 20, 30, 50, 100), target: float = 0.01, draws
                 res[m]["test"].append(np.mean(tg >= t))
         out[n] = {m: {k: float(np.mean(v)) for k, v in r.items()} for m, r in res.items()}
     return out
+
+
+def synthetic_by_kind(d: dict, target: float = 0.01) -> dict | None:
+    """Synthetic-defect detection rate per kind at the default good-only threshold."""
+    syn = d["calibration"].get("synthetic")
+    if not syn:
+        return None
+    t = cal.good_only_threshold(d["calibration"]["holdout_scores"], target)["threshold"]
+    s, k = np.asarray(syn["scores"]), np.asarray(syn["kinds"])
+    return {str(kind): float(np.mean(s[k == kind] >= t)) for kind in np.unique(k)} | {"n": int(s.size)}
 
 
 # ------------------------------------------------------------------ 3. label efficiency
@@ -217,29 +227,37 @@ def label_study(d: dict, draws: int, seed: int = 0, counts=LABEL_COUNTS) -> dict
 
 
 # ------------------------------------------------------------------ 4. pixel threshold
-def pixel_study(d: dict, draws: int = 5, seed: int = 0) -> dict | None:
+def pixel_study(d: dict, draws: int = 10, seed: int = 0) -> dict | None:
+    """Pixel F1 on the evaluation half's masks at contour thresholds chosen on the pool half: from the
+    pool's *good* maps only (the product rule, 99.5 % pixel quantile; and the per-image-maximum
+    rule it replaced), from the pool's masks (pixel F1-max), and at the image threshold."""
     y, hm = d["labels"].astype(bool), d["has_mask"].astype(bool)
     if not (hm & y).any():
         return None
     maps, masks = d["maps"].astype(np.float32), d["masks"]
-    good_t = d["calibration"].get("pixel_threshold")
     rng = np.random.default_rng(seed)
-    got = {"good-only (max quantile)": [], "pool masks (pixel F1)": [], "image threshold": []}
+    names = ("good pixels, 99.5% quantile (default)", "good map maxima, 99% quantile", "pool masks, pixel F1-max",
+             "image threshold")
+    got = {k: [] for k in names}
     idx_all = np.flatnonzero(hm)
     for _ in range(draws):
         idx = rng.permutation(idx_all)
         pool, ev = idx[: idx.size // 2], idx[idx.size // 2:]
-        if not masks[pool].any() or not masks[ev].any():
+        pool_good = pool[~y[pool]]
+        if not masks[pool].any() or not masks[ev].any() or pool_good.size == 0:
             continue
-        tm = cal.pixel_threshold_from_masks(maps[pool], masks[pool])["pixel_threshold"]
+        ts = [cal.pixel_threshold_from_good(maps[pool_good])["pixel_threshold"],
+              cal.good_only_threshold(maps[pool_good].max(axis=(1, 2)), 0.01)["threshold"],
+              cal.pixel_threshold_from_masks(maps[pool], masks[pool])["pixel_threshold"],
+              d["calibration"]["threshold"]]
         v, lab = maps[ev].ravel(), masks[ev].ravel()
-        for name, t in (("good-only (max quantile)", good_t), ("pool masks (pixel F1)", tm),
-                        ("image threshold", d["calibration"]["threshold"])):
+        for name, t in zip(names, ts):
             got[name].append(precision_recall_f1_at(lab, v, t)["f1"])
     v, lab = maps[idx_all].ravel(), masks[idx_all].ravel()
     step = max(1, v.size // 2_000_000)
     oracle = f1_max(lab[::step], v[::step])[0]
-    return {"pixel_f1": {k: float(np.mean(x)) for k, x in got.items() if x}, "oracle_pixel_f1": float(oracle)}
+    return {"pixel_f1": {k: float(np.mean(x)) for k, x in got.items() if x}, "oracle_pixel_f1": float(oracle),
+            "names": list(names)}
 
 
 # ------------------------------------------------------------------ report
@@ -279,22 +297,25 @@ def tables(results: dict) -> dict[str, str]:
                          f"{tf['k']}/{tf['n']} = {_pct(tf['rate'])} ({_pct(tf['ci95'][0])}-{_pct(tf['ci95'][1])}) | "
                          f"{_pct(g['recall'])} | {syn} |")
     out["good_only"] = "\n".join(lines)
-    lines = ["| category | n | conformal: FRR on rest of train / on test/good | log-normal: FRR on rest / on test/good |",
-             "|---|---|---|---|"]
+    lines = ["| category | n | conformal: FRR on rest of train / on test/good | exp. tail: on rest / on test/good | "
+             "log-normal: on rest / on test/good |", "|---|---|---|---|---|"]
     for name, r in results.items():
         for i, (n, v) in enumerate(r["small_n"].items()):
-            lines.append(f"| {name if i == 0 else ''} | {n} | {_pct(v['conformal']['rest'])} / "
-                         f"{_pct(v['conformal']['test'])} | {_pct(v['lognormal']['rest'])} / {_pct(v['lognormal']['test'])} |")
+            lines.append(f"| {name if i == 0 else ''} | {n} | " + " | ".join(
+                f"{_pct(v[m]['rest'])} / {_pct(v[m]['test'])}" for m in ("conformal", "exptail", "lognormal")) + " |")
     out["small_n"] = "\n".join(lines)
-    lines = ["| category | pixel F1 at good-only contour threshold | at pool-mask pixel-F1 threshold | "
-             "at the image threshold | best possible (all masks) |", "|---|---|---|---|---|"]
+    lines, names = None, None
     for name, r in results.items():
         p = r.get("pixel")
-        if p:
-            f = p["pixel_f1"]
-            lines.append(f"| {name} | {f.get('good-only (max quantile)', float('nan')):.3f} | "
-                         f"{f.get('pool masks (pixel F1)', float('nan')):.3f} | {f.get('image threshold', float('nan')):.3f} | "
-                         f"{p['oracle_pixel_f1']:.3f} |")
+        if not p:
+            continue
+        if lines is None:
+            names = p["names"]
+            lines = ["| category | " + " | ".join(names) + " | best possible (all masks) |",
+                     "|---" * (len(names) + 2) + "|"]
+        lines.append(f"| {name} | " + " | ".join(f"{p['pixel_f1'].get(k, float('nan')):.3f}" for k in names)
+                     + f" | {p['oracle_pixel_f1']:.3f} |")
+    lines = lines or ["(no category with masks)"]
     out["pixel"] = "\n".join(lines)
     return out
 
@@ -317,24 +338,36 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     n = len(results)
-    fig, axes = plt.subplots(1, n, figsize=(3.4 * n, 3.4), sharey=True, squeeze=False)
+    cols = min(3, n)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.5 * rows), sharey=True, squeeze=False)
+    flat = axes.ravel()
     x = np.arange(len(LABEL_COUNTS))
-    for ax, (name, r) in zip(axes[0], results.items()):
+    for ax, (name, r) in zip(flat, results.items()):
         bc = r["labels"]["by_count"]
         for key, col in (("f1", "k"), ("precision", "tab:blue"), ("recall", "tab:orange")):
             mean = np.array([bc[str(m)][key] for m in LABEL_COUNTS])
             std = np.array([bc[str(m)][f"{key}_std"] for m in LABEL_COUNTS])
             ax.plot(x, mean, "o-", color=col, label=key, lw=2 if key == "f1" else 1)
             if key == "f1":
-                ax.fill_between(x, mean - std, mean + std, color=col, alpha=0.12)
-        ax.axhline(r["labels"]["oracle_f1"], color="grey", ls=":", lw=1, label="F1-max on eval (oracle)")
+                ax.fill_between(x, mean - std, mean + std, color=col, alpha=0.12, label="F1 +- 1 sd over draws")
+        ax.plot(x, [bc[str(m)]["f1_plain"] for m in LABEL_COUNTS], "s--", color="k", alpha=0.45, ms=3, lw=1,
+                label="F1, plain F1-max threshold")
+        ax.axhline(r["labels"]["oracle_f1"], color="grey", ls=":", lw=1, label="F1-max on eval half (oracle)")
         ax.set_xticks(x, [str(m) for m in LABEL_COUNTS])
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("labelled images (0 = good-only)")
+        ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("on held-out half of test")
-    axes[0][0].set_ylim(0, 1.02)
-    axes[0][-1].legend(fontsize=7, loc="lower right")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("on held-out half of test")
+    handles, labels = flat[0].get_legend_handles_labels()
+    for ax in flat[n:]:
+        ax.axis("off")
+    if n < flat.size:
+        flat[n].legend(handles, labels, loc="center", fontsize=9)
+    else:
+        flat[-1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
@@ -363,8 +396,7 @@ def main(argv=None) -> int:
         print(f"{rel}:", flush=True)
         d = compute_scores(root, Path(a.cache), a.max_train)
         r = {"n_train": d["n_train"], "n_train_total": d["n_train_total"], "n_test": int(d["labels"].size),
-             "n_test_good": int((d["labels"] == 0).sum()), "calibration": d["description"],
-             "synthetic": (d["calibration"].get("synthetic") or {}).get("by_kind"),
+             "n_test_good": int((d["labels"] == 0).sum()), "synthetic": synthetic_by_kind(d),
              "good_only": good_only_study(d), "small_n": small_n_study(d), "labels": label_study(d, a.draws),
              "pixel": pixel_study(d)}
         results[root.name] = r

@@ -3,10 +3,13 @@
     python main.py calibrate --model part.dimodel --good new_good/                      # good-only
     python main.py calibrate --model part.dimodel --good good/ --defective bad/         # F1-max
     python main.py calibrate --model part.dimodel --good good/ --defective bad/ --target-precision 0.95
-    python main.py calibrate --model part.dimodel --good good/ --defective bad/ --masks ground_truth/
+    python main.py calibrate --model part.dimodel --good train/good --defective test --recursive --masks ground_truth
 
 Good images the model learned from are recognised by path and not scored again (their
-cross-fitted scores are in the model file already). The model is written back to ``--model``
+cross-fitted scores are in the model file already). With ``--recursive``, a sub-folder named
+``good`` under a ``--defective`` folder is skipped, so an MVTec-layout ``test`` folder can be given
+whole; masks are looked up under ``--masks`` at the same relative path (``<stem>_mask.png`` or
+``<stem>.png``), also below a folder named like the ``--defective`` folder. The model is written back to ``--model``
 unless ``--out`` names another file. The method is in :mod:`engine.calibration`; the engine call is
 :meth:`engine.model.InspectionModel.recalibrate`.
 
@@ -30,7 +33,8 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model file (.dimodel) to recalibrate")
     p.add_argument("--good", required=True, help="folder of good images")
-    p.add_argument("--defective", help="folder of labelled defective images (enables few-label calibration)")
+    p.add_argument("--defective", nargs="+", metavar="DIR",
+                   help="folder(s) of labelled defective images (enables few-label calibration)")
     p.add_argument("--masks", help="folder of defect masks (<stem>_mask.png or <stem>.png, same sub-folders "
                                    "as --defective): sets the contour threshold by pixel F1")
     p.add_argument("--target-frr", type=float, default=None,
@@ -50,16 +54,30 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     return p
 
 
-def find_masks(defective: list[Path], defective_root: Path, mask_root: Path) -> dict[Path, Path]:
-    """Mask file of each defective image: same relative folder under ``mask_root``, name in
-    :data:`MASK_SUFFIXES`. Images without a mask are left out."""
+def list_defective(folders: list[str], recursive: bool) -> list[tuple[Path, Path]]:
+    """``(image, its --defective folder)`` for every image; sub-folders named ``good`` are skipped."""
+    from .images import list_images
+
+    out = []
+    for folder in folders:
+        root = Path(folder)
+        for p in list_images(root, recursive=recursive):
+            if any(part.lower() == "good" for part in p.relative_to(root).parts[:-1]):
+                continue
+            out.append((p, root))
+    return out
+
+
+def find_masks(defective: list[tuple[Path, Path]], mask_root: Path) -> dict[Path, Path]:
+    """Mask file of each ``(image, its folder)``: same relative folder under ``mask_root`` (or under
+    ``mask_root / folder name``), name in :data:`MASK_SUFFIXES`. Images without a mask are left out."""
     out = {}
-    for p in defective:
-        rel = p.relative_to(defective_root).parent
-        for suf in MASK_SUFFIXES:
-            m = mask_root / rel / f"{p.stem}{suf}"
-            if m.is_file():
-                out[p] = m
+    for p, root in defective:
+        rel = p.relative_to(root).parent
+        for base in (mask_root / rel, mask_root / root.name / rel):
+            hit = next((base / f"{p.stem}{suf}" for suf in MASK_SUFFIXES if (base / f"{p.stem}{suf}").is_file()), None)
+            if hit is not None:
+                out[p] = hit
                 break
     return out
 
@@ -85,10 +103,13 @@ def run_calibrate(args) -> int:
             raise DatasetError(f"--{name.replace('_', '-')} must be in (0, 1], got {v}.")
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
     good = list_images(args.good, recursive=args.recursive)
-    bad = list_images(args.defective, recursive=args.recursive) if args.defective else []
-    masks = find_masks(bad, Path(args.defective), Path(args.masks)) if args.masks and bad else {}
+    labelled = list_defective(args.defective, args.recursive) if args.defective else []
+    bad = [p for p, _ in labelled]
+    if args.defective and not bad:
+        raise DatasetError(f"{', '.join(args.defective)}: no defective image outside 'good' sub-folders.")
+    masks = find_masks(labelled, Path(args.masks)) if args.masks and bad else {}
     if args.masks and bad and not masks:
-        raise DatasetError(f"{args.masks}: no mask found for the images of {args.defective} "
+        raise DatasetError(f"{args.masks}: no mask found for the images of {', '.join(args.defective)} "
                            f"(looked for <stem>{'|'.join(MASK_SUFFIXES)} in the same sub-folders).")
     old = model.threshold
     prog = TqdmProgress(not args.quiet)
@@ -101,6 +122,8 @@ def run_calibrate(args) -> int:
         print(f"skipped: {s}", file=sys.stderr)
     print(f"good images: {c['n_good_new']} new, {c['n_good_reused']} learned by the model (stored scores used); "
           f"{c['n_good']} good scores in all; {c['n_defective']} defective")
+    if masks:
+        print(f"masks found for {len(masks)} of {len(bad)} defective images")
     print(c["description"])
     print(f"threshold: {old if old is None else f'{old:.4g}'} -> {c['threshold']:.4g}")
     if c["chosen_by"] == "labels":

@@ -252,7 +252,8 @@ class InspectionModel:
 
         ``parts`` is a list of ``(learn indices, held-out indices)``; without ``scorer`` a fresh copy
         of the (still unfitted) model scorer learns each part. Returns lists aligned with the
-        concatenated held-out indices: ``scores``, ``map_max`` (max of the anomaly map), the median
+        concatenated held-out indices: ``scores``, ``pixels`` (every 4th row and column of each
+        anomaly map at the network input size), the median
         patch score ``floor``, and synthetic-defect ``syn_scores`` / ``syn_kinds``.
         """
         from .synthetic_defects import KINDS, make_defect
@@ -260,7 +261,7 @@ class InspectionModel:
         rng = np.random.default_rng(seed + 1)
         n_hold = sum(len(h) for _, h in parts)
         syn_pick = set(rng.permutation(np.concatenate([h for _, h in parts]))[:max(0, synthetic)].tolist())
-        scores, map_max, medians, syn_scores, syn_kinds, index = [], [], [], [], [], []
+        scores, pixels, medians, syn_scores, syn_kinds, index = [], [], [], [], [], []
         for f, (learn, hold) in enumerate(parts):
             if progress is not None:
                 progress(f, len(parts), "cross-fit")
@@ -271,7 +272,8 @@ class InspectionModel:
             patch = sc.score(feats[torch.from_numpy(hold)]).numpy()
             for i, ps in zip(hold, patch):
                 scores.append(self._image_score(ps))
-                map_max.append(float(anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma).max()))
+                amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
+                pixels.append(amap[::4, ::4].ravel())
                 medians.append(ps.ravel())
                 index.append(int(i))
             chosen = [i for i in hold if int(i) in syn_pick]
@@ -288,7 +290,7 @@ class InspectionModel:
         if progress is not None:
             progress(len(parts), len(parts), "cross-fit")
         assert len(scores) == n_hold
-        return {"scores": scores, "map_max": map_max, "floor": float(np.median(np.concatenate(medians))),
+        return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
                 "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index}
 
     def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str) -> dict:
@@ -298,9 +300,9 @@ class InspectionModel:
         calib = good_only_threshold(np.asarray(held["scores"]), target_frr, method)
         calib.update(chosen_by="good-only", score_source=source,
                      holdout_scores=[float(s) for s in held["scores"]],
-                     holdout_map_max=[float(s) for s in held["map_max"]], floor=held["floor"],
+                     floor=held["floor"],
                      calibrated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-        calib.update(pixel_threshold_from_good(held["map_max"], target_frr) if len(held["map_max"]) >= 1 else {})
+        calib.update(pixel_threshold_from_good(held["pixels"]))
         if held["syn_scores"]:
             calib["synthetic"] = detection_rate(held["syn_scores"], calib["threshold"], held["syn_kinds"])
         calib["description"] = describe_calibration(calib)
@@ -339,9 +341,12 @@ class InspectionModel:
                     progress: ProgressFn | None = None) -> dict:
         """Choose a new threshold for a fitted model, from good and (optionally) defective images.
 
-        Good images the model learned from (or already held out) are not scored again -- their
-        scores would be self-matches -- their stored cross-fitted scores stand in for them. The
-        others join the stored good scores.
+        Good images the model learned from (or already held out, or scored by an earlier
+        recalibration) are not scored again -- their scores would be self-matches or duplicates --
+        their stored scores stand in for them. The others are scored by the final model and join the
+        stored good scores for good (their paths go to ``calibration["extra_good_images"]``); the
+        final model learned from all training images, so its scores run a little lower than the
+        cross-fitted ones.
 
         * no defective image: good-only threshold at ``target_frr`` (default: the stored target);
         * defective images: :func:`engine.calibration.few_label_threshold` with ``objective``
@@ -350,7 +355,8 @@ class InspectionModel:
           when it already reaches the labels' F1-max). The curve is stored in ``calibration["curve"]``.
 
         ``masks`` maps a defective image path to its mask file; with masks the contour threshold is
-        the pixel F1-max, otherwise it comes from good maps. ``synthetic`` new good images also get
+        the pixel F1-max, otherwise the stored one is kept (computed from the new good images' maps
+        when the model has none). ``synthetic`` new good images also get
         synthetic defects scored by this model (they are not in its memory).
 
         Returns:
@@ -368,13 +374,14 @@ class InspectionModel:
         if not self.is_fitted:
             raise NotFittedError("recalibrate needs a fitted model; run fit first.")
         old = dict(self.calibration)
-        known = {str(Path(p).resolve()) for p in self.provenance.get("images", []) + self.provenance.get("holdout_images", [])}
+        known = {str(Path(p).resolve()) for p in self.provenance.get("images", []) + self.provenance.get("holdout_images", [])
+                 + list(old.get("extra_good_images") or [])}
         good_paths = [Path(p) for p in good_paths]
         new_good = [p for p in good_paths if str(p.resolve()) not in known]
         reused = len(good_paths) - len(new_good)
         defective_paths = [Path(p) for p in defective_paths]
         masks = {str(Path(k).resolve()): Path(v) for k, v in (masks or {}).items()}
-        g_scores, g_max, g_imgs, d_scores, px_maps, px_masks, skipped = [], [], [], [], [], [], []
+        g_scores, g_used, g_pix, g_imgs, d_scores, px_maps, px_masks, skipped = [], [], [], [], [], [], [], []
         rng = np.random.default_rng(0)
         for label, plist in ((0, new_good), (1, defective_paths)):
             for path, pred, img, err in self.predict_paths(plist, progress=progress):
@@ -383,7 +390,8 @@ class InspectionModel:
                     continue
                 if label == 0:
                     g_scores.append(pred.score)
-                    g_max.append(float(pred.anomaly_map.max()))
+                    g_used.append(str(path.resolve()))
+                    g_pix.append(_shrink_map(pred.anomaly_map)[::2, ::2].ravel())
                     if len(g_imgs) < max(0, synthetic):
                         g_imgs.append(img)
                     if masks:
@@ -412,7 +420,8 @@ class InspectionModel:
         f = frr_at(pool, calib["threshold"], calib.get("tail"))
         calib.update(target_frr=frr_target, n_good=len(pool), n_good_new=len(g_scores), n_good_reused=reused,
                      n_defective=len(d_scores), holdout_scores=[float(s) for s in pool],
-                     holdout_map_max=list(old.get("holdout_map_max") or []) + g_max, floor=old.get("floor"),
+                     extra_good_images=list(old.get("extra_good_images") or []) + g_used,
+                     floor=old.get("floor"),
                      score_source=old.get("score_source", "stored") + (f" + {len(g_scores)} new good" if g_scores else ""),
                      calibrated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), skipped=skipped)
         if d_scores:
@@ -421,8 +430,10 @@ class InspectionModel:
             del calib["floor"]  # a model without one keeps the fixed colour range
         if px_masks and any(m.any() for m in px_masks):
             calib.update(pixel_threshold_from_masks(px_maps, px_masks))
-        elif calib["holdout_map_max"]:
-            calib.update(pixel_threshold_from_good(calib["holdout_map_max"], frr_target))
+        elif old.get("pixel_threshold") is not None:
+            calib.update({k: old[k] for k in ("pixel_threshold", "pixel_method", "pixel_area_fraction") if k in old})
+        elif g_pix:
+            calib.update(pixel_threshold_from_good(g_pix))
         syn, kinds = [], []
         for img in g_imgs:
             for kind in KINDS:

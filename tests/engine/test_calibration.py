@@ -45,12 +45,30 @@ def test_lognormal_bound_has_the_target_rate_on_lognormal_scores_with_25_images(
     assert frr.mean() == pytest.approx(alpha, abs=0.0015)
 
 
-def test_auto_uses_conformal_when_n_allows_it_else_the_lognormal_tail():
+def test_exponential_tail_has_the_target_rate_on_exponential_scores_with_25_images():
+    rng = np.random.default_rng(5)
+    alpha = 0.01
+    t = np.array([cal.exptail_threshold(5 + rng.exponential(size=25), alpha)["threshold"] for _ in range(4000)])
+    frr = np.exp(-(t - 5))
+    assert frr.mean() == pytest.approx(alpha, abs=0.0015)
+
+
+def test_exponential_tail_formula_and_its_exceedance_agree():
+    s = np.arange(1.0, 12.0)  # n = 11: k = 5 excesses over u = 6: 1..5, mean 3
+    c = cal.exptail_threshold(s, 0.01)
+    tail = c["tail"]
+    assert (tail["u"], tail["k"], tail["m"], tail["p"]) == (6.0, 5, 3.0, 0.5)
+    assert c["threshold"] == pytest.approx(6 + 5 * 3 * (50 ** (1 / 5) - 1))
+    assert cal.tail_exceedance(tail, c["threshold"]) == pytest.approx(0.01)
+
+
+def test_auto_uses_conformal_when_n_allows_it_else_the_exponential_tail():
     rng = np.random.default_rng(2)
-    assert cal.good_only_threshold(rng.lognormal(size=25), 0.01)["method"] == "lognormal"
+    assert cal.good_only_threshold(rng.lognormal(size=25), 0.01)["method"] == "exptail"
     assert cal.good_only_threshold(rng.lognormal(size=99), 0.01)["method"] == "conformal"
     assert cal.good_only_threshold(rng.lognormal(size=19), 0.05)["method"] == "conformal"
-    assert cal.good_only_threshold([1.0, 2.0], 0.01)["method"] == "conformal"  # too few for a fit
+    assert cal.good_only_threshold([1.0, 2.0, 3.0], 0.01)["method"] == "conformal"  # too few for a tail
+    assert cal.good_only_threshold(rng.lognormal(size=25), 0.01, "lognormal")["method"] == "lognormal"
 
 
 def test_clopper_pearson_known_values():
@@ -64,9 +82,10 @@ def test_frr_at_counts_scores_at_or_above_and_uses_the_tail_inside_the_interval(
     s = np.arange(1.0, 101.0)
     r = cal.frr_at(s, 91.0)
     assert r["exceed"] == 10 and r["estimate"] == pytest.approx(0.10) and r["ci95"][0] < 0.1 < r["ci95"][1]
-    tail = cal.fit_lognormal(s)
-    r2 = cal.frr_at(s, 500.0, tail)
-    assert r2["exceed"] == 0 and 0 < r2["estimate"] <= r2["ci95"][1]
+    s = np.random.default_rng(0).lognormal(0, 0.3, 100)
+    for tail in (cal.fit_lognormal(s), cal.fit_exptail(s)):
+        r2 = cal.frr_at(s, s.max() * 1.05, tail)
+        assert r2["exceed"] == 0 and 0 < r2["estimate"] <= r2["ci95"][1]  # the tail, not 0
 
 
 def test_good_only_rejects_bad_input():
@@ -130,9 +149,13 @@ def test_prior_is_kept_inside_the_f1_max_range_and_moved_to_the_middle_otherwise
     assert cal.few_label_threshold([35.0], [30.0], prior=32.0)["threshold"] == 32.0
     assert cal.few_label_threshold([35.0], [30.0], prior=24.0)["threshold"] == 32.5
     assert cal.few_label_threshold([35.0], [30.0], prior=40.0)["threshold"] == 32.5
-    # defects only: any threshold up to the lowest defect works; a prior above it comes down to it
-    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=24.0)["threshold"] == 20.0
+    # defects only: the known goods stand in for labelled ones, (2, 20] reaches F1 = 1
+    assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=24.0)["threshold"] == 11.0
     assert cal.few_label_threshold([20.0, 26.0], None, [1.0, 2.0], prior=12.0)["threshold"] == 12.0
+    # a subtle labelled defect among the known goods does not drag the threshold down into them
+    goods = np.linspace(0, 10, 50)
+    r = cal.few_label_threshold([5.0, 30.0, 31.0], None, goods, prior=9.0)
+    assert r["threshold"] > 10.0
 
 
 def test_only_defects_labelled_uses_the_known_good_scores_as_the_good_side():
@@ -173,10 +196,11 @@ def test_pixel_threshold_from_masks_is_the_brute_force_pixel_f1_max():
     assert r["pixel_f1"] == pytest.approx(precision_recall_f1_at(y, v, best)["f1"])
 
 
-def test_pixel_threshold_from_good_is_a_quantile_of_map_maxima():
-    maps = [np.full((4, 4), float(i)) for i in range(1, 201)]
-    r = cal.pixel_threshold_from_good(maps, 0.05)
-    assert r["pixel_threshold"] == 191.0 and r["pixel_method"] == "good-max-quantile"
+def test_pixel_threshold_from_good_is_the_quantile_of_all_good_pixels():
+    maps = [np.arange(500.0).reshape(20, 25), np.arange(500.0, 1000.0).reshape(25, 20)]
+    r = cal.pixel_threshold_from_good(maps)
+    assert r["pixel_threshold"] == pytest.approx(np.quantile(np.arange(1000.0), 0.995))
+    assert r["pixel_method"] == "good-pixel-quantile" and r["pixel_area_fraction"] == 0.005
 
 
 # ------------------------------------------------------------------ model and CLI
@@ -211,7 +235,7 @@ def toy_model(tmp_path_factory):
 def test_fit_cross_fits_every_image_and_records_how(toy_model):
     _, m = toy_model
     c = m.calibration
-    assert len(c["holdout_scores"]) == 12 and c["chosen_by"] == "good-only" and c["method"] == "lognormal"
+    assert len(c["holdout_scores"]) == 12 and c["chosen_by"] == "good-only" and c["method"] == "exptail"
     assert c["threshold"] == m.threshold and "cross-fit, 2 folds" in c["description"]
     assert 0 <= c["frr_ci95"][0] <= c["frr_ci95"][1] <= 1 and c["synthetic"]["n"] == 4
     assert {"floor", "pixel_threshold", "expected_frr"} <= set(c) and m.color_range()[1] == m.threshold
@@ -238,6 +262,9 @@ def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, t
     m.save(tmp_path / "m2.dimodel")
     m2 = InspectionModel.load(tmp_path / "m2.dimodel", device="cpu")
     assert m2.threshold == m.threshold and m2.calibration["curve"] == c["curve"]
+    again = m2.recalibrate(good, synthetic=0)  # the same good images again: not counted twice
+    assert again["n_good_new"] == 0 and again["n_good_reused"] == 3 and again["n_good"] == 15
+    assert again["chosen_by"] == "good-only" and again["history"][-1]["chosen_by"] == "labels"
 
 
 def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, capsys):
@@ -259,3 +286,18 @@ def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, ca
     assert m.calibration["method"] == "target-recall" and m.calibration["recall"] == 1.0
     assert m.calibration["pixel_method"] == "mask-f1"
     assert math.isfinite(m.threshold)
+
+
+def test_calibrate_cli_skips_good_subfolders_and_finds_mvtec_masks(tmp_path):
+    from engine.calibrate_cli import find_masks, list_defective
+
+    for rel in ("test/good/000.png", "test/crack/000.png", "test/crack/001.png", "gt/crack/000_mask.png",
+                "gt/crack/001.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    found = list_defective([str(tmp_path / "test")], recursive=True)
+    assert [p.name for p, _ in found] == ["000.png", "001.png"] and all(p.parent.name == "crack" for p, _ in found)
+    masks = find_masks(found, tmp_path / "gt")
+    assert sorted(m.name for m in masks.values()) == ["000_mask.png", "001.png"]
+    one_folder = list_defective([str(tmp_path / "test" / "crack")], recursive=False)
+    assert len(find_masks(one_folder, tmp_path / "gt")) == 2  # found under gt/<folder name>/
