@@ -391,7 +391,7 @@ class InspectionModel:
                 if label == 0:
                     g_scores.append(pred.score)
                     g_used.append(str(path.resolve()))
-                    g_pix.append(_shrink_map(pred.anomaly_map)[::2, ::2].ravel())
+                    g_pix.append(shrink_map(pred.anomaly_map)[::2, ::2].ravel())
                     if len(g_imgs) < max(0, synthetic):
                         g_imgs.append(img)
                     if masks:
