@@ -54,13 +54,25 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=_in_range(1, 1024, int), default=8)
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     g.add_argument("--allow-download", action="store_true", help="fetch backbone weights from the hub if online")
-    g.add_argument("--holdout", type=_in_range(0, 0.9), default=0.1, help="fraction of good images held out for calibration")
+    g.add_argument("--folds", type=_in_range(0, 100, int), default=5,
+                   help="cross-fit folds for the good-only threshold (default 5; 0/1 = a single hold-out of --holdout)")
+    g.add_argument("--holdout", type=_in_range(0, 0.9), default=0.1,
+                   help="with --folds 0/1: fraction of good images held out for calibration (0 = no calibration)")
+    g.add_argument("--calibration-method", choices=("auto", "conformal", "exptail", "lognormal"), default="auto",
+                   help="good-only threshold: auto (conformal quantile when there are enough scores for the "
+                        "target, i.e. n >= 99 scores for 1%%, else an exponential tail fit), conformal, exptail, lognormal")
     g.add_argument("--target-frr", type=_in_range(0, 0.5, lo_open=True), default=0.01, help="target false-reject rate of the threshold")
 
 
 def _scorer_params(args) -> dict:
     keys = {"coreset_ratio": args.coreset_ratio, "k": args.k, "metric": args.metric}
     return {k: v for k, v in keys.items() if v is not None}
+
+
+def _fit_kwargs(args) -> dict:
+    """Calibration options shared by fit / evaluate / demo."""
+    return {"holdout_fraction": args.holdout, "target_frr": args.target_frr, "folds": args.folds,
+            "method": args.calibration_method}
 
 
 def _build_model(args):
@@ -81,17 +93,24 @@ def cmd_fit(args) -> int:
     model = _build_model(args)
     print(f"fitting on {len(paths)} images from {args.good}\n  {model.describe()}", file=sys.stderr)
     prog = TqdmProgress(not args.quiet)
-    rep = model.fit(paths, progress=prog, holdout_fraction=args.holdout, target_frr=args.target_frr)
+    rep = model.fit(paths, progress=prog, **_fit_kwargs(args))
     prog.close()
     model.save(args.out)
     for s in rep.skipped:
         print(f"skipped: {s}", file=sys.stderr)
     c = rep.calibration or {}
-    print(f"fitted {rep.n_fit} images ({rep.n_holdout} held out for calibration) in {rep.total_seconds:.1f} s "
-          f"(features {rep.feature_seconds:.1f} s, scorer {rep.scorer_seconds:.1f} s)")
+    held = f"{rep.n_holdout} held out" if rep.n_holdout else f"{rep.n_calibration} scored by cross-fitting"
+    print(f"fitted {rep.n_fit} images ({held} for calibration) in {rep.total_seconds:.1f} s "
+          f"(features {rep.feature_seconds:.1f} s, scorer + calibration {rep.scorer_seconds:.1f} s)")
     if c:
-        print(f"threshold {c['threshold']:.4g} (conformal, target false-reject rate {c['target_frr']:.1%}, "
-              f"n={c['n_good']}{'' if c['guarantee_met'] else ', too few held-out images for this target: max used'})")
+        print(c.get("description") or f"threshold {c['threshold']:.4g}")
+        syn = c.get("synthetic")
+        if syn:
+            kinds = ", ".join(f"{k} {r:.0%}" for k, r in syn.get("by_kind", {}).items())
+            print(f"synthetic-defect sanity check: {syn['detection_rate']:.0%} of {syn['n']} synthetic defects "
+                  f"detected at this threshold" + (f" ({kinds})" if kinds else ""))
+    else:
+        print("no calibration (--holdout 0): the model has no threshold; set one with `main.py calibrate`.")
     print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
     print(f"model written to {args.out}")
     return 0
@@ -170,7 +189,8 @@ def cmd_evaluate(args) -> int:
         model = _build_model(args)
         report = Path(args.report) / cat.name if len(cats) > 1 else Path(args.report)
         prog = TqdmProgress(not args.quiet)
-        res = evaluate_category(cat, model, report_dir=report, progress=prog, metric_size=args.metric_size)
+        res = evaluate_category(cat, model, report_dir=report, progress=prog, metric_size=args.metric_size,
+                                fit_kwargs=_fit_kwargs(args))
         prog.close()
         _print_eval(res)
         print(f"report: {report}/summary.md")
@@ -190,7 +210,7 @@ def cmd_demo(args) -> int:
           f"inspecting {len(cat.test)} others", file=sys.stderr)
     model = _build_model(args)
     prog = TqdmProgress(not args.quiet)
-    res = evaluate_category(cat, model, report_dir=args.report, progress=prog)
+    res = evaluate_category(cat, model, report_dir=args.report, progress=prog, fit_kwargs=_fit_kwargs(args))
     prog.close()
     _print_eval(res)
     print(f"report with overlays: {args.report}/summary.md")

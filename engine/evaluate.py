@@ -29,8 +29,11 @@ from .scorers import ProgressFn
 
 
 def evaluate_category(category: str | Path | Category, model: InspectionModel, report_dir: str | Path | None = None,
-                      progress: ProgressFn | None = None, n_examples: int = 6, metric_size: int = 256) -> dict:
+                      progress: ProgressFn | None = None, n_examples: int = 6, metric_size: int = 256,
+                      fit_kwargs: dict | None = None) -> dict:
     """Fit ``model`` on ``train/good`` and measure it on ``test`` (module docstring).
+
+    ``fit_kwargs`` go to :meth:`InspectionModel.fit` (``target_frr``, ``folds``, ``method``...).
 
     Returns:
         dict: ``category``, ``backbone`` (describe()), ``scorer``, ``n_train``, ``n_test``,
@@ -39,7 +42,7 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         ``ms_per_image`` (mean inspection latency, batch share), ``skipped`` files.
     """
     cat = category if isinstance(category, Category) else load_category(category)
-    fit = model.fit([s.path for s in cat.train], progress=progress)
+    fit = model.fit([s.path for s in cat.train], progress=progress, **(fit_kwargs or {}))
     labels, scores, masks, maps, lat, names, skipped = [], [], [], [], [], [], list(fit.skipped)
     examples: list[tuple] = []
     by_path = {s.path: s for s in cat.test}
@@ -68,7 +71,7 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
     out = {
         "category": str(cat.root), "backbone": model.backbone.describe(), "scorer": model.scorer.get_state()[0]
         | {"name": model.scorer.name}, "input_size": model.pre.size, "resize_mode": model.pre.mode,
-        "n_train": fit.n_fit, "n_holdout": fit.n_holdout, "n_test": len(labels), "metrics": res,
+        "n_train": fit.n_fit, "n_holdout": fit.n_holdout, "n_calibration": fit.n_calibration, "n_test": len(labels), "metrics": res,
         "threshold": model.threshold, "fit_seconds": round(fit.total_seconds, 2),
         "fit_feature_seconds": round(fit.feature_seconds, 2), "fit_scorer_seconds": round(fit.scorer_seconds, 2),
         "ms_per_image": round(float(np.mean(lat)), 2), "inspect_wall_seconds": round(wall, 2),
@@ -106,8 +109,9 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
     rows = [(k, m[k]) for k in ("image_auroc", "aupr", "f1_max", "f1_max_threshold", "precision", "recall", "f1",
                                 "pixel_auroc", "aupro") if k in m]
     md = [f"# Evaluation: {cat.name}", "",
-          f"- data: `{result['category']}` ({result['n_train']} train good used, {result['n_holdout']} held out "
-          f"for calibration, {result['n_test']} test images)",
+          f"- data: `{result['category']}` ({result['n_train']} train good used for the model, "
+          f"{result['n_calibration']} good calibration scores "
+          f"({'held out' if result['n_holdout'] else 'cross-fitted'}), {result['n_test']} test images)",
           f"- backbone: **{result['backbone']['name']}** ({result['backbone']['weights_source']}), layers "
           f"{result['backbone']['layers']}, input {result['input_size']} px ({result['resize_mode']})",
           f"- scorer: {result['scorer']}",

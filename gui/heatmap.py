@@ -4,7 +4,9 @@ Colours are anchored to the threshold, as in :mod:`engine.overlay`: the anomaly 
 with :func:`engine.overlay.normalise` (typical good patch score -> 0, threshold -> 0.5), then
 coloured with the same JET table as the engine's PNG overlays. The alpha ramp keeps clearly normal
 regions transparent (below ``ALPHA_START``) and is opaque from the threshold up, so the part stays
-visible where nothing is wrong. Defect contours are drawn where the map crosses the threshold (0.5).
+visible where nothing is wrong. Defect contours are drawn where the map crosses the recipe's
+calibrated pixel threshold (``InspectionModel.contour_level``; the window converts it to the
+normalised scale), or the image threshold (0.5) when the recipe has none.
 Plain numpy + OpenCV (no Qt).
 """
 
@@ -20,7 +22,7 @@ ALPHA_START = 0.15
 """Normalised value under which the overlay is fully transparent; it is opaque from 0.5 up."""
 
 CONTOUR_LEVEL = 0.5
-"""Normalised level of defect contours: the threshold."""
+"""Default normalised level of defect contours: the image threshold."""
 
 MAX_CONTOURS = 100
 """Most outlines drawn (the largest regions)."""

@@ -448,7 +448,8 @@ class MainWindow(QMainWindow):
             return
         self.info = info
         self._threshold = info["threshold"]
-        self.threshold_panel.set_calibration(info["threshold"], info["floor"], info["holdout_scores"])
+        self.threshold_panel.set_calibration(info["threshold"], info["floor"], info["holdout_scores"],
+                                             info.get("tail"))
         self.settings.setValue("recipes/last", str(Path(info["path"]).resolve()))
         self.recent.add(info["path"])
         self._refresh_recent()
@@ -624,9 +625,19 @@ class MainWindow(QMainWindow):
         if self._threshold is None:  # no threshold: stretch this map alone, contour at its mid-range
             lo, hi = float(r.anomaly_map.min()), float(r.anomaly_map.max())
             unit = normalise(r.anomaly_map, (lo + hi) / 2, lo)
+            level = 0.5
         else:
             unit = normalise(r.anomaly_map, self._threshold, self._floor())
-        return unit, (contour_polyline(unit, r.image_hw) if contours else None)
+            level = self._contour_level()
+        return unit, (contour_polyline(unit, r.image_hw, level=level) if contours else None)
+
+    def _contour_level(self) -> float:
+        """Contour level on the normalised map: the recipe's calibrated pixel threshold (raw score
+        units, fixed when the image threshold moves), else the image threshold (0.5)."""
+        pt = self.info.get("pixel_threshold") if self.info else None
+        if pt is None or self._threshold is None:
+            return 0.5
+        return float(normalise(np.float32(pt), self._threshold, self._floor()))
 
     def _caption(self, r: InspectionResult) -> str:
         note = "" if r.anomaly_map is not None else "   — anomaly map no longer kept (older result)"

@@ -4,6 +4,11 @@ The histogram shows the held-out good images the threshold was calibrated on (gr
 parts inspected in this run (blue); the vertical line is the threshold, draggable like the slider.
 Moving either emits ``threshold_changed(value)``; the window then re-judges the stored scores, it
 never runs the model again. "Calibrated" returns to the recipe's own threshold.
+
+Under the slider, the expected false-reject rate of good parts at the current threshold, with its
+95% interval, is estimated from the recipe's calibration scores (good images the scorer did not
+learn from) by :func:`engine.calibration.frr_at`: the empirical exceedance, or the fitted tail
+where that lies inside the Clopper-Pearson interval.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QDoubleSpinBox, QHBoxLayout, QLabel, QPushButton, QSlider, QVBoxLayout,
                                QWidget)
+
+from engine.calibration import frr_at
 
 STEPS = 1000
 BINS = 30
@@ -29,6 +36,7 @@ class ThresholdPanel(QWidget):
         self._calibrated: float | None = None
         self._floor = 0.0
         self._good = np.empty(0)
+        self._tail: dict | None = None
         self._inspected = np.empty(0)
         self._lo, self._hi = 0.0, 1.0
 
@@ -70,7 +78,11 @@ class ThresholdPanel(QWidget):
         row.addWidget(self.reset_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.frr_label = QLabel("")
+        self.frr_label.setToolTip("Share of good parts expected to be rejected at this threshold, estimated from "
+                                  "the good images the recipe was calibrated on (95% Clopper-Pearson interval)")
         layout.addLayout(row)
+        layout.addWidget(self.frr_label)
         layout.addWidget(self.legend)
         layout.addWidget(self.plot, 1)
 
@@ -88,11 +100,14 @@ class ThresholdPanel(QWidget):
     def calibrated_threshold(self) -> float | None:
         return self._calibrated
 
-    def set_calibration(self, threshold: float | None, floor: float | None, good_scores) -> None:
-        """A recipe became active: its threshold, colour floor and held-out good image scores."""
+    def set_calibration(self, threshold: float | None, floor: float | None, good_scores,
+                        tail: dict | None = None) -> None:
+        """A recipe became active: its threshold, colour floor, calibration good image scores and
+        their fitted tail (``engine.calibration.fit_exptail`` dict, or None)."""
         self._calibrated = threshold
         self._floor = 0.0 if floor is None else float(floor)
         self._good = np.asarray(good_scores, np.float64).ravel()
+        self._tail = tail
         self._inspected = np.empty(0)
         self._threshold = threshold
         self._update_range(reset=True)
@@ -112,6 +127,12 @@ class ThresholdPanel(QWidget):
     def set_threshold(self, value: float) -> None:
         """Set the threshold as if the user had chosen it (emits ``threshold_changed``)."""
         self._apply(float(value))
+
+    def expected_frr(self) -> dict | None:
+        """:func:`engine.calibration.frr_at` at the current threshold, or None without scores."""
+        if self._threshold is None or not self._good.size:
+            return None
+        return frr_at(self._good, self._threshold, self._tail)
 
     def value_at(self, slider_position: int) -> float:
         """Threshold that a slider position stands for."""
@@ -156,6 +177,15 @@ class ThresholdPanel(QWidget):
         self.spin.setSingleStep(max((self._hi - self._lo) / 200, 1e-6))
         for w in (self.slider, self.spin, self.line):
             w.blockSignals(False)
+        f = self.expected_frr()
+        if f is None:
+            self.frr_label.setText("Expected false-reject rate: no calibration scores in this recipe"
+                                   if self._threshold is not None else "")
+        else:
+            lo, hi = f["ci95"]
+            self.frr_label.setText(f"Expected false-reject rate of good parts: <b>{f['estimate']:.1%}</b> "
+                                   f"(95% interval {lo:.1%} – {hi:.1%}; {f['exceed']} of {f['n']} calibration "
+                                   f"images at or above)")
         self.plot.setXRange(self._lo, self._hi, padding=0)
 
     def _draw_histogram(self) -> None:

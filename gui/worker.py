@@ -37,7 +37,7 @@ from .recipes import RecipeSpec, recipe_name
 from .run_results import InspectionResult
 
 MIN_GOOD_IMAGES = 5
-"""Fewest good images for a recipe: at least one is held out to calibrate the threshold."""
+"""Fewest good images for a recipe: each is scored by cross-fitting to calibrate the threshold."""
 
 
 def model_info(model, path: str | Path) -> dict:
@@ -54,6 +54,8 @@ def model_info(model, path: str | Path) -> dict:
         "threshold": None if model.threshold is None else float(model.threshold),
         "floor": None if rng is None else float(rng[0]),
         "holdout_scores": [float(s) for s in calib.get("holdout_scores", [])],
+        "tail": calib.get("tail"),
+        "pixel_threshold": calib.get("pixel_threshold"),
         "target_frr": calib.get("target_frr"),
         "guarantee_met": calib.get("guarantee_met"),
         "method": calib.get("method"),

@@ -186,6 +186,15 @@ def test_folder_run_then_threshold_slider_rejudges_every_result_without_the_mode
 
     panel.reset_to_calibrated()
     assert window.threshold == window.info["threshold"]
+    # expected false-reject rate under the slider = the engine's estimate from the model's own scores
+    model = InspectionModel.load(bottle_model)
+    f = model.frr_at()
+    assert f is not None and panel.expected_frr() == f
+    assert f"{f['exceed']} of {f['n']} calibration" in panel.frr_label.text()
+    assert f"{f['estimate']:.1%}" in panel.frr_label.text()
+    # contours at the calibrated pixel threshold, as the engine places them
+    assert window._contour_level() == pytest.approx(model.contour_level())
+    assert window._contour_level() != pytest.approx(0.5)
 
 
 def test_log_exports_csv_with_header_all_rows_or_nok_only(qtbot, window, bottle_model, bottle_test, tmp_path):
