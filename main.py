@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -86,16 +87,24 @@ def _build_model(args):
 
 
 def cmd_fit(args) -> int:
+    from engine.errors import DatasetError
     from engine.images import list_images
     from engine.progress import TqdmProgress
 
     paths = list_images(args.good, recursive=args.recursive)
+    out = Path(args.out)
+    if out.is_dir():
+        raise DatasetError(f"{out}: is a folder; --out needs a model file name, e.g. {out / 'model.dimodel'}")
     model = _build_model(args)
     print(f"fitting on {len(paths)} images from {args.good}\n  {model.describe()}", file=sys.stderr)
     prog = TqdmProgress(not args.quiet)
     rep = model.fit(paths, progress=prog, **_fit_kwargs(args))
     prog.close()
-    model.save(args.out)
+    if out.is_file():  # keep the model this one replaces
+        backup = out.with_name(out.name + ".bak")
+        shutil.copy2(out, backup)
+        print(f"{out} existed: the previous model is kept as {backup}", file=sys.stderr)
+    model.save(out)
     for s in rep.skipped:
         print(f"skipped: {s}", file=sys.stderr)
     c = rep.calibration or {}

@@ -13,7 +13,18 @@ def test_fit_then_predict_writes_csv_and_overlays(synthetic_mvtec, tmp_path, cap
     rc = main(["fit", "--good", str(synthetic_mvtec / "train/good"), "--out", str(model), "--backbone",
                "efficientnet_lite0", "--size", "64", "--quiet"])
     assert rc == 0 and model.is_file()
-    assert "efficientnet_lite0" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out
+    assert "threshold" in out and "from good images only (cross-fit, 5 folds)" in out  # how it was chosen
+    assert "synthetic defects detected" in out
+    first = model.read_bytes()
+    rc = main(["fit", "--good", str(synthetic_mvtec / "train/good"), "--out", str(model), "--backbone",
+               "efficientnet_lite0", "--size", "64", "--quiet", "--folds", "0", "--holdout", "0.2"])
+    assert rc == 0 and (tmp_path / "toy.dimodel.bak").read_bytes() == first  # the replaced model is kept
+    out = capsys.readouterr()
+    assert "previous model is kept" in out.err and "hold-out" in out.out
+    rc = main(["fit", "--good", str(synthetic_mvtec / "train/good"), "--out", str(tmp_path), "--quiet"])
+    assert rc == 2 and "is a folder" in capsys.readouterr().err  # refused before any work
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "corrupt.png").write_bytes(b"nope")
     rc = main(["predict", "--model", str(model), str(synthetic_mvtec / "test/scratch"), str(tmp_path / "in"),
