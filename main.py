@@ -118,6 +118,11 @@ def cmd_fit(args) -> int:
             kinds = ", ".join(f"{k} {r:.0%}" for k, r in syn.get("by_kind", {}).items())
             print(f"synthetic-defect sanity check: {syn['detection_rate']:.0%} of {syn['n']} synthetic defects "
                   f"detected at this threshold" + (f" ({kinds})" if kinds else ""))
+        from engine.calibration import weak_threshold_warning
+
+        warn = weak_threshold_warning(c, str(out))
+        if warn:
+            print(f"warning: {warn}", file=sys.stderr)
     else:
         print("no calibration (--holdout 0): the model has no threshold; set one with `main.py calibrate`.")
     print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
@@ -140,24 +145,32 @@ def cmd_predict(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
-    out.mkdir(parents=True, exist_ok=True)
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
-    rng = model.color_range()
-    print(f"inspecting {len(paths)} images\n  {model.describe()}", file=sys.stderr)
-    n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
-    prog = TqdmProgress(not args.quiet)
+    out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "predictions.csv"
+    if csv_path.exists():  # an earlier run's results: move them aside together, never overwrite
+        prev = out / f"previous-{time.strftime('%Y%m%d-%H%M%S', time.localtime(csv_path.stat().st_mtime))}"
+        prev.mkdir(exist_ok=True)
+        for item in (csv_path, out / "overlays"):
+            if item.exists():
+                shutil.move(str(item), str(prev / item.name))
+        print(f"{out} held an earlier run's results: moved to {prev}", file=sys.stderr)
+    rng = model.color_range()
+    print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
+    n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
+    thr = "" if model.threshold is None else f"{model.threshold:.6g}"
+    prog = TqdmProgress(not args.quiet)
     with open(csv_path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "error"])
         for path, pred, img, err in model.predict_paths(paths, progress=prog):
             if err:
-                w.writerow([str(path), "", "", "error", model.threshold, "", model.backbone.name, err])
+                w.writerow([str(path), "", "", "error", thr, "", model.backbone.name, err])
                 n["error"] += 1
-                print(f"\nerror: {err}", file=sys.stderr)
+                print(f"{'' if args.quiet else chr(10)}error: {err}", file=sys.stderr)
                 continue
             norm = "" if rng is None else f"{float(normalise(pred.score, rng[1], rng[0])):.4f}"
-            w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, model.threshold,
+            w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, thr,
                         f"{pred.latency_ms:.1f}", model.backbone.name, ""])
             fh.flush()
             n[pred.verdict] += 1
@@ -171,6 +184,9 @@ def cmd_predict(args) -> int:
                          overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0])))
     prog.close()
     print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable; results in {csv_path}")
+    if n["n/a"]:
+        print(f"{n['n/a']} scored without a verdict: the model has no threshold; set one with "
+              f"`python main.py calibrate --model {args.model} --good DIR [--defective DIR]`.")
     return 0 if n["error"] == 0 else 1
 
 
@@ -190,6 +206,8 @@ def cmd_evaluate(args) -> int:
     from engine.evaluate import evaluate_category
     from engine.progress import TqdmProgress
 
+    if Path(args.report).exists() and not Path(args.report).is_dir():
+        raise DatasetError(f"{args.report}: exists and is a file; --report needs a folder (new or existing).")
     cats = find_categories(args.data)
     if not cats:
         raise DatasetError(f"{args.data}: no category in MVTec AD layout (<category>/train/good) found.")

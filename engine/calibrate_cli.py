@@ -24,13 +24,27 @@ import argparse
 import sys
 from pathlib import Path
 
+USAGE = """Choose a new OK/NOK threshold for an existing model file.
+
+examples:
+  python main.py calibrate --model part.dimodel --good new_good/                  # good images only
+  python main.py calibrate --model part.dimodel --good good/ --defective bad/     # max F1 from labels
+  python main.py calibrate --model part.dimodel --good good/ --defective bad/ --target-precision 0.95
+  python main.py calibrate --model part.dimodel --good train/good --defective test --recursive --masks ground_truth
+
+Good images the model learned from are recognised by path; their stored scores are used. With
+--recursive, a sub-folder named 'good' under a --defective folder is skipped, so an MVTec-layout
+'test' folder can be given whole. Masks (<stem>_mask.png or <stem>.png) are looked up under --masks
+at the same relative path and set the contour threshold. The model is written back to --model
+unless --out names another file (the previous file is kept as <name>.bak)."""
+
 MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")
 
 
 def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``calibrate`` command to an ``argparse`` sub-parser set; returns its parser."""
     p = subparsers.add_parser("calibrate", help="choose a new OK/NOK threshold for a model file",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model file (.dimodel) to recalibrate")
     p.add_argument("--good", required=True, help="folder of good images")
     p.add_argument("--defective", nargs="+", metavar="DIR",
@@ -42,8 +56,9 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target-precision", type=float, help="with --defective: lowest threshold reaching this precision")
     g.add_argument("--target-recall", type=float, help="with --defective: highest threshold keeping this recall")
-    p.add_argument("--method", choices=("auto", "conformal", "lognormal"), default="auto",
-                   help="good-only threshold method (default auto: conformal when n allows, else log-normal tail)")
+    p.add_argument("--method", choices=("auto", "conformal", "exptail", "lognormal"), default="auto",
+                   help="good-only threshold: auto (conformal quantile when there are enough scores for the "
+                        "target, i.e. n >= 99 for 1%%, else an exponential tail fit), conformal, exptail, lognormal")
     p.add_argument("--synthetic", type=int, default=16,
                    help="new good images given synthetic defects for the sanity check (0 = off)")
     p.add_argument("--out", help="model file to write (default: overwrite --model)")
@@ -117,6 +132,10 @@ def run_calibrate(args) -> int:
                           masks=masks, method=args.method, synthetic=args.synthetic, progress=prog)
     prog.close()
     out = Path(args.out or args.model)
+    if out.is_file():
+        import shutil
+
+        shutil.copy2(out, out.with_name(out.name + ".bak"))
     model.save(out)
     for s in c.get("skipped", []):
         print(f"skipped: {s}", file=sys.stderr)
@@ -136,5 +155,11 @@ def run_calibrate(args) -> int:
         print(f"synthetic defects detected at this threshold: {s['detection_rate']:.0%} of {s['n']} ({kinds})")
     if c.get("pixel_threshold") is not None:
         print(f"contour (pixel) threshold {c['pixel_threshold']:.4g} ({c['pixel_method']})")
-    print(f"model written to {out}")
+    from .calibration import weak_threshold_warning
+
+    warn = weak_threshold_warning(c, str(out))
+    if warn:
+        print(f"warning: {warn}", file=sys.stderr)
+    print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
+    print(f"model written to {out}" + (f" (previous version kept as {out.name}.bak)" if (out.parent / (out.name + '.bak')).is_file() else ""))
     return 0

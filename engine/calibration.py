@@ -520,3 +520,24 @@ def describe_calibration(calib: dict) -> str:
         how = f"log-normal tail prediction bound from {calib.get('n_good')} scores"
     return (f"threshold {t:.4g} from good images only ({calib.get('score_source', 'held-out scores')}): {how}, "
             f"target false-reject rate {calib.get('target_frr', float('nan')):.2%}; {frr}")
+
+
+WEAK_SYNTHETIC_RATE = 0.5
+"""Synthetic-defect detection rate under which a good-only threshold gets a warning."""
+
+
+def weak_threshold_warning(calib: dict | None, model_path: str = "MODEL") -> str | None:
+    """A warning when a good-only threshold detects less than :data:`WEAK_SYNTHETIC_RATE` of the
+    synthetic defects (:mod:`engine.synthetic_defects`): the threshold then lies above most
+    clear, pasted defects and will likely pass real ones. None otherwise (also after a
+    calibration from labels, which measured recall directly).
+    """
+    if not calib or calib.get("chosen_by") == "labels":
+        return None
+    syn = calib.get("synthetic")
+    if not syn or syn.get("detection_rate", 1.0) >= WEAK_SYNTHETIC_RATE:
+        return None
+    return (f"only {syn['detection_rate']:.0%} of {syn['n']} synthetic defects score at or above the threshold "
+            f"{calib['threshold']:.4g}: it will likely pass real defects too (typical with few or varied good "
+            f"images). Label a few defective images and run `python main.py calibrate --model {model_path} --good "
+            f"DIR --defective DIR`, or accept more false rejects with a higher --target-frr.")

@@ -22,6 +22,7 @@ import torch
 from . import metrics
 from .datasets import Category, load_category
 from .anomaly_map import shrink_map
+from .calibration import weak_threshold_warning
 from .images import read_mask
 from .model import InspectionModel
 from .overlay import normalise, panel, save_png
@@ -116,6 +117,7 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
           f"{result['backbone']['layers']}, input {result['input_size']} px ({result['resize_mode']})",
           f"- scorer: {result['scorer']}",
           f"- threshold: {(model.calibration or {}).get('description') or result['threshold']}",
+          *([f"- **warning**: {w}"] if (w := weak_threshold_warning(model.calibration)) else []),
           f"- fit: {result['fit_seconds']} s; inspection: {result['ms_per_image']} ms/image "
           f"({result['device']}, {result['torch_threads']} threads)", "",
           "| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in rows]

@@ -6,14 +6,20 @@ Layout: tensors are the scorer's numpy arrays (``scorer/<name>``) and any extra 
 * ``format`` = ``"dinoinspect-model"``, ``format_version`` (int as text);
 * ``config``: JSON with backbone name, weight source and SHA-256, layers, preprocessing, scorer
   name and hyper-parameters, image-score rule, threshold and how it was chosen, provenance
-  (images used, date, program version).
+  (images used, date, program version);
+* ``sha256``: SHA-256 over the config text and every array (name, dtype, shape, bytes; names in
+  sorted order), checked on load, so damaged bytes inside the arrays -- which safetensors itself
+  cannot notice -- are refused instead of silently changing the scores. Files written before the
+  checksum existed load without the check.
 
 A file of a newer ``format_version`` or a damaged file raises :class:`ModelFileError`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +30,33 @@ FORMAT = "dinoinspect-model"
 FORMAT_VERSION = 1
 
 
+def content_sha256(config_text: str, arrays: dict[str, np.ndarray]) -> str:
+    """Hex SHA-256 of a model's config text and arrays (module docstring)."""
+    h = hashlib.sha256(config_text.encode("utf-8"))
+    for k in sorted(arrays):
+        a = np.ascontiguousarray(arrays[k])
+        h.update(f"\0{k}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def save_model_file(path: str | Path, config: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``config`` (JSON-able) and ``arrays`` atomically (temp file + rename)."""
+    """Write ``config`` (JSON-able) and ``arrays`` atomically (temp file + rename), with a content
+    checksum; the file gets the usual permissions of a new file (umask), readable by the station's
+    other users where the umask allows it."""
     from safetensors.numpy import save_file
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": json.dumps(config)}
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    text = json.dumps(config)
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": text,
+            "sha256": content_sha256(text, arrays)}
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(tmp), metadata=meta)
+    save_file(arrays, str(tmp), metadata=meta)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     tmp.replace(path)
 
 
@@ -45,6 +69,8 @@ def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     from safetensors import safe_open
 
     path = Path(path)
+    if path.is_dir():
+        raise ModelFileError(f"{path}: is a folder; give the model file itself (e.g. {path / 'model.dimodel'}).")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found. Fit one with `python main.py fit`.")
     try:
@@ -57,7 +83,9 @@ def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
             f"restore the file from a backup."
         ) from exc
     if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a DINOInspect model file (format={meta.get('format')!r}).")
+        raise ModelFileError(f"{path}: not a DINOInspect model file (its header has format="
+                             f"{meta.get('format')!r}, expected {FORMAT!r}). Give a file written by "
+                             f"`python main.py fit` or the app's recipes.")
     try:
         version = int(meta.get("format_version", "0"))
         config = json.loads(meta["config"])
@@ -68,4 +96,8 @@ def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
             f"{path}: model file format {version} is newer than this program understands "
             f"({FORMAT_VERSION}). Update DINOInspect."
         )
+    if "sha256" in meta and content_sha256(meta["config"], arrays) != meta["sha256"]:
+        raise ModelFileError(f"{path}: damaged model file (its content checksum does not match: the file was "
+                             f"changed or corrupted after it was written). Re-fit the model or restore the file "
+                             f"from a backup.")
     return config, arrays

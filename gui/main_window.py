@@ -475,7 +475,12 @@ class MainWindow(QMainWindow):
                                   f"Saved to {summary['path']}.")
 
     def _calibration_note(self, info: dict) -> str:
-        """Warning when too few good images were held out for the target false-reject rate."""
+        """Warning when the threshold looks weak: it passes most synthetic defects, or too few good
+        images were scored for the target false-reject rate."""
+        if info.get("weak_warning"):
+            return " Warning: " + info["weak_warning"].replace("`python main.py calibrate --model "
+                                                                 f"{info['path']} --good DIR --defective DIR`",
+                                                                 "calibration with labelled defects")
         if info.get("guarantee_met") is not False or not info.get("target_frr") or info.get("method") != "conformal":
             return ""
         need = int(np.ceil(1 / info["target_frr"])) - 1

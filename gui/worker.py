@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from engine.calibration import weak_threshold_warning
 from engine.errors import Cancelled, DatasetError, InspectError
 
 from .heatmap import shrink_map
@@ -60,6 +61,7 @@ def model_info(model, path: str | Path) -> dict:
         "guarantee_met": calib.get("guarantee_met"),
         "method": calib.get("method"),
         "calibration_description": calib.get("description", ""),
+        "weak_warning": weak_threshold_warning(calib, str(path)),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
     }

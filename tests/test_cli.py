@@ -76,3 +76,34 @@ def test_demo_runs_on_pypi_solar_cells(tmp_path, capsys):
     assert res["n_test"] == 40 and res["backbone"]["name"] == "efficientnet_lite0"
     # defective cells (expert probability >= 2/3) must rank above functional ones far better than chance
     assert res["metrics"]["image_auroc"] > 0.7
+
+
+def test_device_errors_and_repeated_predict_keep_earlier_results(synthetic_mvtec, tmp_path, capsys):
+    import torch
+
+    good = str(synthetic_mvtec / "train/good")
+    rc = main(["fit", "--good", good, "--out", str(tmp_path / "m.dimodel"), "--device", "gpu", "--quiet"])
+    assert rc == 2 and "unknown device 'gpu'" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        rc = main(["fit", "--good", good, "--out", str(tmp_path / "m.dimodel"), "--device", "cuda", "--quiet"])
+        assert rc == 2 and "no CUDA GPU" in capsys.readouterr().err
+    (tmp_path / "report.txt").write_text("keep me")
+    rc = main(["evaluate", "--data", str(synthetic_mvtec), "--report", str(tmp_path / "report.txt"), "--quiet"])
+    assert rc == 2 and "is a file" in capsys.readouterr().err
+    assert (tmp_path / "report.txt").read_text() == "keep me"
+
+    model = tmp_path / "toy.dimodel"
+    assert main(["fit", "--good", good, "--out", str(model), "--backbone", "efficientnet_lite0", "--size", "64",
+                 "--quiet"]) == 0
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), str(synthetic_mvtec / "test/scratch"), "--out", str(out),
+                 "--quiet"]) == 0
+    first = (out / "predictions.csv").read_text()
+    one = sorted((synthetic_mvtec / "test/good").iterdir())[0]
+    assert main(["predict", "--model", str(model), str(one), "--out", str(out), "--quiet"]) == 0
+    assert "earlier run's results: moved to" in capsys.readouterr().err
+    prev = [d for d in out.iterdir() if d.name.startswith("previous-")]
+    assert len(prev) == 1 and (prev[0] / "predictions.csv").read_text() == first
+    assert len(list((prev[0] / "overlays").glob("*.png"))) == len(first.splitlines()) - 1
+    assert len((out / "predictions.csv").read_text().splitlines()) == 2  # header + the one new image
+    assert len(list((out / "overlays").glob("*.png"))) == 1

@@ -33,10 +33,26 @@ BACKBONE_FILE_KEY = "dinoinspect_backbone"
 
 
 def pick_device(device: str | None = None) -> torch.device:
-    """``"auto"``/None -> CUDA when available, else CPU; otherwise ``torch.device(device)``."""
+    """``"auto"``/None -> CUDA when available, else CPU; otherwise ``torch.device(device)``.
+
+    Raises:
+        InspectError: an unknown device name, or CUDA asked for where no CUDA GPU is usable.
+    """
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise InspectError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N.") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InspectError(f"device {device!r}: no CUDA GPU is usable on this machine; use --device auto or cpu.")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InspectError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s); "
+                               f"use cuda:0..cuda:{torch.cuda.device_count() - 1}.")
+    elif dev.type != "cpu":
+        raise InspectError(f"device {device!r} is not supported: use auto, cpu, cuda or cuda:N.")
+    return dev
 
 
 def file_sha256(path: str | Path) -> str:

@@ -301,3 +301,16 @@ def test_calibrate_cli_skips_good_subfolders_and_finds_mvtec_masks(tmp_path):
     assert sorted(m.name for m in masks.values()) == ["000_mask.png", "001.png"]
     one_folder = list_defective([str(tmp_path / "test" / "crack")], recursive=False)
     assert len(find_masks(one_folder, tmp_path / "gt")) == 2  # found under gt/<folder name>/
+
+
+def test_weak_threshold_warning_only_when_few_synthetic_defects_pass():
+    from engine.calibration import weak_threshold_warning
+
+    base = {"threshold": 5.0, "chosen_by": "good-only"}
+    assert weak_threshold_warning(None) is None
+    assert weak_threshold_warning(base) is None  # no synthetic check stored
+    assert weak_threshold_warning(base | {"synthetic": {"detection_rate": 0.5, "n": 32}}) is None
+    w = weak_threshold_warning(base | {"synthetic": {"detection_rate": 0.25, "n": 32}}, "m.dimodel")
+    assert w is not None and "25% of 32 synthetic defects" in w and "--model m.dimodel" in w
+    # a threshold chosen from labelled defects measured its recall: no synthetic warning
+    assert weak_threshold_warning(base | {"chosen_by": "labels", "synthetic": {"detection_rate": 0.0, "n": 32}}) is None

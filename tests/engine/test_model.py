@@ -1,6 +1,7 @@
 """InspectionModel on synthetic parts: fit, predict, save/load, bad input."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -96,3 +97,22 @@ def test_model_file_errors(tmp_path):
     (tmp_path / "newer.dimodel").write_bytes(newer)
     with pytest.raises(ModelFileError, match="newer"):
         load_model_file(tmp_path / "newer.dimodel")
+
+
+def test_model_file_checksum_refuses_changed_array_bytes_and_keeps_permissions(tmp_path):
+    bank = np.arange(1000, dtype=np.float32).reshape(100, 10)
+    path = tmp_path / "m.dimodel"
+    save_model_file(path, {"x": 1}, {"scorer/memory_bank": bank})
+    config, arrays = load_model_file(path)
+    assert config == {"x": 1} and np.array_equal(arrays["scorer/memory_bank"], bank)
+    raw = bytearray(path.read_bytes())
+    # flip one byte inside the array data (the last bytes of the file are the last array element)
+    raw[-3] ^= 0xFF
+    (tmp_path / "flipped.dimodel").write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="checksum"):
+        load_model_file(tmp_path / "flipped.dimodel")
+    with pytest.raises(ModelFileError, match="is a folder"):
+        load_model_file(tmp_path)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
