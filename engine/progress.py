@@ -7,6 +7,10 @@ import sys
 from tqdm import tqdm
 
 
+UNITS = {"coreset": "centre", "cross-fit": "fold"}
+"""Unit shown per stage (default: images)."""
+
+
 class TqdmProgress:
     """A :data:`engine.scorers.ProgressFn` that shows one tqdm bar per stage, on stderr."""
 
@@ -20,11 +24,14 @@ class TqdmProgress:
             return
         if stage != self._stage or self._bar is None:
             self.close()
-            self._bar = tqdm(total=total, desc=stage, unit="img" if stage != "coreset" else "pt",
-                             file=sys.stderr, dynamic_ncols=True, leave=False)
+            unit = UNITS.get(stage.split(":")[0].strip(), "img")
+            self._bar = tqdm(total=total, desc=stage, unit=unit, file=sys.stderr, dynamic_ncols=True, leave=False)
             self._stage = stage
-        self._bar.n = done
-        self._bar.refresh()
+        if done > self._bar.n:
+            self._bar.update(done - self._bar.n)  # update() (not n=) keeps tqdm's rate estimate right
+        else:
+            self._bar.n = done
+            self._bar.refresh()
         if done >= total:
             self.close()
 
