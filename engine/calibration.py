@@ -526,18 +526,21 @@ WEAK_SYNTHETIC_RATE = 0.5
 """Synthetic-defect detection rate under which a good-only threshold gets a warning."""
 
 
-def weak_threshold_warning(calib: dict | None, model_path: str = "MODEL") -> str | None:
+def weak_threshold_warning(calib: dict | None, model_path: str = "MODEL", remedy: str | None = None) -> str | None:
     """A warning when a good-only threshold detects less than :data:`WEAK_SYNTHETIC_RATE` of the
     synthetic defects (:mod:`engine.synthetic_defects`): the threshold then lies above most
     clear, pasted defects and will likely pass real ones. None otherwise (also after a
-    calibration from labels, which measured recall directly).
+    calibration from labels, which measured recall directly). ``remedy`` replaces the default
+    advice (the CLI commands) with the caller's own, e.g. the GUI's.
     """
     if not calib or calib.get("chosen_by") == "labels":
         return None
     syn = calib.get("synthetic")
     if not syn or syn.get("detection_rate", 1.0) >= WEAK_SYNTHETIC_RATE:
         return None
+    if remedy is None:
+        remedy = (f"Label a few defective images and run `python main.py calibrate --model {model_path} --good DIR "
+                  f"--defective DIR`, or accept more false rejects with a higher --target-frr.")
     return (f"only {syn['detection_rate']:.0%} of {syn['n']} synthetic defects score at or above the threshold "
             f"{calib['threshold']:.4g}: it will likely pass real defects too (typical with few or varied good "
-            f"images). Label a few defective images and run `python main.py calibrate --model {model_path} --good "
-            f"DIR --defective DIR`, or accept more false rejects with a higher --target-frr.")
+            f"images). {remedy}")

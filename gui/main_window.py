@@ -478,9 +478,7 @@ class MainWindow(QMainWindow):
         """Warning when the threshold looks weak: it passes most synthetic defects, or too few good
         images were scored for the target false-reject rate."""
         if info.get("weak_warning"):
-            return " Warning: " + info["weak_warning"].replace("`python main.py calibrate --model "
-                                                                 f"{info['path']} --good DIR --defective DIR`",
-                                                                 "calibration with labelled defects")
+            return " Warning: " + info["weak_warning"][0].upper() + info["weak_warning"][1:]
         if info.get("guarantee_met") is not False or not info.get("target_frr") or info.get("method") != "conformal":
             return ""
         need = int(np.ceil(1 / info["target_frr"])) - 1

@@ -61,7 +61,9 @@ def model_info(model, path: str | Path) -> dict:
         "guarantee_met": calib.get("guarantee_met"),
         "method": calib.get("method"),
         "calibration_description": calib.get("description", ""),
-        "weak_warning": weak_threshold_warning(calib, str(path)),
+        "weak_warning": weak_threshold_warning(
+            calib, remedy="Lower the threshold with the slider while watching known defective parts, or "
+                          "recalibrate with a few labelled defects (python main.py calibrate)."),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
     }

@@ -33,3 +33,35 @@ def test_without_calibration_scores_the_label_says_so(qtbot):
     panel.set_calibration(1.0, 0.0, [])
     assert panel.expected_frr() is None
     assert "no calibration scores" in panel.frr_label.text()
+
+
+def test_weak_threshold_warning_reaches_the_operator_message():
+    from gui.main_window import MainWindow
+    from gui.worker import model_info
+
+    class FakeModel:  # only what model_info reads
+        threshold = 3.0
+        calibration = {"threshold": 3.0, "chosen_by": "good-only", "holdout_scores": [1.0, 2.0],
+                       "synthetic": {"detection_rate": 0.1, "n": 32}}
+        provenance = {"n_fit": 2}
+
+        class backbone:
+            name, weights_source = "efficientnet_lite0", "package"
+
+        class scorer:
+            name = "knn"
+
+        class pre:
+            size = 64
+
+        def color_range(self):
+            return (1.0, 3.0)
+
+        def describe(self):
+            return "fake"
+
+    info = model_info(FakeModel(), "part.dimodel")
+    note = MainWindow._calibration_note(None, info)
+    assert "Only 10% of 32 synthetic defects" in note and "slider" in note
+    FakeModel.calibration = FakeModel.calibration | {"synthetic": {"detection_rate": 0.9, "n": 32}}
+    assert MainWindow._calibration_note(None, model_info(FakeModel(), "part.dimodel")) == ""
