@@ -139,10 +139,11 @@ def cmd_predict(args) -> int:
     from engine.errors import DatasetError
     from engine.images import list_images
 
+    out = Path(args.out)
     paths = []
     for p in map(Path, args.paths):
-        paths += list_images(p, recursive=True) if (p.is_dir() and args.recursive) else expand_paths([p])
-    out = Path(args.out)
+        paths += list_images(p, recursive=True, exclude=out) if (p.is_dir() and args.recursive) else expand_paths([p])
+    paths = list(dict.fromkeys(paths))  # a file given twice (directly and through its folder) is inspected once
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
@@ -162,28 +163,42 @@ def cmd_predict(args) -> int:
     prog = TqdmProgress(not args.quiet)
     with open(csv_path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "error"])
+        w.writerow(["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "overlay",
+                    "error"])
+        used_names: set[str] = set()
         for path, pred, img, err in model.predict_paths(paths, progress=prog):
             if err:
-                w.writerow([str(path), "", "", "error", thr, "", model.backbone.name, err])
+                w.writerow([str(path), "", "", "error", thr, "", model.backbone.name, "", err])
                 n["error"] += 1
                 print(f"{'' if args.quiet else chr(10)}error: {err}", file=sys.stderr)
                 continue
             norm = "" if rng is None else f"{float(normalise(pred.score, rng[1], rng[0])):.4f}"
-            w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, thr,
-                        f"{pred.latency_ms:.1f}", model.backbone.name, ""])
-            fh.flush()
-            n[pred.verdict] += 1
+            name = ""
             if not args.no_overlays:
+                name = f"{path.parent.name}_{path.stem}.png"
+                k = 1
+                while name in used_names:  # same folder and file name from two places: keep both
+                    k += 1
+                    name = f"{path.parent.name}_{path.stem}_{k}.png"
+                used_names.add(name)
                 if rng is None:
                     lo, hi = float(pred.anomaly_map.min()), float(pred.anomaly_map.max())
                     rng_i = (lo, (lo + hi) / 2)
                 else:
                     rng_i = rng
-                save_png(out / "overlays" / f"{path.parent.name}_{path.stem}.png",
-                         overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0])))
+                save_png(out / "overlays" / name, overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0])))
+                name = f"overlays/{name}"
+            w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, thr,
+                        f"{pred.latency_ms:.1f}", model.backbone.name, name, ""])
+            fh.flush()
+            n[pred.verdict] += 1
     prog.close()
     print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable; results in {csv_path}")
+    from engine.calibration import weak_threshold_warning
+
+    warn = weak_threshold_warning(model.calibration, args.model)
+    if warn:
+        print(f"warning: {warn}", file=sys.stderr)
     if n["n/a"]:
         print(f"{n['n/a']} scored without a verdict: the model has no threshold; set one with "
               f"`python main.py calibrate --model {args.model} --good DIR [--defective DIR]`.")
@@ -198,6 +213,14 @@ def _print_eval(res: dict) -> None:
           f"scorer: {res['scorer']['name']}")
     print(f"fit {res['fit_seconds']} s ({res['n_train']} images)  inspection {res['ms_per_image']} ms/image "
           f"on {res['device']}")
+    a = res.get("at_threshold")
+    if a and a["n_defective"]:
+        print(f"threshold {a['threshold']:.4g}: {a['n_defective_flagged']} of {a['n_defective']} defective flagged, "
+              f"{a['n_good_rejected']} of {a['n_good']} good rejected")
+        if a["n_defective_flagged"] < 0.5 * a["n_defective"]:
+            print(f"warning: the threshold flags fewer than half of the defective test images; the F1-max threshold "
+                  f"here is {m['f1_max_threshold']:.4g}. See summary.md and `python main.py calibrate -h`.",
+                  file=sys.stderr)
 
 
 def cmd_evaluate(args) -> int:

@@ -60,7 +60,8 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
                    help="good-only threshold: auto (conformal quantile when there are enough scores for the "
                         "target, i.e. n >= 99 for 1%%, else an exponential tail fit), conformal, exptail, lognormal")
     p.add_argument("--synthetic", type=int, default=16,
-                   help="new good images given synthetic defects for the sanity check (0 = off)")
+                   help="how many of the new good images get one synthetic defect of each kind for the sanity "
+                        "check (default 16; 0 = off)")
     p.add_argument("--out", help="model file to write (default: overwrite --model)")
     p.add_argument("--recursive", action="store_true", help="also read sub-folders")
     p.add_argument("--device", default="auto")
@@ -160,6 +161,11 @@ def run_calibrate(args) -> int:
     warn = weak_threshold_warning(c, str(out))
     if warn:
         print(f"warning: {warn}", file=sys.stderr)
+    frr = c.get("expected_frr")
+    if c["chosen_by"] == "labels" and frr is not None and frr > 0.05:
+        print(f"warning: at this threshold about {frr:.0%} of good parts are expected to be rejected (estimated from "
+              f"the good calibration scores). If that is too many, use --target-precision, or add good images of "
+              f"the kind that score high.", file=sys.stderr)
     print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
     print(f"model written to {out}" + (f" (previous version kept as {out.name}.bak)" if (out.parent / (out.name + '.bak')).is_file() else ""))
     return 0

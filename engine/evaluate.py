@@ -40,7 +40,9 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         dict: ``category``, ``backbone`` (describe()), ``scorer``, ``n_train``, ``n_test``,
         ``metrics`` (image_auroc, aupr, f1_max, f1_max_threshold, precision/recall/f1 at the
         calibrated threshold, pixel_auroc, aupro when masks exist), ``fit_seconds``,
-        ``ms_per_image`` (mean inspection latency, batch share), ``skipped`` files.
+        ``ms_per_image`` (mean inspection latency, batch share), ``skipped`` files, ``per_image``
+        (file, label, score of every test image) and ``at_threshold`` (defective flagged / good
+        rejected counts at the model's threshold, None without one).
     """
     cat = category if isinstance(category, Category) else load_category(category)
     fit = model.fit([s.path for s in cat.train], progress=progress, **(fit_kwargs or {}))
@@ -69,7 +71,16 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
     res = metrics.compute_all(np.asarray(labels), np.asarray(scores),
                               masks=masks if cat.has_masks else None, maps=maps if cat.has_masks else None,
                               threshold=model.threshold)
+    lab, sc = np.asarray(labels), np.asarray(scores, np.float64)
+    at_thr = None
+    if model.threshold is not None:
+        flagged = sc >= model.threshold
+        at_thr = {"threshold": float(model.threshold), "n_defective": int((lab == 1).sum()),
+                  "n_defective_flagged": int((flagged & (lab == 1)).sum()), "n_good": int((lab == 0).sum()),
+                  "n_good_rejected": int((flagged & (lab == 0)).sum())}
     out = {
+        "at_threshold": at_thr,
+        "per_image": [{"file": nm, "label": int(y), "score": float(v)} for nm, y, v in zip(names, labels, scores)],
         "category": str(cat.root), "backbone": model.backbone.describe(), "scorer": model.scorer.get_state()[0]
         | {"name": model.scorer.name}, "input_size": model.pre.size, "resize_mode": model.pre.mode,
         "n_train": fit.n_fit, "n_holdout": fit.n_holdout, "n_calibration": fit.n_calibration, "n_test": len(labels), "metrics": res,
@@ -82,6 +93,29 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
     }
     if report_dir is not None:
         write_report(Path(report_dir), out, examples, cat, model, n_examples, scores)
+    return out
+
+
+def threshold_lines(result: dict, model: InspectionModel) -> list[str]:
+    """Markdown bullet lines: what the model's threshold does on the test split (counts), the
+    synthetic-defect check, and a warning when it flags fewer than half of the defective images."""
+    a, m = result.get("at_threshold"), result["metrics"]
+    if not a:
+        return ["- no threshold: verdicts are not judged (set one with `python main.py calibrate`)"]
+    out = []
+    if a["n_defective"]:
+        out.append(f"- at this threshold on the test split: {a['n_defective_flagged']} of {a['n_defective']} defective "
+                   f"images flagged (recall {a['n_defective_flagged'] / a['n_defective']:.1%}), "
+                   f"{a['n_good_rejected']} of {a['n_good']} good images rejected")
+    syn = (model.calibration or {}).get("synthetic")
+    if syn:
+        out.append(f"- synthetic-defect check at fit time: {syn['detection_rate']:.0%} of {syn['n']} detected")
+    if a["n_defective"] and a["n_defective_flagged"] < 0.5 * a["n_defective"] \
+            and (model.calibration or {}).get("chosen_by") != "labels":
+        out.append(f"- **warning**: the good-only threshold flags only {a['n_defective_flagged']} of "
+                   f"{a['n_defective']} defective test images; on this test split the F1-max threshold is "
+                   f"{m['f1_max_threshold']:.4g} (F1 {m['f1_max']:.3f}). Label a few defective images and run "
+                   f"`python main.py calibrate --model MODEL --good DIR --defective DIR` (docs/LABEL_EFFICIENCY.md).")
     return out
 
 
@@ -118,6 +152,7 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
           f"- scorer: {result['scorer']}",
           f"- threshold: {(model.calibration or {}).get('description') or result['threshold']}",
           *([f"- **warning**: {w}"] if (w := weak_threshold_warning(model.calibration)) else []),
+          *threshold_lines(result, model),
           f"- fit: {result['fit_seconds']} s; inspection: {result['ms_per_image']} ms/image "
           f"({result['device']}, {result['torch_threads']} threads)", "",
           "| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in rows]

@@ -101,22 +101,43 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     return arr > 0
 
 
-def list_images(folder: str | Path, recursive: bool = False) -> list[Path]:
+MASK_FOLDERS = ("ground_truth",)
+"""Sub-folders that hold defect masks (MVTec AD layout); a recursive listing skips them."""
+
+
+def list_images(folder: str | Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
     """Image files in ``folder`` sorted by name (suffixes in :data:`IMAGE_SUFFIXES`, any case).
 
+    With ``recursive``, sub-folders are searched too, except mask folders (:data:`MASK_FOLDERS`,
+    so a mask is never taken for a part) and ``exclude`` (e.g. a results folder inside the input).
+
     Raises:
-        DatasetError: the folder does not exist or holds no image.
+        DatasetError: the folder does not exist or holds no image (the message suggests
+            ``--recursive`` when only sub-folders hold images).
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder. Give a folder of images (PNG/JPEG/BMP/TIFF).")
+    skip = None if exclude is None else Path(exclude).resolve()
+
+    def keep(p: Path) -> bool:
+        if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
+            return False
+        if recursive:
+            rel = p.relative_to(folder).parts[:-1]
+            if any(part.lower() in MASK_FOLDERS for part in rel):
+                return False
+            if skip is not None and p.resolve().is_relative_to(skip):
+                return False
+        return True
+
     it = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in it if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(p for p in it if keep(p))
     if not files:
-        raise DatasetError(
-            f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}). "
-            f"Point to the folder that holds the image files."
-        )
+        hint = "Point to the folder that holds the image files."
+        if not recursive and any(q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES for q in folder.rglob("*")):
+            hint = "Its sub-folders hold images: point to one of them, or add --recursive."
+        raise DatasetError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}). {hint}")
     return files
 
 

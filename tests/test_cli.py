@@ -107,3 +107,41 @@ def test_device_errors_and_repeated_predict_keep_earlier_results(synthetic_mvtec
     assert len(list((prev[0] / "overlays").glob("*.png"))) == len(first.splitlines()) - 1
     assert len((out / "predictions.csv").read_text().splitlines()) == 2  # header + the one new image
     assert len(list((out / "overlays").glob("*.png"))) == 1
+
+
+def test_predict_keeps_one_overlay_per_row_and_evaluate_reports_what_the_threshold_catches(synthetic_mvtec, tmp_path,
+                                                                                           capsys):
+    import shutil
+
+    model = tmp_path / "toy.dimodel"
+    assert main(["fit", "--good", str(synthetic_mvtec / "train/good"), "--out", str(model), "--backbone",
+                 "efficientnet_lite0", "--size", "64", "--quiet"]) == 0
+    # two different files with the same folder and file name, plus one file given twice
+    other = tmp_path / "other" / "good"
+    other.mkdir(parents=True)
+    shutil.copy(synthetic_mvtec / "test/scratch/000.png", other / "000.png")
+    one = synthetic_mvtec / "test/good/000.png"
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(model), str(one), str(other / "000.png"), str(synthetic_mvtec / "test/good"),
+                 "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    assert len(rows) == 5  # 4 test/good images (000 once) + the other 000
+    overlays = [r["overlay"] for r in rows]
+    assert len(set(overlays)) == 5 and all((out / o).is_file() for o in overlays)
+    assert len(list((out / "overlays").glob("*.png"))) == 5
+
+    rep = tmp_path / "rep"
+    capsys.readouterr()
+    assert main(["evaluate", "--data", str(synthetic_mvtec), "--report", str(rep), "--backbone", "efficientnet_lite0",
+                 "--size", "64", "--quiet"]) == 0
+    m = json.loads((rep / "metrics.json").read_text())
+    a = m["at_threshold"]
+    # counts derived independently from the per-image scores and the threshold
+    per = m["per_image"]
+    assert len(per) == 8 and a["threshold"] == m["threshold"]
+    assert a["n_defective"] == 4 and a["n_good"] == 4
+    assert a["n_defective_flagged"] == sum(r["score"] >= a["threshold"] for r in per if r["label"] == 1)
+    assert a["n_good_rejected"] == sum(r["score"] >= a["threshold"] for r in per if r["label"] == 0)
+    summary = (rep / "summary.md").read_text()
+    assert f"{a['n_defective_flagged']} of 4 defective images flagged" in summary
+    assert f"{a['n_defective_flagged']} of 4 defective flagged" in capsys.readouterr().out

@@ -70,3 +70,15 @@ def test_mask_is_binarised_and_resized_nearest(tmp_path):
     Image.fromarray(m).save(tmp_path / "m.png")
     out = read_mask(tmp_path / "m.png", (8, 8))
     assert out.dtype == bool and out.sum() == 16 and out[:4, :4].all()
+
+
+def test_recursive_listing_skips_mask_folders_and_an_excluded_results_folder(tmp_path):
+    img = np.zeros((8, 8, 3), np.uint8)
+    for rel in ("train/good/a.png", "test/bad/b.png", "ground_truth/bad/b_mask.png", "results/overlays/x.png"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(tmp_path / rel)
+    names = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, recursive=True,
+                                                                       exclude=tmp_path / "results")]
+    assert names == ["test/bad/b.png", "train/good/a.png"]
+    with pytest.raises(DatasetError, match="add --recursive"):
+        list_images(tmp_path / "train")  # images only in sub-folders
