@@ -5,7 +5,6 @@ import os
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine.datasets import load_category
 from engine.errors import DatasetError, ModelFileError
