@@ -79,6 +79,7 @@ class ThresholdPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.frr_label = QLabel("")
+        self.frr_label.setWordWrap(True)  # the side panel is narrow
         self.frr_label.setToolTip("Share of good parts expected to be rejected at this threshold, estimated from "
                                   "the good images the recipe was calibrated on (95% Clopper-Pearson interval)")
         layout.addLayout(row)
