@@ -89,6 +89,7 @@ def _build_model(args):
 def cmd_fit(args) -> int:
     from engine.errors import DatasetError
     from engine.images import list_images
+    from engine.modelfile import keep_backup
     from engine.progress import TqdmProgress
 
     paths = list_images(args.good, recursive=args.recursive)
@@ -100,9 +101,8 @@ def cmd_fit(args) -> int:
     prog = TqdmProgress(not args.quiet)
     rep = model.fit(paths, progress=prog, **_fit_kwargs(args))
     prog.close()
-    if out.is_file():  # keep the model this one replaces
-        backup = out.with_name(out.name + ".bak")
-        shutil.copy2(out, backup)
+    backup = keep_backup(out)
+    if backup:
         print(f"{out} existed: the previous model is kept as {backup}", file=sys.stderr)
     model.save(out)
     for s in rep.skipped:

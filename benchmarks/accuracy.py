@@ -319,15 +319,28 @@ def anomalib_status() -> str | None:
 
 
 # ---------------------------------------------------------------------------------------- report
-def machine_facts(device: str | None) -> dict:
-    cpu = "unknown"
+def cpu_name(fallback: str = "unknown") -> str:
+    """The CPU model from /proc/cpuinfo, or ``fallback`` where that cannot be read."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return fallback
+
+
+def replace_marked_block(text: str, begin: str, end: str, block: list[str]) -> str:
+    """``text`` with the lines between the ``begin`` / ``end`` markers (markers included, as in
+    ``block``) replaced by ``block``, or ``block`` appended when the markers are absent."""
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        return head + "\n".join(block) + rest.split(end, 1)[1]
+    return text.rstrip() + "\n\n" + "\n".join(block) + "\n"
+
+
+def machine_facts(device: str | None) -> dict:
+    cpu = cpu_name()
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -500,12 +513,7 @@ def write_sweep(path: Path, rows: list[dict], facts: dict, command: str, mode: s
              "AUROC; fit s = scorer fit only (features cached); score ms = scorer only, per image; a spec without "
              "parameters is the scorer's default at that commit.", ""] + sweep_tables(rows, cats) + [end]
     text = path.read_text() if path.is_file() else "# Hyper-parameter sweep\n\n"
-    if begin in text and end in text:
-        head, rest = text.split(begin, 1)
-        text = head + "\n".join(block) + rest.split(end, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(block) + "\n"
-    path.write_text(text)
+    path.write_text(replace_marked_block(text, begin, end, block))
 
 
 # ---------------------------------------------------------------------------------------- main

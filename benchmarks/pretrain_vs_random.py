@@ -45,6 +45,9 @@ from engine.evaluate import evaluate_category  # noqa: E402
 from engine.model import InspectionModel  # noqa: E402
 from engine.pretrain import PretrainConfig, Pretrainer, load_images  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import cpu_name  # noqa: E402
+
 NOTES_MARK = "<!-- notes -->"
 
 
@@ -79,14 +82,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def machine_facts() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name(platform.processor() or platform.machine())
     import timm
 
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),

@@ -32,7 +32,6 @@ import threading
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +44,7 @@ from engine.images import read_image  # noqa: E402
 from engine.scorers import create_scorer  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from accuracy import SPEED_BEGIN, SPEED_END, machine_facts, parse_scorer  # noqa: E402
+from accuracy import SPEED_BEGIN, SPEED_END, machine_facts, parse_scorer, replace_marked_block  # noqa: E402
 
 STAGES = ("decode", "preprocess", "backbone", "scoring", "map")
 
@@ -165,11 +164,7 @@ def markdown(rows: list[dict], facts: dict, command: str, extra: dict) -> list[s
 
 def write_outputs(md_path: Path, json_path: Path, block: list[str], payload: dict) -> None:
     text = md_path.read_text() if md_path.is_file() else "# Benchmarks\n"
-    if SPEED_BEGIN in text and SPEED_END in text:
-        head, rest = text.split(SPEED_BEGIN, 1)
-        text = head + "\n".join(block) + rest.split(SPEED_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(block) + "\n"
+    text = replace_marked_block(text, SPEED_BEGIN, SPEED_END, block)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(text)
     data = json.loads(json_path.read_text()) if json_path.is_file() else {}

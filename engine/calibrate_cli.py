@@ -103,6 +103,7 @@ def run_calibrate(args) -> int:
     from .errors import DatasetError
     from .images import list_images
     from .model import InspectionModel
+    from .modelfile import keep_backup
     from .progress import TqdmProgress
 
     if args.target_precision is not None or args.target_recall is not None:
@@ -133,10 +134,7 @@ def run_calibrate(args) -> int:
                           masks=masks, method=args.method, synthetic=args.synthetic, progress=prog)
     prog.close()
     out = Path(args.out or args.model)
-    if out.is_file():
-        import shutil
-
-        shutil.copy2(out, out.with_name(out.name + ".bak"))
+    backup = keep_backup(out)
     model.save(out)
     for s in c.get("skipped", []):
         print(f"skipped: {s}", file=sys.stderr)
@@ -167,5 +165,5 @@ def run_calibrate(args) -> int:
               f"the good calibration scores). If that is too many, use --target-precision, or add good images of "
               f"the kind that score high.", file=sys.stderr)
     print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
-    print(f"model written to {out}" + (f" (previous version kept as {out.name}.bak)" if (out.parent / (out.name + '.bak')).is_file() else ""))
+    print(f"model written to {out}" + (f" (previous version kept as {backup.name})" if backup else ""))
     return 0

@@ -60,6 +60,21 @@ def save_model_file(path: str | Path, config: dict, arrays: dict[str, np.ndarray
     tmp.replace(path)
 
 
+def keep_backup(path: str | Path) -> Path | None:
+    """Copy an existing model file to ``<name>.bak`` (one generation) before it is replaced.
+
+    Returns the backup's path, or None when ``path`` did not exist.
+    """
+    import shutil
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    backup = path.with_name(path.name + ".bak")
+    shutil.copy2(path, backup)
+    return backup
+
+
 def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     """Read a model file -> ``(config, arrays)``.
 
