@@ -54,6 +54,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="image score: mean of the top 1%% patch scores (default) or max")
     g.add_argument("--batch-size", type=_in_range(1, 1024, int), default=8)
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
+                   help="backbone arithmetic: auto = bf16 on CUDA and, for ViTs, on CPUs with native bf16 "
+                        "(AMX / AVX512-BF16; 2.5-3x faster, scores within ~1%%), else fp32")
     g.add_argument("--allow-download", action="store_true", help="fetch backbone weights from the hub if online")
     g.add_argument("--folds", type=_in_range(0, 100, int), default=5,
                    help="cross-fit folds for the good-only threshold (default 5; 0/1 = a single hold-out of --holdout)")
@@ -81,7 +84,7 @@ def _build_model(args):
 
     return InspectionModel.create(backbone=args.backbone, scorer=args.scorer, size=args.size,
                                   resize_mode=args.resize_mode, layers=args.layers, weights=args.weights,
-                                  device=args.device, allow_download=args.allow_download,
+                                  device=args.device, allow_download=args.allow_download, precision=args.precision,
                                   scorer_params=_scorer_params(args), score_mode=args.score_mode,
                                   batch_size=args.batch_size)
 

@@ -129,9 +129,10 @@ class InspectionModel:
     def create(cls, backbone: str = "auto", scorer: str = "knn", size: int | None = None,
                resize_mode: str = "resize", layers: tuple[int, ...] | None = None, weights: str | None = None,
                device: str | None = None, allow_download: bool = False, scorer_params: dict | None = None,
-               **kwargs) -> "InspectionModel":
+               precision: str = "auto", **kwargs) -> "InspectionModel":
         """Build an unfitted model from names (see :func:`engine.backbones.create_backbone`)."""
-        bb = create_backbone(backbone, weights=weights, layers=layers, device=device, allow_download=allow_download)
+        bb = create_backbone(backbone, weights=weights, layers=layers, device=device, allow_download=allow_download,
+                             precision=precision)
         return cls(bb, create_scorer(scorer, **(scorer_params or {})), size=size, resize_mode=resize_mode, **kwargs)
 
     @property
@@ -142,6 +143,7 @@ class InspectionModel:
         """One line: backbone (+ weights source), scorer, input size, threshold."""
         t = "none" if self.threshold is None else f"{self.threshold:.4g}"
         return (f"backbone={self.backbone.name} [{self.backbone.weights_source}] layers={list(self.backbone.layers)} "
+                f"{self.backbone.precision} "
                 f"scorer={self.scorer.name} input={self.pre.size}px ({self.pre.mode}) threshold={t}")
 
     # ------------------------------------------------------------------ features
@@ -546,7 +548,9 @@ class InspectionModel:
         src = bcfg.get("weights_source", "")
         w = weights or ("random" if src == "random" else None)
         name = src if src.endswith(".safetensors") and Path(src).is_file() else bcfg["name"]
-        bb = create_backbone(name, weights=w, layers=tuple(bcfg["layers"]), device=device)
+        # the precision the model was fitted with ("auto" for files written before it was recorded)
+        bb = create_backbone(name, weights=w, layers=tuple(bcfg["layers"]), device=device,
+                             precision=bcfg.get("precision", "auto"))
         if bcfg.get("weights_sha256") and bb.weights_sha256 and bb.weights_sha256 != bcfg["weights_sha256"]:
             raise ModelFileError(
                 f"{path}: backbone weights differ from those the model was fitted with "

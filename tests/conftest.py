@@ -10,6 +10,10 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# Backbones run in float32 in the tests, whether or not this CPU has native bf16 (the "auto" default
+# would pick bf16 on AMX / AVX512-BF16 machines): exactness tests compare to float32 references.
+# tests/engine/test_backbones.py tests the bf16 path explicitly.
+os.environ["DINOINSPECT_CPU_BF16"] = "0"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DINOINSPECT_DATA", REPO.parent / "shared" / "data"))

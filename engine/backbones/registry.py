@@ -64,10 +64,18 @@ class BackboneSpec:
     description: str = ""
 
 
+# Defaults of the DINOv2 family, chosen by benchmarks/backbone_sweep.py on every shared category
+# (docs/BACKBONE_SWEEP.md): patch tokens of block 6 (the 7th of 12, after the final LayerNorm) at
+# 448 px (a 32 x 32 grid) had the best mean image and pixel AUROC among blocks 4-9 and pairs, and
+# sizes 224-518; the last block (11) was clearly worse for localisation. Measured on ViT-S/14.
+DINOV2_BLOCKS = (6,)
+DINOV2_SIZE = 448
+
+
 def _dinov2(name: str, arch: str, depth: int, files: tuple[str, ...], desc: str) -> BackboneSpec:
     return BackboneSpec(
         name=name, family="vit", timm_name=arch, patch_size=14, size_multiple=14,
-        mean=IMAGENET_MEAN, std=IMAGENET_STD, default_size=224, default_layers=(depth - 1,),
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, default_size=DINOV2_SIZE, default_layers=DINOV2_BLOCKS,
         weight_files=files, hf_id=f"{arch}.lvd142m", checkpoint_format="dinov2",
         model_kwargs={"dynamic_img_size": True}, description=desc,
     )

