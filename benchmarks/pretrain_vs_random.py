@@ -67,6 +67,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--out-dim", type=int, default=d.out_dim, help="prototypes K (class and patch heads)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--eval-size", type=int, default=224, help="network input side of the evaluation (px)")
+    ap.add_argument("--eval-layers", type=int, nargs="*", help="ViT blocks for the evaluation (default: the file's)")
+    ap.add_argument("--eval-folds", type=int, default=5, help="calibration folds of the evaluation fit (0 = hold-out)")
     ap.add_argument("--metric-size", type=int, default=256, help="longer side for pixel metrics (as evaluate)")
     ap.add_argument("--reference", default=None,
                     help="also evaluate this registry backbone at --eval-size (e.g. efficientnet_lite0)")
@@ -93,9 +95,12 @@ def machine_facts() -> dict:
 
 def evaluate(cat, backbone: str, args) -> dict:
     t0 = time.perf_counter()
-    model = InspectionModel.create(backbone=backbone, scorer="knn", size=args.eval_size, device=args.device)
+    layers = tuple(args.eval_layers) if args.eval_layers else None
+    model = InspectionModel.create(backbone=backbone, scorer="knn", size=args.eval_size, device=args.device,
+                                   layers=layers)
     name = Path(backbone).stem if backbone.endswith(".safetensors") else backbone
-    res = evaluate_category(cat, model, report_dir=Path(args.work_dir) / f"eval_{name}", metric_size=args.metric_size)
+    res = evaluate_category(cat, model, report_dir=Path(args.work_dir) / f"eval_{name}", metric_size=args.metric_size,
+                            fit_kwargs={"folds": args.eval_folds})
     res["eval_wall_seconds"] = round(time.perf_counter() - t0, 1)
     m = res["metrics"]
     print(f"evaluate {name}: image_auroc={m['image_auroc']:.4f} aupr={m['aupr']:.4f} "
@@ -130,7 +135,9 @@ def write_markdown(path: Path, r: dict) -> None:
     p, mf, ls = r["pretrain"], r["machine"], r["pretrain"]["loss"]
     rows = []
     for key, label in (("pretrained", f"{p['arch']} pretrained ({p['epochs']} ep, {ls['steps']} steps)"),
-                       ("random_init", f"{p['arch']} random init (same init, no training)"),
+                       ("random_init", f"{p['arch']} random init (same init, no training)"
+                        if str(p.get("source", "")).startswith("random") else
+                        f"{p['arch']} initial weights, no training ({p.get('source', '')})"),
                        ("reference", "reference")):
         e = r["evaluations"].get(key)
         if e is None:
@@ -146,7 +153,8 @@ def write_markdown(path: Path, r: dict) -> None:
     ev = r["evaluations"]["pretrained"]
     cfg = p["config"]
     lines = [
-        "# Pretraining vs random initialisation", "",
+        "# Pretraining vs random initialisation" if str(p.get("source", "")).startswith("random") else
+        f"# Pretraining continued from {p['source']} vs the same weights untrained", "",
         f"Measured on **{Path(r['data']).name}** (`{r['data']}`: {ev['n_train']} train/good used for the "
         f"memory bank, {ev['n_holdout']} held out for the threshold, {ev['n_test']} test images) on "
         f"{mf['cpu']} ({mf['cpu_count']} cores shared with other jobs, {p['device']}, torch threads "

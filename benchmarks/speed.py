@@ -172,7 +172,7 @@ def features_of(paths: list[Path], bb, pre, batch_size: int = 8) -> torch.Tensor
 
 def markdown(rows: list[dict], facts: dict, command: str, extra: dict) -> list[str]:
     cuda = any("peak_cuda_mb" in r for r in rows)
-    head = ("| scorer | size px | batch | decode | preprocess | backbone | scoring | map | total ms/img | "
+    head = ("| scorer | precision | size px | batch | decode | preprocess | backbone | scoring | map | total ms/img | "
             "batch latency ms | img/s | peak RSS MB | backbone GFLOP | floor ms |" + (" peak CUDA MB |" if cuda else ""))
     out = [SPEED_BEGIN, "", "## Speed: latency and throughput by stage", "",
            f"Command: `{command}`  ",
@@ -184,10 +184,10 @@ def markdown(rows: list[dict], facts: dict, command: str, extra: dict) -> list[s
            f"timed on {extra['n_images']} of its test images (first batch not timed). Stage columns are ms per "
            "image; peak RSS is the rise of resident memory during the timed loop. `floor ms` = the backbone's "
            f"FLOPs (up to its last used block) / the matrix-product rate torch reached here "
-           f"({extra.get('matmul_gflops')} GFLOP/s, {extra['backbone'].rsplit(', ', 1)[-1]}).", "",
+           f"(GFLOP/s by precision: {extra.get('matmul_gflops')}).", "",
            head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
-        out.append(f"| {r['scorer']} | {r['size']} | {r['batch_size']} | {r['decode_ms']} | {r['preprocess_ms']} | "
+        out.append(f"| {r['scorer']} | {r.get('precision', '-')} | {r['size']} | {r['batch_size']} | {r['decode_ms']} | {r['preprocess_ms']} | "
                    f"{r['backbone_ms']} | {r['scoring_ms']} | {r['map_ms']} | {r['total_ms_per_image']} | "
                    f"{r['batch_latency_ms']} | {r['throughput_img_s']} | {r['peak_rss_mb']} | "
                    f"{r.get('backbone_gflop') or '-'} | {r.get('backbone_floor_ms') or '-'} |"
@@ -205,12 +205,40 @@ def write_outputs(md_path: Path, json_path: Path, block: list[str], payload: dic
     json_path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def time_sizes(args, bb, rate: float, train: list[Path], test: list[Path]) -> list[dict]:
+    """Rows of :func:`time_pipeline` for every size x scorer x batch size on backbone ``bb``."""
+    rows = []
+    for size in args.sizes:
+        pre = bb.preprocess(size)
+        train_feats = features_of(train, bb, pre)
+        gf = vit_gflop(bb, pre.size)
+        for spec in args.scorers:
+            name, params, label = parse_scorer(spec)
+            scorer = create_scorer(name, **params)
+            scorer.fit(train_feats)
+            for b in args.batch_sizes:
+                r = time_pipeline(test, bb, pre, scorer, b)
+                r.update({"scorer": label, "size": pre.size, "batch_size": b, "precision": bb.precision,
+                          "model_mb": round(scorer.state_nbytes() / 2**20, 2),
+                          "backbone_gflop": round(gf, 2) if gf else None,
+                          "backbone_floor_ms": round(gf / rate * 1000, 2) if gf else None})
+                rows.append(r)
+                print(f"[speed] {label} {bb.precision} {pre.size}px batch {b}: "
+                      + ", ".join(f"{s} {r[s + '_ms']}" for s in STAGES)
+                      + f" | {r['total_ms_per_image']} ms/img, {r['throughput_img_s']} img/s, "
+                        f"peak +{r['peak_rss_mb']} MB", flush=True)
+        del train_feats
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--category", type=Path, default=REPO.parent / "shared" / "data" / "mvtec_ad" / "bottle")
     ap.add_argument("--backbone", default=OFFLINE_DEFAULT)
     ap.add_argument("--weights", help="explicit weight file for the backbone")
     ap.add_argument("--layers", type=int, nargs="*", help="ViT blocks / CNN stages (default: the backbone's)")
+    ap.add_argument("--precision", nargs="+", default=["auto"], choices=["auto", "fp32", "bf16"],
+                    help="backbone precision(s) to time (default: auto)")
     ap.add_argument("--scorers", nargs="*", default=["knn", "mahalanobis", "padim"])
     ap.add_argument("--sizes", nargs="*", type=int, default=[224, 256, 320])
     ap.add_argument("--batch-sizes", nargs="*", type=int, default=[1, 4, 8, 16])
@@ -235,35 +263,17 @@ def main(argv: list[str] | None = None) -> int:
     train = [s.path for s in cat.train][: args.n_train]
     test = [s.path for s in cat.test][:: max(1, len(cat.test) // args.n_images)][: args.n_images]
     facts = machine_facts(args.device)
-    bb = create_backbone(args.backbone, weights=args.weights, device=args.device,
-                         layers=tuple(args.layers) if args.layers else None)
-    dtype = bb.autocast_dtype or torch.float32
-    rate = matmul_gflops(dtype, bb.device)
-    print(f"[floor] {bb.device} {str(dtype).split('.')[-1]} matrix product: {rate:.0f} GFLOP/s", flush=True)
     rows = []
-    for size in args.sizes:
-        pre = bb.preprocess(size)
-        train_feats = features_of(train, bb, pre)
-        for spec in args.scorers:
-            name, params, label = parse_scorer(spec)
-            scorer = create_scorer(name, **params)
-            scorer.fit(train_feats)
-            for b in args.batch_sizes:
-                r = time_pipeline(test, bb, pre, scorer, b)
-                gf = vit_gflop(bb, pre.size)
-                r.update({"scorer": label, "size": pre.size, "batch_size": b,
-                          "model_mb": round(scorer.state_nbytes() / 2**20, 2),
-                          "backbone_gflop": round(gf, 2) if gf else None,
-                          "backbone_floor_ms": round(gf / rate * 1000, 2) if gf else None})
-                rows.append(r)
-                print(f"[speed] {label} {pre.size}px batch {b}: " + ", ".join(f"{s} {r[s + '_ms']}" for s in STAGES)
-                      + f" | {r['total_ms_per_image']} ms/img, {r['throughput_img_s']} img/s, "
-                        f"peak +{r['peak_rss_mb']} MB", flush=True)
-        del train_feats
+    rates: dict[str, float] = {}
+    for precision in args.precision:
+        bb = create_backbone(args.backbone, weights=args.weights, device=args.device,
+                             layers=tuple(args.layers) if args.layers else None, precision=precision)
+        rate = rates[bb.precision] = matmul_gflops(bb.autocast_dtype or torch.float32, bb.device)
+        print(f"[floor] {bb.device} {bb.precision} matrix product: {rate:.0f} GFLOP/s", flush=True)
+        rows += time_sizes(args, bb, rate, train, test)
     facts["load_average_end"] = list(os.getloadavg())
-    extra = {"backbone": f"{bb.name} [{bb.weights_source}] layers {list(bb.layers)}, "
-                         f"{'bf16 autocast' if bb.autocast_dtype else 'float32'}", "n_train": len(train),
-             "matmul_gflops": round(rate, 1),
+    extra = {"backbone": f"{bb.name} [{bb.weights_source}] layers {list(bb.layers)}", "n_train": len(train),
+             "matmul_gflops": {k: round(v, 1) for k, v in rates.items()},
              "n_images": len(test), "category": str(args.category.name)}
     write_outputs(args.out, args.json, markdown(rows, facts, command, extra),
                   {"command": command, "machine": facts, "setup": extra, "rows": rows})

@@ -71,8 +71,13 @@ def create_vit(info: ViTInfo, drop_path: float = 0.0) -> nn.Module:
     """An untrained, headless timm ViT for ``info`` (``drop_path``: stochastic depth rate, training only)."""
     import timm
 
-    return timm.create_model(info.timm_name, pretrained=False, num_classes=0, drop_path_rate=drop_path,
-                             **info.model_kwargs)
+    vit = timm.create_model(info.timm_name, pretrained=False, num_classes=0, drop_path_rate=drop_path,
+                            **info.model_kwargs)
+    if "dinov2" in info.timm_name:  # resample position embeddings as DINOv2 does, as the backbone will
+        from ..backbones.backbone import use_reference_pos_embed
+
+        use_reference_pos_embed(vit)
+    return vit
 
 
 def build_vit(backbone: str, img_size: int, weights: str | None = None, model_kwargs: dict | None = None,
