@@ -94,3 +94,33 @@ def test_bank_caps_bound_the_coreset_and_its_candidates():
     flat = feats.reshape(-1, 4).numpy()
     # every bank entry is one of the original patches
     assert all(np.isclose(flat, row).all(1).any() for row in s.memory_bank)
+
+
+@pytest.mark.parametrize("metric,k", [("l2", 1), ("l2", 3), ("cosine", 1), ("cosine", 2)])
+def test_torch_search_equals_exact_nearest_neighbours(metric, k):
+    """The brute-force torch search (the GPU path, run here on the CPU) against distances computed
+    independently with numpy over the whole bank."""
+    rng = np.random.default_rng(3)
+    feats = torch.from_numpy(rng.normal(size=(3, 6, 6, 16)).astype(np.float32))
+    s = KnnScorer(coreset_ratio=1.0, k=k, metric=metric, index="flat", device="cpu")
+    s.fit(feats)
+    q = rng.normal(size=(50, 16)).astype(np.float32)
+    bank = s.memory_bank  # normalised already for cosine
+    if metric == "l2":
+        d = np.sqrt(((q[:, None, :] - bank[None]) ** 2).sum(-1))
+    else:
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        d = 1.0 - qn @ bank.T
+    want = np.sort(d, axis=1)[:, :k].mean(1)
+    got = s.search_torch(torch.from_numpy(q), k).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    # and the faiss path (the CPU default) agrees with it
+    np.testing.assert_allclose(s.score(torch.from_numpy(q).reshape(1, 5, 10, 16)).numpy().ravel(), want,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_knn_device_defaults_to_cuda_only_when_present():
+    s = KnnScorer(coreset_ratio=1.0)
+    assert s.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    s.fit(torch.zeros(1, 2, 2, 4))
+    assert "device" not in s.get_state()[0]  # a runtime choice, not part of the model file
