@@ -36,13 +36,25 @@ def _in_range(lo: float, hi: float, kind=float, lo_open: bool = False):
     return parse
 
 
+def _parse_layers(text: str) -> tuple[int, ...]:
+    """``"6"`` / ``"5,7"`` -> block (or stage) indices; argparse shows the error's message."""
+    try:
+        out = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of block indices (e.g. 6 or 5,7)") from None
+    if len(set(out)) != len(out):
+        raise argparse.ArgumentTypeError(f"{text!r} names a block twice")
+    return out
+
+
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="auto",
                    help="registry name, a pretrained backbone file, or 'auto' (DINOv2 ViT-S/14 if its weights "
                         "are local, else efficientnet_lite0). See `main.py backbones`.")
     g.add_argument("--weights", help="explicit backbone weight file (.pth / .safetensors)")
-    g.add_argument("--layers", type=lambda s: tuple(int(x) for x in s.split(",")),
+    g.add_argument("--layers", type=_parse_layers,
                    help="ViT block / CNN stage indices, comma-separated (default: the backbone's)")
     g.add_argument("--size", type=_in_range(32, 4096, int), help="network input side in px (default: the backbone's)")
     g.add_argument("--resize-mode", choices=("resize", "letterbox"), default="resize")
@@ -56,7 +68,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="backbone arithmetic: auto = bf16 on CUDA and, for ViTs, on CPUs with native bf16 "
-                        "(AMX / AVX512-BF16; 2.5-3x faster, scores within ~1%%), else fp32")
+                        "(AMX / AVX512-BF16; about 2-3x faster there, patch features within ~1%% on average, a "
+                        "few %% at most), else fp32")
     g.add_argument("--allow-download", action="store_true", help="fetch backbone weights from the hub if online")
     g.add_argument("--folds", type=_in_range(0, 100, int), default=5,
                    help="cross-fit folds for the good-only threshold (default 5; 0/1 = a single hold-out of --holdout)")
@@ -82,11 +95,15 @@ def _fit_kwargs(args) -> dict:
 def _build_model(args):
     from engine.model import InspectionModel
 
-    return InspectionModel.create(backbone=args.backbone, scorer=args.scorer, size=args.size,
+    model = InspectionModel.create(backbone=args.backbone, scorer=args.scorer, size=args.size,
                                   resize_mode=args.resize_mode, layers=args.layers, weights=args.weights,
                                   device=args.device, allow_download=args.allow_download, precision=args.precision,
                                   scorer_params=_scorer_params(args), score_mode=args.score_mode,
                                   batch_size=args.batch_size)
+    if args.size and model.pre.size != args.size:
+        print(f"note: --size {args.size} rounded to {model.pre.size} px (a multiple of "
+              f"{model.backbone.spec.size_multiple}, the backbone's patch grid)", file=sys.stderr)
+    return model
 
 
 def cmd_fit(args) -> int:
@@ -277,8 +294,13 @@ def cmd_backbones(args) -> int:
 
     print(f"'auto' resolves to: {resolve_backbone_name('auto')}")
     for name, spec in BACKBONES.items():
-        w = find_local_weights(spec)
-        print(f"{name:20s} {spec.description:55s} defaults: {spec.default_size} px, "
+        try:
+            w = find_local_weights(spec)
+        except Exception as exc:  # noqa: BLE001 - one backbone's problem must not hide the others
+            print(f"{name:20s} {spec.description}\n{'':20s} weights: unavailable ({exc})")
+            continue
+        print(f"{name:20s} {spec.description}")
+        print(f"{'':20s} defaults: {spec.default_size} px, "
               f"{'blocks' if spec.family == 'vit' else 'stages'} {list(spec.default_layers)}")
         where = str(w) if w else "not found locally"
         if w is not None and w.name == packaged.CACHE_NAME:

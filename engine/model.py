@@ -548,6 +548,14 @@ class InspectionModel:
         src = bcfg.get("weights_source", "")
         w = weights or ("random" if src == "random" else None)
         name = src if src.endswith(".safetensors") and Path(src).is_file() else bcfg["name"]
+        # the very weight file the model was fitted with, when it is still there (an official
+        # checkpoint added later must not displace it): "<path>" or "package:... converted to <path>"
+        recorded = src.rsplit("converted to ", 1)[-1] if src not in ("", "random") else ""
+        if w is None and name == bcfg["name"] and recorded and Path(recorded).is_file() and bcfg.get("weights_sha256"):
+            from .backbones import file_sha256
+
+            if file_sha256(recorded) == bcfg["weights_sha256"]:
+                w = recorded
         # the precision the model was fitted with ("auto" for files written before it was recorded)
         bb = create_backbone(name, weights=w, layers=tuple(bcfg["layers"]), device=device,
                              precision=bcfg.get("precision", "auto"))
@@ -555,7 +563,8 @@ class InspectionModel:
             raise ModelFileError(
                 f"{path}: backbone weights differ from those the model was fitted with "
                 f"(found {bb.weights_source}, sha256 {bb.weights_sha256[:12]}..., expected "
-                f"{bcfg['weights_sha256'][:12]}...). Use the original weight file (--weights) or re-fit.")
+                f"{bcfg['weights_sha256'][:12]}... from {recorded or src}). Use the original weight file "
+                f"(--weights FILE) or re-fit.")
         scorer_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("scorer/")}
         scorer = SCORERS[scfg["name"]].from_state(scfg["params"], scorer_arrays)
         m = cls(bb, scorer, size=pcfg["size"], resize_mode=pcfg["mode"], score_mode=mcfg["score_mode"],

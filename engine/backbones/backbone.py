@@ -173,6 +173,11 @@ class Backbone(torch.nn.Module):
         for p in self.model.parameters():
             p.requires_grad_(False)
         self.layers = tuple(int(i) for i in layers)
+        n = len(model.blocks) if spec.family == "vit" and hasattr(model, "blocks") else None
+        if len(set(self.layers)) != len(self.layers) or (n is not None and not all(0 <= i < n for i in self.layers)):
+            what = f"blocks are numbered 0-{n - 1}" if n is not None else "stages are numbered from 0"
+            raise InspectError(f"layers {list(self.layers)} are not valid for backbone {spec.name!r}: {what}, each "
+                               f"used at most once; its default is {list(spec.default_layers)}.")
         if spec.family == "vit" and (spec.checkpoint_format == "dinov2" or "dinov2" in spec.timm_name):
             use_reference_pos_embed(self.model)
         self.precision = resolve_precision(precision, device, spec.family)

