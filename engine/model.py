@@ -110,16 +110,18 @@ class InspectionModel:
         resize_mode: ``"resize"`` or ``"letterbox"`` (:mod:`engine.backbones.preprocess`).
         score_mode, top_fraction: image-score rule (:func:`engine.anomaly_map.image_score`).
         sigma: Gaussian smoothing of the anomaly map in input pixels.
-        batch_size: images per backbone forward pass.
+        batch_size: images per backbone forward pass; None = 4 on the CPU, 32 on CUDA (measured best
+            or near-best on each: docs/BENCHMARKS.md speed section, docs/GPU_SPEED.md).
     """
 
     def __init__(self, backbone: Backbone, scorer: Scorer, size: int | None = None, resize_mode: str = "resize",
-                 score_mode: str = "top_mean", top_fraction: float = 0.01, sigma: float = 4.0, batch_size: int = 8):
+                 score_mode: str = "top_mean", top_fraction: float = 0.01, sigma: float = 4.0,
+                 batch_size: int | None = None):
         self.backbone = backbone
         self.scorer = scorer
         self.pre = backbone.preprocess(size, resize_mode)
         self.score_mode, self.top_fraction, self.sigma = score_mode, float(top_fraction), float(sigma)
-        self.batch_size = int(batch_size)
+        self.batch_size = int(batch_size or (32 if backbone.device.type == "cuda" else 4))
         self.threshold: float | None = None
         self.calibration: dict = {}
         self.provenance: dict = {}
@@ -568,7 +570,7 @@ class InspectionModel:
         scorer_arrays = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith("scorer/")}
         scorer = SCORERS[scfg["name"]].from_state(scfg["params"], scorer_arrays)
         m = cls(bb, scorer, size=pcfg["size"], resize_mode=pcfg["mode"], score_mode=mcfg["score_mode"],
-                top_fraction=mcfg["top_fraction"], sigma=mcfg["sigma"], batch_size=cfg.get("batch_size", 8))
+                top_fraction=mcfg["top_fraction"], sigma=mcfg["sigma"], batch_size=None)  # chosen for the machine it runs on
         m.threshold = cfg.get("threshold")
         m.calibration = cfg.get("calibration") or {}
         m.provenance = cfg.get("provenance") or {}
