@@ -85,6 +85,11 @@ class FeatureCache:
     def key(image: np.ndarray) -> str:
         return hashlib.blake2b(image.tobytes(), digest_size=16).hexdigest() + "x".join(map(str, image.shape))
 
+    fixed_ms: float | None = None  # report this backbone time instead of the measured one (views)
+
+    def _extract(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.extract(x)
+
     def add(self, images: list[np.ndarray]) -> None:
         keys = [self.key(im) for im in images]
         todo = [i for i, k in enumerate(keys) if k not in self.features]
@@ -92,8 +97,8 @@ class FeatureCache:
             part = todo[s : s + self.batch_size]
             x = self.pre.batch([images[i] for i in part])
             t0 = time.perf_counter()
-            f = self.backbone.extract(x)
-            ms = (time.perf_counter() - t0) * 1000 / len(part)
+            f = self._extract(x)
+            ms = self.fixed_ms or (time.perf_counter() - t0) * 1000 / len(part)
             for j, i in enumerate(part):
                 self.features[keys[i]] = f[j].clone()
                 self.backbone_ms[keys[i]] = ms
@@ -140,6 +145,17 @@ class CachedModel(InspectionModel):
 
 
 # ---------------------------------------------------------------------------------------- inputs
+def select_categories(data: Path, wanted: list[str] | None) -> list[Path]:
+    """Categories in MVTec AD layout under ``data`` whose path contains one of ``wanted`` (all when
+    None); prints why when there is none."""
+    cats = find_categories(data)
+    if wanted:
+        cats = [c for c in cats if any(s in str(c) for s in wanted)]
+    if not cats:
+        print(f"no category in MVTec AD layout under {data}", file=sys.stderr)
+    return cats
+
+
 def quick_subset(cat: Category, n_train: int = 40, n_good: int = 20, n_bad: int = 20) -> Category:
     """Evenly spaced subsets of train / test-good / test-defective (deterministic)."""
 
@@ -360,15 +376,22 @@ def _f(v, nd=3) -> str:
     return "-" if v is None else f"{v:.{nd}f}"
 
 
-def table(rows: list[dict]) -> list[str]:
-    out = ["| backbone | category | scorer | img AUROC | AP | F1-max | px AUROC | AUPRO | fit s | ms/img | "
-           "score ms | model MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def metrics_table(rows: list[dict], lead: list[tuple[str, str]], tail: list[tuple[str, str, int]]) -> list[str]:
+    """Markdown rows: ``lead`` columns (header, row key) as text, the five metrics, then ``tail``
+    columns (header, row key, decimals)."""
+    head = [h for h, _ in lead] + ["img AUROC", "AP", "F1-max", "px AUROC", "AUPRO"] + [h for h, _, _ in tail]
+    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         m = r["metrics"]
-        out.append(f"| {r['backbone']} | {r['category']} | {r['scorer']} | {_f(m['image_auroc'])} | {_f(m['aupr'])} | "
-                   f"{_f(m['f1_max'])} | {_f(m['pixel_auroc'])} | {_f(m['aupro'])} | {_f(r['fit_seconds'], 1)} | "
-                   f"{_f(r['ms_per_image'], 1)} | {_f(r['score_ms'], 2)} | {_f(r['model_mb'], 2)} |")
+        cells = [str(r[k]) for _, k in lead] + [_f(m[k]) for k in METRIC_KEYS] + [_f(r[k], nd) for _, k, nd in tail]
+        out.append("| " + " | ".join(cells) + " |")
     return out
+
+
+def table(rows: list[dict]) -> list[str]:
+    return metrics_table(rows, [("backbone", "backbone"), ("category", "category"), ("scorer", "scorer")],
+                         [("fit s", "fit_seconds", 1), ("ms/img", "ms_per_image", 1), ("score ms", "score_ms", 2),
+                          ("model MB", "model_mb", 2)])
 
 
 def verdict(rows: list[dict]) -> list[str]:
@@ -553,11 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     command = "python benchmarks/accuracy.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
 
-    cats = find_categories(args.data)
-    if args.categories:
-        cats = [c for c in cats if any(s in str(c) for s in args.categories)]
+    cats = select_categories(args.data, args.categories)
     if not cats:
-        print(f"no category in MVTec AD layout under {args.data}", file=sys.stderr)
         return 2
     fix_malloc_threshold()
     facts = machine_facts(args.device)

@@ -38,9 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from accuracy import FeatureCache, _f, machine_facts, quick_subset, replace_marked_block, run_ours  # noqa: E402
+from accuracy import (FeatureCache, _f, machine_facts, metrics_table, quick_subset,  # noqa: E402
+                      replace_marked_block, run_ours, select_categories)
 from engine.backbones import create_backbone  # noqa: E402
-from engine.datasets import find_categories, load_category  # noqa: E402
+from engine.datasets import load_category  # noqa: E402
 from engine.images import read_image  # noqa: E402
 
 VIT = "dinov2_vits14"
@@ -82,29 +83,16 @@ class BlockView(FeatureCache):
                               for b in blocks])
         self.features = {k: f.index_select(-1, self.idx).float() for k, f in cache.features.items()}
         self.backbone_ms = {k: backbone_ms for k in cache.features}
-        self.ms = backbone_ms
+        self.fixed_ms = backbone_ms
 
-    def add(self, images: list[np.ndarray]) -> None:
-        keys = [self.key(im) for im in images]
-        todo = [i for i, k in enumerate(keys) if k not in self.features]
-        for s in range(0, len(todo), self.batch_size):
-            part = todo[s : s + self.batch_size]
-            f = self.backbone.extract(self.pre.batch([images[i] for i in part])).index_select(-1, self.idx)
-            for j, i in enumerate(part):
-                self.features[keys[i]] = f[j].clone()
-                self.backbone_ms[keys[i]] = self.ms
+    def _extract(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone.extract(x).index_select(-1, self.idx)
 
 
 def table(rows: list[dict]) -> list[str]:
-    out = ["| category | backbone | blocks | size | prec | scorer | img AUROC | AP | F1-max | px AUROC | AUPRO | "
-           "fit s | ms/img | backbone ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        m = r["metrics"]
-        out.append(f"| {r['category']} | {r['backbone']} | {r['blocks']} | {r['size']} | {r['precision']} | "
-                   f"{r['scorer']} | {_f(m['image_auroc'])} | {_f(m['aupr'])} | {_f(m['f1_max'])} | "
-                   f"{_f(m['pixel_auroc'])} | {_f(m['aupro'])} | {_f(r['fit_seconds'], 1)} | "
-                   f"{_f(r['ms_per_image'], 1)} | {_f(r['backbone_ms'], 1)} |")
-    return out
+    return metrics_table(rows, [("category", "category"), ("backbone", "backbone"), ("blocks", "blocks"),
+                                ("size", "size"), ("prec", "precision"), ("scorer", "scorer")],
+                         [("fit s", "fit_seconds", 1), ("ms/img", "ms_per_image", 1), ("backbone ms", "backbone_ms", 1)])
 
 
 def summary(rows: list[dict]) -> list[str]:
@@ -149,11 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     command = "python benchmarks/backbone_sweep.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    cats = find_categories(args.data)
-    if args.categories:
-        cats = [c for c in cats if any(s in str(c) for s in args.categories)]
+    cats = select_categories(args.data, args.categories)
     if not cats:
-        print(f"no category in MVTec AD layout under {args.data}", file=sys.stderr)
         return 2
     facts = machine_facts(args.device)
     configs = [parse_blocks(b) for b in args.blocks]
