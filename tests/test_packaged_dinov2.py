@@ -117,7 +117,6 @@ def isolated_cache(tmp_path, monkeypatch):
     """Cache and fallback folders inside tmp_path (nothing found from earlier runs)."""
     monkeypatch.setattr(packaged, "cache_dir", lambda: tmp_path / "home-cache")
     monkeypatch.setattr(packaged, "fallback_dir", lambda: tmp_path / "tmp-fallback")
-    packaged._VERIFIED.clear()
     return tmp_path
 
 
@@ -148,7 +147,6 @@ def test_damaged_cache_is_converted_again(isolated_cache):
     with open(p, "r+b") as f:
         f.seek(40_000_000)
         f.write(b"\x00" * 1_000_000)
-    packaged._VERIFIED.clear()
     assert not packaged.verified(p)
     assert file_sha256(packaged.cached_weights([], write_dir=d)) == good
 

@@ -16,7 +16,7 @@ Patch features:
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import os
 import types
@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from ..errors import CheckpointError, InspectError
 from . import checkpoints, packaged
+from .checkpoints import file_sha256
 from .preprocess import Preprocess, round_size
 from .registry import BACKBONES, DEFAULT_VIT, OFFLINE_DEFAULT, BackboneSpec, find_local_weights, resolve_weights
 
@@ -57,18 +58,10 @@ def pick_device(device: str | None = None) -> torch.device:
     return dev
 
 
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file (weights provenance)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_has_bf16() -> bool:
     """True when the CPU multiplies bf16 natively (``amx_bf16`` or ``avx512_bf16`` in /proc/cpuinfo)."""
     try:
@@ -178,7 +171,7 @@ class Backbone(torch.nn.Module):
             what = f"blocks are numbered 0-{n - 1}" if n is not None else "stages are numbered from 0"
             raise InspectError(f"layers {list(self.layers)} are not valid for backbone {spec.name!r}: {what}, each "
                                f"used at most once; its default is {list(spec.default_layers)}.")
-        if spec.family == "vit" and (spec.checkpoint_format == "dinov2" or "dinov2" in spec.timm_name):
+        if spec.family == "vit" and "dinov2" in spec.timm_name:  # registry entries and backbone files alike
             use_reference_pos_embed(self.model)
         self.precision = resolve_precision(precision, device, spec.family)
         self.autocast_dtype = torch.bfloat16 if self.precision == "bf16" else None

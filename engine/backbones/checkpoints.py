@@ -21,6 +21,7 @@ match the timm model exactly (loaded with ``strict=True``; a mismatch raises
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -29,6 +30,23 @@ import torch
 from ..errors import CheckpointError
 
 StateDict = dict[str, torch.Tensor]
+
+_SHA256: dict[tuple[str, int, int], str] = {}  # (path, mtime ns, size) -> hex digest, this process
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file (weights provenance), computed once per process for an unchanged file
+    (same path, modification time and size): a command asks for the same 90 MB file several times."""
+    p = Path(path).resolve()
+    st = p.stat()
+    key = (str(p), st.st_mtime_ns, st.st_size)
+    if key not in _SHA256:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _SHA256[key] = h.hexdigest()
+    return _SHA256[key]
 
 
 def read_state_dict(path: str | Path) -> StateDict:

