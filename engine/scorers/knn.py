@@ -83,6 +83,7 @@ class KnnScorer(Scorer):
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self._bank_t: torch.Tensor | None = None  # the bank on self.device (torch search)
+        self._bank_sq: torch.Tensor | None = None  # its squared norms
 
     def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
         bank = np.ascontiguousarray(features.reshape(-1, features.shape[-1]).numpy(), dtype=np.float32)
@@ -150,11 +151,11 @@ class KnnScorer(Scorer):
             ``(N,) float32`` on :attr:`device`: mean L2 distance (or ``1 - cosine``) to the ``k`` nearest
             bank patches, the same quantity the faiss path returns (its flat index exactly).
         """
-        if self._bank_t is None or self._bank_t.device != self.device:
+        if self._bank_t is None or self._bank_t.device != self.device:  # uploaded once per bank
             self._bank_t = torch.from_numpy(self.memory_bank).to(self.device)
-        bank = self._bank_t
+            self._bank_sq = (self._bank_t * self._bank_t).sum(1)
+        bank, bank_sq = self._bank_t, self._bank_sq
         q = queries.to(self.device, torch.float32)
-        bank_sq = (bank * bank).sum(1)
         out = []
         for s in range(0, len(q), chunk):
             x = q[s : s + chunk]
