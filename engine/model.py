@@ -218,10 +218,11 @@ class InspectionModel:
             k = min(int(folds), n)
             fold_of = np.empty(n, np.int64)
             fold_of[rng.permutation(n)] = np.arange(n) % k
-            parts = [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
-            held = self._score_held_out(feats, used, parts, progress, synthetic, seed)
+            fold_idx = [np.flatnonzero(fold_of == f) for f in range(k)]
+            # the scorer learns all images once the fold scorers are exhausted (Scorer.cross_fit)
+            fold_scorers = ((fold_idx[f], sc) for f, sc in self.scorer.cross_fit(feats, fold_idx, progress))
+            held = self._score_held_out(feats, used, fold_scorers, k, np.arange(n), progress, synthetic, seed)
             fit_idx, hold = np.arange(n), np.array([], np.int64)
-            self.scorer.fit(feats, progress=progress)
             source = f"cross-fit, {k} folds"
         else:
             n_hold = int(round(n * holdout_fraction)) if n >= 5 else 0
@@ -230,8 +231,7 @@ class InspectionModel:
             hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
             self.scorer.fit(feats[torch.from_numpy(fit_idx)], progress=progress)
             if n_hold:
-                held = self._score_held_out(feats, used, [(fit_idx, hold)], progress, synthetic, seed,
-                                            scorer=self.scorer)
+                held = self._score_held_out(feats, used, [(hold, self.scorer)], 1, hold, progress, synthetic, seed)
             source = f"hold-out, {n_hold} images"
         t_score = time.perf_counter() - t1
         calib = None
@@ -250,29 +250,27 @@ class InspectionModel:
                          n_calibration=0 if held is None else len(held["scores"]))
 
     # ------------------------------------------------------------------ calibration
-    def _score_held_out(self, feats: torch.Tensor, used: list[Path], parts: list[tuple[np.ndarray, np.ndarray]],
-                        progress: ProgressFn | None, synthetic: int, seed: int, scorer: Scorer | None = None) -> dict:
+    def _score_held_out(self, feats: torch.Tensor, used: list[Path], fold_scorers: Iterable[tuple[np.ndarray, Scorer]],
+                        n_folds: int, held_idx: np.ndarray, progress: ProgressFn | None, synthetic: int,
+                        seed: int) -> dict:
         """Score every held-out image with a scorer that did not learn it.
 
-        ``parts`` is a list of ``(learn indices, held-out indices)``; without ``scorer`` a fresh copy
-        of the (still unfitted) model scorer learns each part. Returns lists aligned with the
-        concatenated held-out indices: ``scores``, ``pixels`` (every 4th row and column of each
-        anomaly map at the network input size), the median
-        patch score ``floor``, and synthetic-defect ``syn_scores`` / ``syn_kinds``.
+        ``fold_scorers`` yields ``(held-out indices, scorer that did not learn them)``, ``n_folds`` of
+        them, the held-out sets disjoint, together ``held_idx``. Returns lists aligned with the concatenated held-out
+        indices: ``scores``, ``pixels`` (every 4th row and column of each anomaly map at the network
+        input size), the median patch score ``floor``, and synthetic-defect ``syn_scores`` /
+        ``syn_kinds`` (up to ``synthetic`` held-out images, one defect of each kind).
         """
         from .synthetic_defects import KINDS, make_defect
 
         rng = np.random.default_rng(seed + 1)
-        n_hold = sum(len(h) for _, h in parts)
-        syn_pick = set(rng.permutation(np.concatenate([h for _, h in parts]))[:max(0, synthetic)].tolist())
+        syn_pick = set(rng.permutation(held_idx)[:max(0, synthetic)].tolist())
         scores, pixels, medians, syn_scores, syn_kinds, index = [], [], [], [], [], []
-        for f, (learn, hold) in enumerate(parts):
+        n_hold = 0
+        for f, (hold, sc) in enumerate(fold_scorers):
             if progress is not None:
-                progress(f, len(parts), "cross-fit")
-            sc = scorer
-            if sc is None:
-                sc = copy.deepcopy(self.scorer)
-                sc.fit(feats[torch.from_numpy(learn)], progress=progress)
+                progress(f, n_folds, "cross-fit")
+            n_hold += len(hold)
             patch = sc.score(feats[torch.from_numpy(hold)]).numpy()
             for i, ps in zip(hold, patch):
                 scores.append(self._image_score(ps))
@@ -292,7 +290,7 @@ class InspectionModel:
                 syn_scores.extend(self._image_score(p) for p in ps)
             syn_kinds.extend(kinds)
         if progress is not None:
-            progress(len(parts), len(parts), "cross-fit")
+            progress(n_folds, n_folds, "cross-fit")
         assert len(scores) == n_hold
         return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
                 "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index}

@@ -11,8 +11,9 @@ Every scorer (k-NN memory bank, Mahalanobis prototypes, PaDiM) implements:
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Iterator
 
 import numpy as np
 import torch
@@ -34,6 +35,27 @@ class Scorer(ABC):
     @abstractmethod
     def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
         """Learn normal from ``(N, h, w, D) float32`` patch features of good images."""
+
+    def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray],
+                  progress: ProgressFn | None = None) -> Iterator[tuple[int, "Scorer"]]:
+        """K-fold cross-fitting: yields ``(f, scorer_f)`` where ``scorer_f`` learned every image
+        except those of fold ``f``; when the generator is exhausted ``self`` has learned them all.
+
+        Args:
+            features: ``(N, h, w, D) float32`` patch features of N good images.
+            folds: K disjoint ``int64`` index arrays that together cover ``range(N)``.
+        The default fits a fresh copy of this (unfitted) scorer per fold, K + 1 fits in all;
+        scorers with a cheaper way override it (:class:`engine.scorers.knn.KnnScorer`).
+        Raises:
+            ValueError: folds that do not partition ``range(N)``.
+        """
+        _check_folds(folds, len(features))
+        for f, hold in enumerate(folds):
+            learn = np.setdiff1d(np.arange(len(features)), hold)
+            sc = copy.deepcopy(self)
+            sc.fit(features[torch.from_numpy(learn)], progress=progress)
+            yield f, sc
+        self.fit(features, progress=progress)
 
     @abstractmethod
     def _score(self, features: torch.Tensor) -> torch.Tensor:
@@ -64,3 +86,10 @@ class Scorer(ABC):
     def state_nbytes(self) -> int:
         """Size of the fitted state in bytes (what a model file stores)."""
         return int(sum(a.nbytes for a in self.get_state()[1].values()))
+
+
+def _check_folds(folds: list[np.ndarray], n: int) -> None:
+    """Raise ValueError unless ``folds`` are >= 2 disjoint, non-empty index arrays covering ``range(n)``."""
+    allidx = np.sort(np.concatenate([np.asarray(f, np.int64) for f in folds])) if folds else np.zeros(0, np.int64)
+    if len(folds) < 2 or any(len(f) == 0 for f in folds) or not np.array_equal(allidx, np.arange(n)):
+        raise ValueError(f"cross-fit folds must be >= 2 non-empty disjoint index sets covering all {n} images")

@@ -27,6 +27,8 @@ Usage::
 
 from __future__ import annotations
 
+from typing import Iterator
+
 import numpy as np
 import torch
 
@@ -85,23 +87,63 @@ class KnnScorer(Scorer):
         self._bank_t: torch.Tensor | None = None  # the bank on self.device (torch search)
         self._bank_sq: torch.Tensor | None = None  # its squared norms
 
-    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
+    def _flat(self, features: torch.Tensor) -> np.ndarray:
         bank = np.ascontiguousarray(features.reshape(-1, features.shape[-1]).numpy(), dtype=np.float32)
-        if self.metric == "cosine":
-            bank = _normalise(bank)
+        return _normalise(bank) if self.metric == "cosine" else bank
+
+    def _coreset(self, bank: np.ndarray, share: float, rng: np.random.Generator,
+                 progress: ProgressFn | None = None) -> np.ndarray:
+        """The coreset of ``(M, D)`` patches: ``coreset_ratio`` of them, with ``share`` (in (0, 1]) of
+        the ``max_bank`` / ``max_candidates`` caps (a fold's part of the whole bank)."""
         n_keep = max(1, int(round(len(bank) * self.coreset_ratio)))
         if self.max_bank:
-            n_keep = min(n_keep, int(self.max_bank))
-        rng = np.random.default_rng(self.seed)
-        if n_keep < len(bank) and self.max_candidates and len(bank) > self.max_candidates:
-            keep = np.sort(rng.choice(len(bank), size=max(int(self.max_candidates), n_keep), replace=False))
+            n_keep = min(n_keep, max(1, int(self.max_bank * share)))
+        cand = None if not self.max_candidates else max(int(self.max_candidates * share), n_keep)
+        if n_keep < len(bank) and cand and len(bank) > cand:
+            keep = np.sort(rng.choice(len(bank), size=cand, replace=False))
             bank = np.ascontiguousarray(bank[keep])
         if n_keep < len(bank):
             start = int(rng.integers(len(bank)))
             idx = greedy_coreset(bank, n_keep, start=start, proj_dim=self.proj_dim, seed=self.seed,
                                  progress=progress)
             bank = np.ascontiguousarray(bank[np.sort(idx)])
-        self._set_bank(bank)
+        return bank
+
+    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
+        self._set_bank(self._coreset(self._flat(features), 1.0, np.random.default_rng(self.seed), progress))
+
+    def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray],
+                  progress: ProgressFn | None = None) -> Iterator[tuple[int, "KnnScorer"]]:
+        """K-fold cross-fitting with one coreset selection per fold (composable coresets).
+
+        Each fold's patches get their own greedy coreset (``coreset_ratio`` of them, the caps split
+        by the fold's share of the images); the scorer of fold ``f`` searches the union of the
+        *other* folds' coresets and the final bank is the union of all K. Greedy selection costs
+        about ``N^2 ratio D`` for N patches, so K selections on N/K patches each cost 1/K of one
+        selection on all of them -- instead of K + 1 full selections. A union of per-part k-center
+        coresets covers the whole bank within the largest per-part covering radius (composable
+        core-sets, Indyk et al., PODS 2014); ``docs/THRESHOLD.md`` compares its accuracy with the
+        single coreset of :meth:`fit`. The fold scorers' banks are the final bank minus one fold's
+        part, so cross-fitted scores differ from the final model's only by what that fold adds.
+
+        Yields / raises: as :meth:`Scorer.cross_fit`.
+        """
+        from .base import _check_folds
+
+        n = len(features)
+        _check_folds(folds, n)
+        rng = np.random.default_rng(self.seed)
+        parts = []
+        for f, hold in enumerate(folds):
+            parts.append(self._coreset(self._flat(features[torch.from_numpy(np.sort(hold))]), len(hold) / n, rng))
+            if progress is not None:
+                progress(f + 1, len(folds), "coreset")
+        for f in range(len(folds)):
+            sc = KnnScorer(**self.get_state()[0])
+            sc.device = self.device
+            sc._set_bank(np.ascontiguousarray(np.concatenate([p for g, p in enumerate(parts) if g != f])))
+            yield f, sc
+        self._set_bank(np.ascontiguousarray(np.concatenate(parts)))
 
     def _set_bank(self, bank: np.ndarray) -> None:
         import faiss

@@ -124,3 +124,40 @@ def test_knn_device_defaults_to_cuda_only_when_present():
     assert s.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
     s.fit(torch.zeros(1, 2, 2, 4))
     assert "device" not in s.get_state()[0]  # a runtime choice, not part of the model file
+
+
+def _rows(a: np.ndarray) -> set:
+    return {r.tobytes() for r in np.ascontiguousarray(a, np.float32)}
+
+
+def test_cross_fit_fold_scorers_never_hold_their_fold_and_final_bank_is_the_union():
+    rng = np.random.default_rng(3)
+    feats = torch.from_numpy(rng.normal(size=(10, 4, 4, 8)).astype(np.float32))
+    folds = [np.array([0, 3, 6]), np.array([1, 4, 7]), np.array([2, 5, 8, 9])]
+    s = KnnScorer(coreset_ratio=0.25, index="flat")
+    banks = {}
+    for f, sc in s.cross_fit(feats, folds):
+        banks[f] = _rows(sc.memory_bank)
+        held = _rows(feats[torch.from_numpy(folds[f])].reshape(-1, 8).numpy())
+        others = _rows(feats[torch.from_numpy(np.setdiff1d(np.arange(10), folds[f]))].reshape(-1, 8).numpy())
+        assert not banks[f] & held and banks[f] <= others
+        # 25 % of each other fold's 16-patch images
+        assert len(banks[f]) == sum(round(16 * len(folds[g]) * 0.25) for g in range(3) if g != f)
+    assert s.fitted and _rows(s.memory_bank) == banks[0] | banks[1] | banks[2]
+
+
+def test_cross_fit_without_coreset_scores_like_a_scorer_fitted_on_the_other_folds():
+    rng = np.random.default_rng(4)
+    feats = torch.from_numpy(rng.normal(size=(6, 3, 3, 5)).astype(np.float32))
+    folds = [np.array([0, 1]), np.array([2, 3]), np.array([4, 5])]
+    for f, sc in KnnScorer(coreset_ratio=1.0, index="flat").cross_fit(feats, folds):
+        ref = KnnScorer(coreset_ratio=1.0, index="flat")
+        ref.fit(feats[torch.from_numpy(np.setdiff1d(np.arange(6), folds[f]))])
+        q = feats[torch.from_numpy(folds[f])]
+        assert torch.allclose(sc.score(q), ref.score(q))
+
+
+def test_cross_fit_refuses_folds_that_do_not_cover_the_images():
+    feats = torch.zeros(4, 2, 2, 3)
+    with pytest.raises(ValueError, match="covering all 4"):
+        list(KnnScorer().cross_fit(feats, [np.array([0, 1]), np.array([2])]))
