@@ -269,6 +269,146 @@ def good_only_threshold(good_scores: np.ndarray, target_frr: float = 0.01, metho
 
 
 # --------------------------------------------------------------------------------------------
+# Balanced: good scores against synthetic defects (the default at fit time)
+
+THRESHOLD_RULES = ("balanced", "tail")
+"""Labelling-free threshold rules: ``balanced`` (:func:`balanced_threshold`, the default) and
+``tail`` (:func:`good_only_threshold` alone: only the false-reject side)."""
+
+SEPARATION_P = 0.01
+"""Synthetic defects are trusted when they score higher than the good images at this significance
+(one-sided two-sample Kolmogorov-Smirnov test, whose statistic is the Youden index maximum)."""
+
+MAX_FRR = 0.3
+"""Highest expected false-reject rate (on the cross-fitted goods) the balanced rule may choose."""
+
+
+def bank_growth_shift(small_bank_scores, fold_scores, k: int) -> dict:
+    """How much lower the final model scores than the fold scorers, from how scores fall as the bank grows.
+
+    A fold scorer searches ``(k-1)/k`` of the training images, the final model all of them. The
+    same held-out images scored against ``(k-2)/k`` of them (``small_bank_scores``) and against
+    ``(k-1)/k`` (``fold_scores``) give the fall per step; assuming scores fall linearly in the log
+    of the bank size (nearest-neighbour distances shrink like a power of the sample size), the
+    next step, ``(k-1)/k -> 1``, is ``step * log(k/(k-1)) / log((k-1)/(k-2))``.
+
+    Args:
+        small_bank_scores, fold_scores: ``(m,)`` image scores of the same m images.
+        k: number of folds, >= 3.
+    Returns:
+        dict ``shift`` (<= 0, score units: add it to cross-fitted scores), ``step`` (median of
+        ``fold - small``), ``n`` (m), ``k``.
+    Raises:
+        ValueError: k < 3, no score, or the two arrays differ in length.
+    """
+    a = np.asarray(small_bank_scores, np.float64).ravel()
+    b = np.asarray(fold_scores, np.float64).ravel()
+    if k < 3 or a.size == 0 or a.size != b.size:
+        raise ValueError(f"need k >= 3 and two equal, non-empty score arrays, got k={k}, {a.size} and {b.size}")
+    step = float(np.median(b - a))
+    shift = min(0.0, step * math.log(k / (k - 1)) / math.log((k - 1) / (k - 2)))
+    return {"shift": shift, "step": step, "n": int(a.size), "k": int(k)}
+
+
+def separation_curve(good_scores, defect_scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(thresholds, share of good >= t, share of defects >= t)`` at every score and every midpoint
+    between neighbouring scores, ascending."""
+    g = np.sort(np.asarray(good_scores, np.float64).ravel())
+    d = np.sort(np.asarray(defect_scores, np.float64).ravel())
+    c = np.unique(np.concatenate([g, d]))
+    t = np.unique(np.concatenate([c, (c[1:] + c[:-1]) / 2]))
+    frr = (g.size - np.searchsorted(g, t, side="left")) / g.size
+    det = (d.size - np.searchsorted(d, t, side="left")) / d.size
+    return t, frr, det
+
+
+def balanced_threshold(good_scores, synthetic_scores, target_frr: float = 0.01, method: str = "auto",
+                       max_frr: float = MAX_FRR, separation_p: float = SEPARATION_P,
+                       shift: float = 0.0) -> dict:
+    """The threshold that best separates cross-fitted good scores from synthetic-defect scores.
+
+    Rule (``docs/THRESHOLD.md`` measures it on the shared categories):
+
+    1. Both score sets are moved by ``shift`` (:func:`bank_growth_shift`: fold scorers score higher
+       than the final model, which learned more images).
+    2. Youden's index ``J(t) = caught(t) - rejected(t)`` (Youden 1950) -- share of synthetic defects
+       scoring ``>= t`` minus share of good scores ``>= t`` -- is maximised over every score and
+       midpoint; the middle of the maximising thresholds is taken. Misses and false rejects weigh
+       the same.
+    3. It is never above the tail threshold (:func:`good_only_threshold` at ``target_frr``): when the
+       defects lie far above every good score there is no reason to go higher than the false-reject
+       target needs.
+    4. Its expected false-reject rate (empirical share of good scores at or above it) is capped at
+       ``max_frr``: above that, the lowest threshold within the cap is used (``capped``).
+    5. When the synthetic defects do not score significantly higher than the goods -- ``J_max`` is
+       the one-sided two-sample Kolmogorov-Smirnov statistic; its p-value must be below
+       ``separation_p`` -- the scorer hardly reacts to them (or the good parts vary as much as they
+       do): they are not trusted and the tail threshold is used (``fallback``).
+
+    Args:
+        good_scores: ``(n,)`` cross-fitted good image scores (n >= 1).
+        synthetic_scores: ``(m,)`` scores of synthetic defects on held-out good images (m >= 1).
+        target_frr, method: for the tail threshold (:func:`good_only_threshold`).
+        max_frr: cap on the expected false-reject rate, in (0, 1).
+        separation_p: significance the separation must reach to trust the synthetic defects.
+        shift: added to both score sets first (score units, usually <= 0).
+    Returns:
+        :func:`good_only_threshold`'s dict for the moved good scores, with ``threshold``,
+        ``expected_frr`` and ``frr_ci95`` replaced and ``method`` "balanced", plus ``placement``
+        ("youden", "tail" when the tail threshold was lower, "capped", "fallback"),
+        ``separation`` (J_max), ``separation_p`` (its KS p-value), ``synthetic_caught`` (share of synthetic scores >= threshold),
+        ``tail_threshold``, ``tail_method``, ``score_shift``, ``max_frr``.
+    Raises:
+        ValueError: no good or synthetic score, NaN/inf, bad target_frr / max_frr.
+    """
+    g = _check_scores(good_scores, target_frr) + float(shift)
+    s = np.asarray(synthetic_scores, np.float64).ravel() + float(shift)
+    if s.size == 0 or not np.isfinite(s).all():
+        raise ValueError("balanced threshold needs at least one finite synthetic-defect score")
+    if not 0 < max_frr < 1:
+        raise ValueError(f"max_frr must be in (0, 1), got {max_frr}")
+    tail = good_only_threshold(g, target_frr, method)
+    t, frr, det = separation_curve(g, s)
+    j = det - frr
+    best = np.flatnonzero(j >= j.max() - 1e-12)
+    t_bal = float(np.median(t[best]))
+    # H1: good scores are stochastically smaller (their CDF lies above the synthetic one somewhere)
+    p = float(stats.ks_2samp(g, s, alternative="greater").pvalue)
+    if p >= separation_p:
+        thr, placement = tail["threshold"], "fallback"
+    elif tail["threshold"] <= t_bal:
+        thr, placement = tail["threshold"], "tail"
+    else:
+        thr, placement = t_bal, "youden"
+    if placement != "fallback" and float(np.mean(g >= thr)) > max_frr:
+        thr, placement = float(t[np.flatnonzero(frr <= max_frr)[0]]), "capped"
+    f = frr_at(g, thr, tail.get("tail"))
+    out = dict(tail)
+    out.update(threshold=float(thr), method="balanced", placement=placement, separation=float(j.max()),
+               separation_p=p,
+               synthetic_caught=float(np.mean(s >= thr)), tail_threshold=float(tail["threshold"]),
+               tail_method=tail["method"], score_shift=float(shift), max_frr=float(max_frr),
+               expected_frr=f["estimate"], frr_ci95=f["ci95"], rank=None, guarantee_met=False)
+    return out
+
+
+def choose_threshold(good_scores, synthetic_scores=None, rule: str = "balanced", target_frr: float = 0.01,
+                     method: str = "auto", shift: float = 0.0, **kwargs) -> dict:
+    """A labelling-free threshold by ``rule`` in :data:`THRESHOLD_RULES` (``balanced`` needs synthetic
+    scores; without them it is the ``tail`` rule). ``shift`` moves all scores first (see
+    :func:`bank_growth_shift`). Returns the rule's dict with ``rule`` set."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule must be one of {THRESHOLD_RULES}, got {rule!r}")
+    if rule == "balanced" and synthetic_scores is not None and np.size(synthetic_scores):
+        out = balanced_threshold(good_scores, synthetic_scores, target_frr, method, shift=shift, **kwargs)
+    else:
+        out = good_only_threshold(np.asarray(good_scores, np.float64) + float(shift), target_frr, method)
+        out["score_shift"] = float(shift)
+    out["rule"] = rule
+    return out
+
+
+# --------------------------------------------------------------------------------------------
 # Few labels
 
 
@@ -510,6 +650,20 @@ def describe_calibration(calib: dict) -> str:
         return (f"threshold {t:.4g} from labels: {how} on {c.get('n_defective')} defective + {c.get('n_good')} good "
                 f"labelled images (+{c.get('n_extra_good')} known-good scores){where}; weighted precision "
                 f"{calib['precision']:.3f}, recall {calib['recall']:.3f}, F1 {calib['f1']:.3f}; {frr}")
+    if calib.get("method") == "balanced":
+        n_syn = (calib.get("synthetic") or {}).get("n", "")
+        how = {"youden": f"best separation of the good scores from {n_syn} synthetic defects "
+                         f"(Youden index {calib.get('separation', float('nan')):.2f})",
+               "tail": f"the good-score tail ({calib.get('tail_method')}, target {calib.get('target_frr', 0):.0%}), "
+                       f"lower than the best separation from the synthetic defects",
+               "capped": f"best separation from the synthetic defects, held at the {calib.get('max_frr', 0):.0%} "
+                         f"false-reject cap",
+               "fallback": f"the good-score tail ({calib.get('tail_method')}): the synthetic defects did not score "
+                           f"clearly above the good images (p={calib.get('separation_p', float('nan')):.2g})",
+               }.get(calib.get("placement"), calib.get("placement"))
+        caught = calib.get("synthetic_caught")
+        return (f"threshold {t:.4g} chosen by {how} ({calib.get('score_source', 'held-out scores')}); {frr}"
+                + (f"; expected to catch {caught:.0%} of synthetic defects" if caught is not None else ""))
     if calib.get("method") == "conformal":
         how = (f"conformal quantile (order statistic {calib.get('rank')} of {calib.get('n_good')})"
                + ("" if calib.get("guarantee_met") else ", too few scores for the target: maximum used"))

@@ -81,6 +81,13 @@ class FitReport:
         return self.feature_seconds + self.scorer_seconds
 
 
+def cross_fit_folds(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``k`` disjoint, sorted ``int64`` index arrays of near-equal size covering ``range(n)`` at random."""
+    fold_of = np.empty(n, np.int64)
+    fold_of[rng.permutation(n)] = np.arange(n) % k
+    return [np.flatnonzero(fold_of == f) for f in range(k)]
+
+
 def iter_images(paths: Iterable[str | Path], prefetch: int = 8) -> Iterator[tuple[Path, np.ndarray | ImageReadError]]:
     """Decode images in a background thread, in order: yields ``(path, image or ImageReadError)``."""
     paths = [Path(p) for p in paths]
@@ -181,7 +188,7 @@ class InspectionModel:
     # ------------------------------------------------------------------ fit
     def fit(self, paths: list[str | Path], progress: ProgressFn | None = None, holdout_fraction: float = 0.1,
             target_frr: float = 0.01, seed: int = 0, folds: int = 5, method: str = "auto",
-            synthetic: int = 16) -> FitReport:
+            synthetic: int = 16, rule: str = "balanced") -> FitReport:
         """Learn normal from good images and calibrate a good-only threshold.
 
         Calibration scores come from good images the scorer did not learn from
@@ -196,10 +203,14 @@ class InspectionModel:
         * ``folds < 2``: a random ``holdout_fraction`` of the images (at least 1 when there are
           >= 5 images, else 0) is kept out of the scorer and scored by it.
 
-        The threshold is :func:`engine.calibration.good_only_threshold` (``method``) at
-        ``target_frr``. Up to ``synthetic`` calibration images also get one synthetic defect of
-        each kind (:mod:`engine.synthetic_defects`), scored by the scorer that did not learn
-        them; their detection rate at the threshold is stored (0 turns this off).
+        Up to ``synthetic`` calibration images also get one synthetic defect of each kind
+        (:mod:`engine.synthetic_defects`), scored by the scorer that did not learn them. The
+        threshold is :func:`engine.calibration.choose_threshold` by ``rule``: ``"balanced"``
+        (default) separates the calibration scores from the synthetic-defect scores best, within
+        the false-reject limits of :func:`~engine.calibration.balanced_threshold`; ``"tail"`` uses
+        the good scores alone (:func:`~engine.calibration.good_only_threshold`, ``method`` at
+        ``target_frr``, also the balanced rule's upper bound). The synthetic detection rate at the
+        threshold is stored (``synthetic=0`` turns synthetic defects off: then the tail rule).
 
         Raises:
             DatasetError: fewer than 2 readable images.
@@ -209,16 +220,27 @@ class InspectionModel:
             raise DatasetError(f"need at least 2 good images to fit, got {len(paths)}.")
         t0 = time.perf_counter()
         feats, used, skipped = self.extract_paths(paths, progress)
-        t_feat = time.perf_counter() - t0
+        rep = self.fit_features(feats, used, progress, holdout_fraction, target_frr, seed, folds, method, synthetic,
+                                rule)
+        rep.n_images, rep.skipped = len(paths), skipped
+        rep.feature_seconds = time.perf_counter() - t0 - rep.scorer_seconds
+        self.provenance.update(skipped=skipped, fit_seconds=round(rep.total_seconds, 3))
+        return rep
+
+    def fit_features(self, feats: torch.Tensor, used: list[Path], progress: ProgressFn | None = None,
+                     holdout_fraction: float = 0.1, target_frr: float = 0.01, seed: int = 0, folds: int = 5,
+                     method: str = "auto", synthetic: int = 16, rule: str = "balanced") -> FitReport:
+        """:meth:`fit` from features already extracted: ``feats (N, h, w, D) float32`` of the image
+        files ``used`` (read again only for synthetic defects). Arguments and result as :meth:`fit`."""
         n = len(used)
+        if n < 2:
+            raise DatasetError(f"need at least 2 readable good images to fit, got {n}.")
         rng = np.random.default_rng(seed)
         t1 = time.perf_counter()
         held = None
         if folds >= 2 and holdout_fraction > 0:
             k = min(int(folds), n)
-            fold_of = np.empty(n, np.int64)
-            fold_of[rng.permutation(n)] = np.arange(n) % k
-            fold_idx = [np.flatnonzero(fold_of == f) for f in range(k)]
+            fold_idx = cross_fit_folds(n, k, rng)
             # the scorer learns all images once the fold scorers are exhausted (Scorer.cross_fit)
             fold_scorers = ((fold_idx[f], sc) for f, sc in self.scorer.cross_fit(feats, fold_idx, progress))
             held = self._score_held_out(feats, used, fold_scorers, k, np.arange(n), progress, synthetic, seed)
@@ -236,17 +258,17 @@ class InspectionModel:
         t_score = time.perf_counter() - t1
         calib = None
         if held is not None:
-            calib = self._good_only_calibration(held, target_frr, method, source)
+            calib = self._good_only_calibration(held, target_frr, method, source, rule)
             self.threshold = calib["threshold"]
             self.calibration = calib
         self.provenance = {
             "fitted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "program_version": __version__, "n_images": n, "n_fit": len(fit_idx), "n_holdout": len(hold),
             "images": [str(used[i]) for i in fit_idx], "holdout_images": [str(used[i]) for i in hold],
-            "skipped": skipped, "fit_seconds": round(t_feat + t_score, 3),
+            "skipped": [], "fit_seconds": round(t_score, 3),
         }
-        return FitReport(n_images=len(paths), n_fit=len(fit_idx), n_holdout=len(hold), skipped=skipped,
-                         feature_seconds=t_feat, scorer_seconds=t_score, calibration=calib,
+        return FitReport(n_images=n, n_fit=len(fit_idx), n_holdout=len(hold), skipped=[],
+                         feature_seconds=0.0, scorer_seconds=t_score, calibration=calib,
                          n_calibration=0 if held is None else len(held["scores"]))
 
     # ------------------------------------------------------------------ calibration
@@ -282,8 +304,9 @@ class InspectionModel:
             imgs, kinds = [], []
             for i in chosen:
                 img = read_image(used[i])
+                donor = read_image(used[(int(i) + 1 + int(rng.integers(len(used) - 1))) % len(used)])  # another image
                 for kind in KINDS:
-                    imgs.append(make_defect(img, kind, rng)[0])
+                    imgs.append(make_defect(img, kind, rng, donor)[0])
                     kinds.append(kind)
             for b in range(0, len(imgs), self.batch_size):
                 ps = sc.score(self.extract(imgs[b:b + self.batch_size])).numpy()
@@ -295,11 +318,12 @@ class InspectionModel:
         return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
                 "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index}
 
-    def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str) -> dict:
-        from .calibration import good_only_threshold, pixel_threshold_from_good
+    def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str,
+                               rule: str = "balanced") -> dict:
+        from .calibration import choose_threshold, pixel_threshold_from_good
         from .synthetic_defects import detection_rate
 
-        calib = good_only_threshold(np.asarray(held["scores"]), target_frr, method)
+        calib = choose_threshold(np.asarray(held["scores"]), held["syn_scores"], rule, target_frr, method)
         calib.update(chosen_by="good-only", score_source=source,
                      holdout_scores=[float(s) for s in held["scores"]],
                      floor=held["floor"],
@@ -340,7 +364,7 @@ class InspectionModel:
     def recalibrate(self, good_paths: Iterable[str | Path] = (), defective_paths: Iterable[str | Path] = (),
                     target_frr: float | None = None, objective: str = "f1", target: float | None = None,
                     masks: dict | None = None, method: str = "auto", synthetic: int = 16,
-                    progress: ProgressFn | None = None) -> dict:
+                    progress: ProgressFn | None = None, rule: str | None = None) -> dict:
         """Choose a new threshold for a fitted model, from good and (optionally) defective images.
 
         Good images the model learned from (or already held out, or scored by an earlier
@@ -350,7 +374,10 @@ class InspectionModel:
         final model learned from all training images, so its scores run a little lower than the
         cross-fitted ones.
 
-        * no defective image: good-only threshold at ``target_frr`` (default: the stored target);
+        * no defective image: the labelling-free threshold by ``rule`` (default: the stored rule,
+          else "balanced"; :func:`engine.calibration.choose_threshold`) at ``target_frr`` (default:
+          the stored target), against the synthetic defects of the new good images (else the
+          stored synthetic scores);
         * defective images: :func:`engine.calibration.few_label_threshold` with ``objective``
           ("f1", "precision", "recall") and ``target``; the new good images are the labelled goods,
           the stored scores the extra goods, and for F1 the good-only threshold is the prior (kept
@@ -367,7 +394,7 @@ class InspectionModel:
             NotFittedError: model not fitted. DatasetError: no usable good score at all.
             ValueError: bad objective / target.
         """
-        from .calibration import few_label_threshold, frr_at, good_only_threshold, pixel_threshold_from_good, \
+        from .calibration import choose_threshold, few_label_threshold, frr_at, pixel_threshold_from_good, \
             pixel_threshold_from_masks
         from .errors import NotFittedError
         from .images import read_mask
@@ -411,7 +438,16 @@ class InspectionModel:
             raise DatasetError("no good image score to calibrate with: the model holds none and no new good "
                                "image (one it did not learn from) was given.")
         frr_target = float(target_frr if target_frr is not None else old.get("target_frr", 0.01))
-        good_only = good_only_threshold(np.asarray(pool), frr_target, method)
+        syn, syn_kinds = [], []
+        for i, img in enumerate(g_imgs):
+            for kind in KINDS:
+                syn.append(make_defect(img, kind, rng, g_imgs[(i + 1) % len(g_imgs)])[0])
+                syn_kinds.append(kind)
+        syn_scores = [p.score for b in range(0, len(syn), self.batch_size) for p in self.predict(syn[b:b + self.batch_size])]
+        rule = rule or old.get("rule") or "balanced"
+        # synthetic defects scored by this model, else the stored ones (scored by the fold scorers)
+        ref_syn = syn_scores or (old.get("synthetic") or {}).get("scores")
+        good_only = choose_threshold(np.asarray(pool), ref_syn, rule, frr_target, method)
         if d_scores:
             calib = few_label_threshold(d_scores, g_scores, stored, objective, target, prior=good_only["threshold"])
             calib["chosen_by"] = "labels"
@@ -436,14 +472,8 @@ class InspectionModel:
             calib.update({k: old[k] for k in ("pixel_threshold", "pixel_method", "pixel_area_fraction") if k in old})
         elif g_pix:
             calib.update(pixel_threshold_from_good(g_pix))
-        syn, kinds = [], []
-        for img in g_imgs:
-            for kind in KINDS:
-                syn.append(make_defect(img, kind, rng)[0])
-                kinds.append(kind)
-        if syn:
-            s = [p.score for b in range(0, len(syn), self.batch_size) for p in self.predict(syn[b:b + self.batch_size])]
-            calib["synthetic"] = detection_rate(s, calib["threshold"], kinds)
+        if syn_scores:
+            calib["synthetic"] = detection_rate(syn_scores, calib["threshold"], syn_kinds)
         elif old.get("synthetic"):
             calib["synthetic"] = detection_rate(old["synthetic"]["scores"], calib["threshold"],
                                                 old["synthetic"].get("kinds"))

@@ -1,6 +1,6 @@
 """Synthetic defects on good images: a label-free sanity check of a threshold.
 
-Two kinds, each returning the altered image and the mask of what was altered:
+Six kinds, each returning the altered image and the mask of what was altered:
 
 * ``"cutpaste"`` (after Li et al., "CutPaste: Self-Supervised Learning for Anomaly Detection and
   Localization", CVPR 2021): a rectangle of 2-15 % of the image area is cut from one place,
@@ -8,6 +8,21 @@ Two kinds, each returning the altered image and the mask of what was altered:
 * ``"perlin"`` (after Zavrtanik et al., "DRAEM", ICCV 2021): a blob shaped by thresholded Perlin
   noise is blended with a foreign texture -- here Perlin-modulated random colour plus fine grain,
   generated on the spot, so no texture data set is needed.
+
+* ``"nsa"`` (after Schlüter et al., "Natural Synthetic Anomalies", ECCV 2022): a patch of 1-8 % of
+  the part's area from *another* good image (``donor``; the same image when there is none) is
+  blended in with Poisson image editing (Pérez et al. 2003, ``cv2.seamlessClone``): no sharp edge,
+  only a piece of texture that does not belong where it is.
+* ``"scratch"``: a thin curved line (quadratic Bezier, 1-4 px, 15-50 % of the part's size),
+  darker or lighter than the surface around it.
+* ``"spot"``: one to three small round stains or pits (2-6 % of the part's size across), soft-edged,
+  darker or lighter.
+* ``"colour"``: a Perlin-shaped region of 2-8 % of the part where brightness (grey parts) or
+  colour (colour parts) changes, texture kept -- discolouration, a burn mark, missing coating.
+
+The new four are placed on the part and sized relative to it: ``part_region`` separates the part
+from a plain background (pixels far from the border's colour); on textures and full-frame parts
+the whole image is the part. Grey images stay grey.
 
 A threshold that passes fewer than about half of these "obvious" defects is suspicious (see
 ``docs/LABEL_EFFICIENCY.md``, which compares the synthetic detection rate with real recall). The
@@ -29,7 +44,7 @@ import math
 import cv2
 import numpy as np
 
-KINDS = ("cutpaste", "perlin")
+KINDS = ("cutpaste", "perlin", "nsa", "scratch", "spot", "colour")
 
 
 def perlin_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -90,7 +105,10 @@ def cutpaste(image: np.ndarray, rng: np.random.Generator, area: tuple[float, flo
     y0, x0 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
     patch = img[y0:y0 + ph, x0:x0 + pw].astype(np.float32)
     gain = rng.uniform(0.7, 1.3, 3).astype(np.float32)
-    patch = np.clip(patch * gain + rng.uniform(-25, 25, 3).astype(np.float32), 0, 255).astype(np.uint8)
+    shift = rng.uniform(-25, 25, 3).astype(np.float32)
+    if _is_grey(img):  # a grey part stays grey
+        gain, shift = np.full(3, gain[0], np.float32), np.full(3, shift[0], np.float32)
+    patch = np.clip(patch * gain + shift, 0, 255).astype(np.uint8)
     turns = int(rng.integers(0, 4))
     if turns and np.rot90(patch, turns).shape[0] < h and np.rot90(patch, turns).shape[1] < w:
         patch = np.ascontiguousarray(np.rot90(patch, turns))
@@ -139,24 +157,171 @@ def perlin_texture(image: np.ndarray, rng: np.random.Generator,
     cells = int(rng.integers(8, 32))
     shade = perlin_noise((h, w), (cells, cells), rng)[..., None]
     colour = rng.uniform(0, 255, 3).astype(np.float32)
-    tex = colour * (1 + 1.2 * shade) + rng.normal(0, 12, (h, w, 3)).astype(np.float32)
+    grain = rng.normal(0, 12, (h, w, 3)).astype(np.float32)
+    if _is_grey(img):  # a grey part stays grey
+        colour, grain = np.full(3, colour[0], np.float32), np.repeat(grain[..., :1], 3, axis=2)
+    tex = colour * (1 + 1.2 * shade) + grain
     beta = rng.uniform(0.5, 1.0)
     soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigmaX=1.0)[..., None] * beta
     out = img.astype(np.float32) * (1 - soft) + tex * soft
     return np.clip(out, 0, 255).astype(np.uint8), mask
 
 
-def make_defect(image: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def part_region(image: np.ndarray) -> np.ndarray:
+    """``(H, W) bool``: where the part is, when it lies on a plain background; else all True.
+
+    The background colour is the median of the image's one-pixel border; pixels farther from it
+    than ``max(20, 4 x`` the border's median absolute deviation``)`` (Euclidean, RGB levels) are the part,
+    cleaned by a morphological opening and closing. When that leaves under 5 % or over 90 % of
+    the image (textures, full-frame parts) the whole image counts as the part.
+    """
+    img = _check_image(image).astype(np.float32)
+    h, w = img.shape[:2]
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    bg = np.median(border, axis=0)
+    spread = float(np.median(np.linalg.norm(border - bg, axis=1)))
+    fg = np.linalg.norm(img - bg, axis=2) > max(20.0, 4 * spread)
+    k = max(3, (min(h, w) // 64) | 1)
+    fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8)).astype(bool)
+    return fg if 0.05 <= fg.mean() <= 0.9 else np.ones((h, w), bool)
+
+
+def _on_part(region: np.ndarray, rng: np.random.Generator, margin: int = 0) -> tuple[int, int]:
+    """A random ``(y, x)`` inside ``region``, at least ``margin`` px from the image border when possible."""
+    h, w = region.shape
+    inner = np.zeros_like(region)
+    inner[margin:h - margin, margin:w - margin] = region[margin:h - margin, margin:w - margin]
+    ys, xs = np.nonzero(inner if inner.any() else region)
+    i = int(rng.integers(len(ys)))
+    return int(ys[i]), int(xs[i])
+
+
+def _is_grey(img: np.ndarray) -> bool:
+    return bool(np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]))
+
+
+def _shade(img: np.ndarray, alpha: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``img + alpha * delta``: alpha ``(H, W)`` in [0, 1], delta ``(3,)`` or ``(H, W, 3)`` levels."""
+    out = img.astype(np.float32) + alpha[..., None] * delta
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def _altered(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    return (before != after).any(axis=2)
+
+
+def nsa_patch(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None = None,
+              area: tuple[float, float] = (0.01, 0.08)) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson-blend a patch of ``donor`` (default: ``image``) onto the part (module docstring).
+
+    Returns ``(altered image (H, W, 3) uint8, mask (H, W) bool of changed pixels)``.
+    """
+    img = _check_image(image)
+    src = img if donor is None else _check_image(donor)
+    if src.shape != img.shape:
+        src = cv2.resize(src, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
+    h, w = img.shape[:2]
+    region = part_region(img)
+    a = rng.uniform(*area) * region.sum()
+    r = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
+    ph = int(np.clip(round(math.sqrt(a / r)), 4, h - 4))
+    pw = int(np.clip(round(math.sqrt(a * r)), 4, w - 4))
+    y0, x0 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+    if donor is not None:  # from the donor's part, at a random place
+        sy, sx = _on_part(part_region(src), rng)
+        y0, x0 = int(np.clip(sy - ph // 2, 0, h - ph)), int(np.clip(sx - pw // 2, 0, w - pw))
+    patch = src[y0:y0 + ph, x0:x0 + pw]
+    cy, cx = _on_part(region, rng, margin=max(ph, pw) // 2 + 2)
+    cy, cx = int(np.clip(cy, ph // 2 + 2, h - (ph - ph // 2) - 2)), int(np.clip(cx, pw // 2 + 2, w - (pw - pw // 2) - 2))
+    pmask = np.full((ph, pw), 255, np.uint8)
+    # OpenCV wants BGR; the channel order does not matter to the blend, but keep it symmetric
+    out = cv2.seamlessClone(np.ascontiguousarray(patch), np.ascontiguousarray(img), pmask, (cx, cy),
+                            cv2.NORMAL_CLONE)
+    return out, _altered(img, out)
+
+
+def scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A thin curved scratch on the part (module docstring): ``(image, mask)``."""
+    img = _check_image(image)
+    region = part_region(img)
+    size = math.sqrt(region.sum())
+    length = rng.uniform(0.15, 0.5) * size
+    width = int(rng.integers(1, 5))
+    y, x = _on_part(region, rng)
+    ang = rng.uniform(0, math.pi)
+    d = np.array([math.cos(ang), math.sin(ang)]) * length / 2
+    p0, p2 = np.array([x, y]) - d, np.array([x, y]) + d
+    p1 = (p0 + p2) / 2 + np.array([-d[1], d[0]]) * rng.uniform(-0.6, 0.6)
+    t = np.linspace(0, 1, 64)[:, None]
+    pts = ((1 - t) ** 2 * p0 + 2 * (1 - t) * t * p1 + t ** 2 * p2).round().astype(np.int32)
+    line = np.zeros(img.shape[:2], np.uint8)
+    cv2.polylines(line, [pts], False, 255, thickness=width, lineType=cv2.LINE_AA)
+    alpha = line.astype(np.float32) / 255 * rng.uniform(0.6, 1.0)
+    delta = rng.choice([-1, 1]) * rng.uniform(40, 110)
+    out = _shade(img, alpha, np.full(3, delta, np.float32))
+    return out, _altered(img, out)
+
+
+def spot(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One to three soft round stains or pits on the part (module docstring): ``(image, mask)``."""
+    img = _check_image(image)
+    region = part_region(img)
+    size = math.sqrt(region.sum())
+    alpha = np.zeros(img.shape[:2], np.float32)
+    for _ in range(int(rng.integers(1, 4))):
+        y, x = _on_part(region, rng)
+        rad = max(1.5, rng.uniform(0.01, 0.03) * size)
+        axes = (max(1, round(rad * rng.uniform(0.6, 1.4))), max(1, round(rad * rng.uniform(0.6, 1.4))))
+        blob = np.zeros_like(alpha)
+        cv2.ellipse(blob, (x, y), axes, float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA)
+        alpha = np.maximum(alpha, cv2.GaussianBlur(blob, (0, 0), sigmaX=max(0.5, rad / 4)))
+    if _is_grey(img):
+        delta = np.full(3, rng.choice([-1, 1]) * rng.uniform(40, 120), np.float32)
+    else:
+        delta = rng.uniform(-120, 120, 3).astype(np.float32)
+        delta *= rng.uniform(40, 120) / max(1.0, float(np.abs(delta).max()))
+    out = _shade(img, alpha * rng.uniform(0.7, 1.0), delta)
+    return out, _altered(img, out)
+
+
+def colour_change(image: np.ndarray, rng: np.random.Generator,
+                  area: tuple[float, float] = (0.02, 0.08)) -> tuple[np.ndarray, np.ndarray]:
+    """Brightness (grey) or colour change in a Perlin-shaped region of the part: ``(image, mask)``."""
+    img = _check_image(image)
+    region = part_region(img)
+    frac = float(region.mean())
+    blob = perlin_blob(img.shape[:2], rng, (area[0] * frac, area[1] * frac)) & region
+    if not blob.any():
+        blob = region & perlin_blob(img.shape[:2], rng, area)
+    alpha = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), sigmaX=2.0)
+    f = img.astype(np.float32)
+    if _is_grey(img):
+        gain = np.full(3, rng.choice([rng.uniform(0.55, 0.8), rng.uniform(1.25, 1.6)]), np.float32)
+        shift = np.zeros(3, np.float32)
+    else:
+        gain = rng.uniform(0.6, 1.4, 3).astype(np.float32)
+        shift = rng.uniform(-30, 30, 3).astype(np.float32)
+    changed = np.clip(f * gain + shift, 0, 255)
+    out = np.clip(f + alpha[..., None] * (changed - f), 0, 255).astype(np.uint8)
+    return out, _altered(img, out)
+
+
+def make_defect(image: np.ndarray, kind: str, rng: np.random.Generator,
+                donor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic defect of ``kind`` in :data:`KINDS`: ``(image (H, W, 3) uint8, mask (H, W) bool)``.
+
+    ``donor``: another good image for ``"nsa"`` (ignored by the other kinds).
 
     Raises:
         ValueError: unknown kind, or not an ``(H, W, 3) uint8`` image.
     """
-    if kind == "cutpaste":
-        return cutpaste(image, rng)
-    if kind == "perlin":
-        return perlin_texture(image, rng)
-    raise ValueError(f"synthetic defect kind must be one of {KINDS}, got {kind!r}")
+    makers = {"cutpaste": lambda: cutpaste(image, rng), "perlin": lambda: perlin_texture(image, rng),
+              "nsa": lambda: nsa_patch(image, rng, donor), "scratch": lambda: scratch(image, rng),
+              "spot": lambda: spot(image, rng), "colour": lambda: colour_change(image, rng)}
+    if kind not in makers:
+        raise ValueError(f"synthetic defect kind must be one of {KINDS}, got {kind!r}")
+    return makers[kind]()
 
 
 def detection_rate(scores, threshold: float, kinds=None) -> dict:

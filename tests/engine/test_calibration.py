@@ -235,9 +235,13 @@ def toy_model(tmp_path_factory):
 def test_fit_cross_fits_every_image_and_records_how(toy_model):
     _, m = toy_model
     c = m.calibration
-    assert len(c["holdout_scores"]) == 12 and c["chosen_by"] == "good-only" and c["method"] == "exptail"
+    assert len(c["holdout_scores"]) == 12 and c["chosen_by"] == "good-only" and c["method"] == "balanced"
+    assert c["rule"] == "balanced" and c["tail_method"] == "exptail"  # 12 scores: too few for 1 % conformal
     assert c["threshold"] == m.threshold and "cross-fit, 2 folds" in c["description"]
-    assert 0 <= c["frr_ci95"][0] <= c["frr_ci95"][1] <= 1 and c["synthetic"]["n"] == 4
+    assert 0 <= c["frr_ci95"][0] <= c["frr_ci95"][1] <= 1 and c["synthetic"]["n"] == 2 * 6  # 2 images x 6 kinds
+    # the stored threshold is the balanced rule applied to the stored scores
+    assert c["threshold"] == cal.balanced_threshold(c["holdout_scores"], c["synthetic"]["scores"])["threshold"]
+    assert c["synthetic_caught"] == pytest.approx(np.mean(np.asarray(c["synthetic"]["scores"]) >= c["threshold"]))
     assert {"floor", "pixel_threshold", "expected_frr"} <= set(c) and m.color_range()[1] == m.threshold
     assert 0 < m.contour_level() <= 1 and m.frr_at()["n"] == 12
 
@@ -255,7 +259,7 @@ def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, t
     assert c["chosen_by"] == "labels" and c["n_good_reused"] == 2 and c["n_good_new"] == 3
     bad_scores = [pr.score for _, pr, _, _ in m.predict_paths(bad)]
     good_scores = [pr.score for _, pr, _, _ in m.predict_paths(good)]
-    prior = cal.good_only_threshold(c["holdout_scores"], 0.01)["threshold"]
+    prior = cal.balanced_threshold(c["holdout_scores"], c["synthetic"]["scores"], 0.01)["threshold"]
     ref = cal.few_label_threshold(bad_scores, good_scores, c["holdout_scores"][:12], prior=prior)
     assert c["threshold"] == pytest.approx(ref["threshold"]) and m.threshold == c["threshold"]
     assert c["history"][0]["chosen_by"] == "good-only" and "good_only" in c
@@ -314,3 +318,50 @@ def test_weak_threshold_warning_only_when_few_synthetic_defects_pass():
     assert w is not None and "25% of 32 synthetic defects" in w and "--model m.dimodel" in w
     # a threshold chosen from labelled defects measured its recall: no synthetic warning
     assert weak_threshold_warning(base | {"chosen_by": "labels", "synthetic": {"detection_rate": 0.0, "n": 32}}) is None
+
+
+# ---------------------------------------------------------------- balanced rule (hand-computed cases)
+
+def test_balanced_threshold_takes_the_middle_of_the_best_separating_range():
+    goods, syn = np.arange(1.0, 11.0), np.arange(20.0, 30.0)
+    r = cal.balanced_threshold(goods, syn, 0.01)
+    # J = 1 at every candidate in (10, 20]: the midpoint 15 and the score 20 -> their median 17.5
+    assert r["threshold"] == 17.5 and r["placement"] == "youden" and r["separation"] == 1.0
+    assert r["synthetic_caught"] == 1.0 and r["tail_threshold"] > 17.5
+    # expected FRR: the exponential tail's probability at 17.5 (u = 5, k = 5, m = 3, p = 6/11)
+    assert r["expected_frr"] == pytest.approx(6 / 11 * (1 + 12.5 / 15) ** -5)
+
+
+def test_balanced_threshold_never_above_the_tail_threshold():
+    goods, syn = np.arange(1.0, 101.0), np.arange(500.0, 600.0)  # defects far above every good score
+    r = cal.balanced_threshold(goods, syn, 0.01)
+    # conformal rank ceil(101 * 0.99) = 100 -> the score 100, far below the middle of (100, 500]
+    assert r["threshold"] == 100.0 and r["placement"] == "tail"
+
+
+def test_balanced_threshold_caps_the_false_reject_rate():
+    goods, syn = np.arange(1.0, 101.0), np.arange(60.0, 160.0)
+    # J = 0.59 from 60 to 101, middle ~80 rejects 21 % of goods; with a 10 % cap the lowest threshold
+    # rejecting at most 10 goods is the midpoint 90.5
+    r = cal.balanced_threshold(goods, syn, 0.01, max_frr=0.10)
+    assert r["placement"] == "capped" and r["threshold"] == 90.5
+    assert cal.balanced_threshold(goods, syn, 0.01)["placement"] == "youden"  # default cap 30 %
+
+
+def test_balanced_threshold_falls_back_to_the_tail_when_synthetic_defects_do_not_separate():
+    goods, syn = np.arange(1.0, 11.0), np.arange(6.0, 16.0)  # J = 0.5 with 10 + 10 scores: KS p > 0.01
+    r = cal.balanced_threshold(goods, syn, 0.01)
+    assert r["placement"] == "fallback" and r["separation_p"] > 0.01
+    assert r["threshold"] == cal.good_only_threshold(goods, 0.01)["threshold"]
+
+
+def test_bank_growth_shift_extrapolates_log_linearly_and_choose_threshold_applies_it():
+    s = cal.bank_growth_shift([10.0, 10.0, 10.0], [8.0, 8.0, 8.0], 5)
+    assert s["step"] == -2.0 and s["shift"] == pytest.approx(-2 * math.log(5 / 4) / math.log(4 / 3))
+    assert cal.bank_growth_shift([8.0], [9.0], 5)["shift"] == 0.0  # a bigger bank never scores higher
+    goods, syn = np.arange(1.0, 11.0), np.arange(20.0, 30.0)
+    assert cal.choose_threshold(goods, syn, shift=-2.0)["threshold"] == 15.5
+    tail = cal.choose_threshold(goods, syn, rule="tail")
+    assert tail["threshold"] == cal.good_only_threshold(goods, 0.01)["threshold"] and tail["rule"] == "tail"
+    with pytest.raises(ValueError, match="rule"):
+        cal.choose_threshold(goods, syn, rule="oracle")

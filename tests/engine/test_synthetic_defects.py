@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.synthetic_defects import KINDS, cutpaste, detection_rate, make_defect, perlin_noise, perlin_texture
+from engine.synthetic_defects import KINDS, cutpaste, detection_rate, make_defect, part_region, perlin_noise, perlin_texture
 
 
 @pytest.fixture
@@ -53,6 +53,50 @@ def test_detection_rate_counts_scores_at_or_above_the_threshold():
 
 def test_bad_input_is_refused(part):
     with pytest.raises(ValueError, match="kind"):
-        make_defect(part, "scratch", np.random.default_rng(0))
+        make_defect(part, "dent", np.random.default_rng(0))
     with pytest.raises(ValueError, match="uint8"):
         make_defect(part.astype(np.float32), "cutpaste", np.random.default_rng(0))
+
+
+def _on_plain_background(size=96):
+    """A bright textured disc (the part) on a black background."""
+    from tests.conftest import texture
+
+    img = texture(np.random.default_rng(1), size=size)
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size * 0.35) ** 2
+    img[~disc] = 0
+    img[disc] = np.maximum(img[disc], 60)
+    return img, disc
+
+
+def test_part_region_finds_a_part_on_a_plain_background_and_whole_textures():
+    img, disc = _on_plain_background()
+    region = part_region(img)
+    assert (region == disc).mean() > 0.97
+    from tests.conftest import texture
+
+    assert part_region(texture(np.random.default_rng(2), size=96)).all()  # a texture: all of it
+
+
+@pytest.mark.parametrize("kind", ["nsa", "scratch", "spot", "colour"])
+def test_new_kinds_alter_the_part_only_and_stay_small(kind):
+    img, disc = _on_plain_background()
+    donor = np.roll(img, 7, axis=1)
+    for seed in range(4):
+        out, mask = make_defect(img, kind, np.random.default_rng(seed), donor)
+        assert out.shape == img.shape and out.dtype == np.uint8
+        assert np.array_equal(out[~mask], img[~mask]) and mask.any()
+        assert mask.mean() <= 0.12
+        # on the part: the defect's centre of mass lies inside the disc (dilated by a few px)
+        ys, xs = np.nonzero(mask)
+        near = cv2.dilate(disc.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool)
+        assert near[int(ys.mean()), int(xs.mean())]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_grey_parts_stay_grey(kind):
+    img, _ = _on_plain_background()
+    grey = np.repeat(img[..., :1], 3, axis=2)
+    out, _ = make_defect(grey, kind, np.random.default_rng(5), np.roll(grey, 5, axis=0))
+    assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
