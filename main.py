@@ -79,7 +79,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calibration-method", choices=("auto", "conformal", "exptail", "lognormal"), default="auto",
                    help="good-only threshold: auto (conformal quantile when there are enough scores for the "
                         "target, i.e. n >= 99 scores for 1%%, else an exponential tail fit), conformal, exptail, lognormal")
-    g.add_argument("--target-frr", type=_in_range(0, 0.5, lo_open=True), default=0.01, help="target false-reject rate of the threshold")
+    g.add_argument("--target-frr", type=_in_range(0, 0.5, lo_open=True), default=0.01,
+                   help="target false-reject rate of the good-score tail threshold (default 0.01), the upper "
+                        "bound of the balanced rule")
+    g.add_argument("--threshold-rule", choices=("balanced", "tail"), default="balanced",
+                   help="labelling-free threshold: balanced (default) = the best separation of the cross-fitted "
+                        "good scores from synthetic defects, never above the tail threshold, at most 30%% "
+                        "expected false rejects; tail = the good scores alone (--calibration-method at "
+                        "--target-frr). docs/THRESHOLD.md compares them on real data")
 
 
 def _scorer_params(args) -> dict:
@@ -90,7 +97,7 @@ def _scorer_params(args) -> dict:
 def _fit_kwargs(args) -> dict:
     """Calibration options shared by fit / evaluate / demo."""
     return {"holdout_fraction": args.holdout, "target_frr": args.target_frr, "folds": args.folds,
-            "method": args.calibration_method}
+            "method": args.calibration_method, "rule": args.threshold_rule}
 
 
 def _build_model(args):
@@ -140,6 +147,13 @@ def cmd_fit(args) -> int:
           f"(features {rep.feature_seconds:.1f} s, scorer + calibration {rep.scorer_seconds:.1f} s)")
     if c:
         print(c.get("description") or f"threshold {c['threshold']:.4g}")
+        if c.get("method") == "balanced" and c.get("expected_frr", 0) > 2 * c.get("target_frr", 1):
+            print(f"note: the expected false-reject rate is above the {c['target_frr']:.0%} target: the good images "
+                  f"vary about as much as small defects do, and this threshold favours catching defects (the "
+                  f"tail threshold {c['tail_threshold']:.4g} would miss {1 - c['synthetic_caught_at_tail']:.0%} of "
+                  f"the synthetic defects). Cross-fitted scores can overstate it for parts close to the training "
+                  f"images; label a few images and run `python main.py calibrate --model {out} ...` to settle it, "
+                  f"or choose --threshold-rule tail.")
         syn = c.get("synthetic")
         if syn:
             kinds = ", ".join(f"{k} {r:.0%}" for k, r in syn.get("by_kind", {}).items())

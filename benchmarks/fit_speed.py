@@ -43,9 +43,20 @@ def main() -> int:
     ap.add_argument("--ratio", type=float, default=0.1)
     ap.add_argument("--full-naive", action="store_true", help="run the naive greedy coreset to the end")
     ap.add_argument("--out", default="docs/FIT_SPEED.md")
+    ap.add_argument("--fit-only", action="store_true", help="only time `fit` with its defaults (the target), print it")
     args = ap.parse_args()
 
     train = list_images(Path(args.data) / "train" / "good")[: args.n]
+    if args.fit_only:
+        m = InspectionModel.create(args.backbone, "knn", size=args.size)
+        load0 = os.getloadavg()[0]
+        t = time.perf_counter()
+        rep = m.fit(train)
+        wall = time.perf_counter() - t
+        print(f"fit {len(train)} images: {wall:.1f} s (features {rep.feature_seconds:.1f} s, synthetic "
+              f"{rep.synthetic_seconds:.1f} s, rest {rep.scorer_seconds - rep.synthetic_seconds:.1f} s); target "
+              f"{1.5 * rep.feature_seconds + 10:.1f} s; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+        return 0
     test = list_images(Path(args.data) / "test", recursive=True)[:40]
     model = InspectionModel.create(args.backbone, "knn", size=args.size,
                                    scorer_params={"coreset_ratio": args.ratio})
@@ -100,8 +111,9 @@ def main() -> int:
     full_model = InspectionModel.create(args.backbone, "knn", size=args.size,
                                         scorer_params={"coreset_ratio": args.ratio})
     t = time.perf_counter()
-    full_model.fit(train)
+    rep = full_model.fit(train)
     t_main_fit = time.perf_counter() - t
+    target = 1.5 * rep.feature_seconds + 10
 
     lines = [
         "# Fit and scoring speed (k-NN memory bank)", "",
@@ -117,8 +129,15 @@ def main() -> int:
         f"| features ({len(used)} images: decode + preprocess + backbone) | {t_feat:.1f} |",
         f"| coreset, pruned greedy (as in fit, incl. projection + clustering) | {t_core:.1f} |",
         f"| **fit total** (features + coreset) | **{t_feat + t_core:.1f}** |",
-        f"| `main.py fit` defaults on the same images (5-fold cross-fitted threshold + synthetic check) "
+        f"| `main.py fit` defaults on the same images (5-fold cross-fitted threshold + synthetic defects) "
         f"| {t_main_fit:.1f} |",
+        f"| - of which features | {rep.feature_seconds:.1f} |",
+        f"| - of which per-fold coresets, cross-fit scoring and anomaly maps, threshold "
+        f"| {rep.scorer_seconds - rep.synthetic_seconds:.1f} |",
+        f"| - of which synthetic defects ({len(rep.calibration['synthetic']['scores'])} images made and scored) "
+        f"| {rep.synthetic_seconds:.1f} |",
+        f"| target: at most 1.5 x features + 10 s | {target:.1f}: "
+        f"{'met' if t_main_fit <= target else 'missed'} |",
         f"| coreset, pruned greedy on projected features only | {t_pruned_only:.1f} |",
         f"| coreset, naive greedy ({'measured' if args.full_naive else f'extrapolated from {n_naive:,} steps'}) "
         f"| {t_naive:.1f} |", "",

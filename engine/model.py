@@ -65,6 +65,8 @@ class FitReport:
 
     ``n_holdout`` counts images kept out of the final scorer (hold-out calibration);
     ``n_calibration`` counts calibration scores (all images with cross-fitting).
+    ``scorer_seconds`` covers everything after feature extraction (coresets, cross-fit scoring,
+    synthetic defects, threshold); ``synthetic_seconds`` is the synthetic defects' share of it.
     """
 
     n_images: int
@@ -75,6 +77,7 @@ class FitReport:
     scorer_seconds: float = 0.0
     calibration: dict | None = None
     n_calibration: int = 0
+    synthetic_seconds: float = 0.0
 
     @property
     def total_seconds(self) -> float:
@@ -269,7 +272,8 @@ class InspectionModel:
         }
         return FitReport(n_images=n, n_fit=len(fit_idx), n_holdout=len(hold), skipped=[],
                          feature_seconds=0.0, scorer_seconds=t_score, calibration=calib,
-                         n_calibration=0 if held is None else len(held["scores"]))
+                         n_calibration=0 if held is None else len(held["scores"]),
+                         synthetic_seconds=0.0 if held is None else held["syn_seconds"])
 
     # ------------------------------------------------------------------ calibration
     def _score_held_out(self, feats: torch.Tensor, used: list[Path], fold_scorers: Iterable[tuple[np.ndarray, Scorer]],
@@ -288,7 +292,7 @@ class InspectionModel:
         rng = np.random.default_rng(seed + 1)
         syn_pick = set(rng.permutation(held_idx)[:max(0, synthetic)].tolist())
         scores, pixels, medians, syn_scores, syn_kinds, index = [], [], [], [], [], []
-        n_hold = 0
+        n_hold, t_syn = 0, 0.0
         for f, (hold, sc) in enumerate(fold_scorers):
             if progress is not None:
                 progress(f, n_folds, "cross-fit")
@@ -300,6 +304,7 @@ class InspectionModel:
                 pixels.append(amap[::4, ::4].ravel())
                 medians.append(ps.ravel())
                 index.append(int(i))
+            t0 = time.perf_counter()
             chosen = [i for i in hold if int(i) in syn_pick]
             imgs, kinds = [], []
             for i in chosen:
@@ -312,11 +317,12 @@ class InspectionModel:
                 ps = sc.score(self.extract(imgs[b:b + self.batch_size])).numpy()
                 syn_scores.extend(self._image_score(p) for p in ps)
             syn_kinds.extend(kinds)
+            t_syn += time.perf_counter() - t0
         if progress is not None:
             progress(n_folds, n_folds, "cross-fit")
         assert len(scores) == n_hold
         return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
-                "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index}
+                "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index, "syn_seconds": t_syn}
 
     def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str,
                                rule: str = "balanced") -> dict:

@@ -323,13 +323,25 @@ def test_weak_threshold_warning_only_when_few_synthetic_defects_pass():
 # ---------------------------------------------------------------- balanced rule (hand-computed cases)
 
 def test_balanced_threshold_takes_the_middle_of_the_best_separating_range():
-    goods, syn = np.arange(1.0, 11.0), np.arange(20.0, 30.0)
+    goods, syn = np.arange(1.0, 11.0), np.r_[4.0, 5.0, np.arange(20.0, 38.0)]
     r = cal.balanced_threshold(goods, syn, 0.01)
-    # J = 1 at every candidate in (10, 20]: the midpoint 15 and the score 20 -> their median 17.5
-    assert r["threshold"] == 17.5 and r["placement"] == "youden" and r["separation"] == 1.0
-    assert r["synthetic_caught"] == 1.0 and r["tail_threshold"] > 17.5
+    # J = 18/20 - 0 = 0.9 at every candidate in (10, 20]: the midpoint 15 and the score 20 -> median 17.5;
+    # 95 % of 20 defects are caught up to the 2nd lowest (floor(20 * 0.05) = index 1 -> 5): lower, kept
+    assert r["threshold"] == 17.5 and r["placement"] == "youden" and r["separation"] == pytest.approx(0.9)
+    assert r["synthetic_caught"] == 0.9 and r["tail_threshold"] > 17.5 and r["separation_p"] < 0.01
     # expected FRR: the exponential tail's probability at 17.5 (u = 5, k = 5, m = 3, p = 6/11)
     assert r["expected_frr"] == pytest.approx(6 / 11 * (1 + 12.5 / 15) ** -5)
+
+
+def test_balanced_threshold_is_raised_while_it_still_catches_95_percent_of_synthetic_defects():
+    goods, syn = np.arange(1.0, 11.0), np.arange(20.0, 30.0)
+    # Youden middle 17.5 as above, but all 10 defects are caught up to 20 (floor(10 * 0.05) = index 0)
+    r = cal.balanced_threshold(goods, syn, 0.01)
+    assert r["threshold"] == 20.0 and r["placement"] == "synthetic-recall" and r["synthetic_caught"] == 1.0
+    assert r["expected_frr"] == pytest.approx(6 / 11 * (1 + 15 / 15) ** -5)
+    # half of them up to 25 -- but the tail threshold (5 + 15 ((6/11) / 0.01)^(1/5) - 15 = 23.38) is lower
+    r = cal.balanced_threshold(goods, syn, 0.01, synthetic_recall=0.5)
+    assert r["placement"] == "tail" and r["threshold"] == pytest.approx(5 + 15 * ((6 / 11) / 0.01) ** 0.2 - 15)
 
 
 def test_balanced_threshold_never_above_the_tail_threshold():
@@ -360,7 +372,7 @@ def test_bank_growth_shift_extrapolates_log_linearly_and_choose_threshold_applie
     assert s["step"] == -2.0 and s["shift"] == pytest.approx(-2 * math.log(5 / 4) / math.log(4 / 3))
     assert cal.bank_growth_shift([8.0], [9.0], 5)["shift"] == 0.0  # a bigger bank never scores higher
     goods, syn = np.arange(1.0, 11.0), np.arange(20.0, 30.0)
-    assert cal.choose_threshold(goods, syn, shift=-2.0)["threshold"] == 15.5
+    assert cal.choose_threshold(goods, syn, shift=-2.0)["threshold"] == 18.0  # 20 - 2: every score moved
     tail = cal.choose_threshold(goods, syn, rule="tail")
     assert tail["threshold"] == cal.good_only_threshold(goods, 0.01)["threshold"] and tail["rule"] == "tail"
     with pytest.raises(ValueError, match="rule"):
