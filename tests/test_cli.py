@@ -147,3 +147,31 @@ def test_predict_keeps_one_overlay_per_row_and_evaluate_reports_what_the_thresho
     summary = (rep / "summary.md").read_text()
     assert f"{a['n_defective_flagged']} of 4 defective images flagged" in summary
     assert f"{a['n_defective_flagged']} of 4 defective flagged" in capsys.readouterr().out
+
+
+def test_progress_keeps_the_cross_fit_bar_while_each_fold_fits(monkeypatch):
+    import io
+    import sys
+
+    from engine.progress import TqdmProgress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    prog = TqdmProgress()
+    prog(3, 3, "features")
+    assert prog.stages == []  # a finished stage closes its bar
+    prog(0, 2, "cross-fit")
+    outer = prog._bars[0][1]
+    prog(1000, 3000, "coreset")  # the fold's scorer fit reports below the cross-fit bar
+    assert prog.stages == ["cross-fit", "coreset"]
+    prog(1, 2, "cross-fit")
+    assert prog.stages == ["cross-fit"] and prog._bars[0][1] is outer and outer.n == 1
+    prog(1000, 3000, "coreset")
+    prog(2000, 3000, "coreset")
+    assert prog.stages == ["cross-fit", "coreset"]
+    prog(2, 2, "cross-fit")
+    assert prog.stages == [] and outer.n == 2  # completes, and its final count was drawn:
+    assert "2/2" in sys.stderr.getvalue()
+    prog(1, 4, "inspect")
+    prog(1, 1, "padim: gaussians")  # a new stage at the same level replaces the unfinished one
+    assert prog.stages == []
+    prog.close()
