@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 
+DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)"
+
+
 def _in_range(lo: float, hi: float, kind=float, lo_open: bool = False):
     """argparse type: a number in [lo, hi] (or (lo, hi] when lo_open), with a clear message."""
     def parse(text: str):
@@ -49,44 +52,62 @@ def _parse_layers(text: str) -> tuple[int, ...]:
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
+    from engine.backbones import BACKBONES
+    from engine.scorers import SCORERS
+
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="auto",
-                   help="registry name, a pretrained backbone file, or 'auto' (DINOv2 ViT-S/14 if its weights "
-                        "are local, else efficientnet_lite0). See `main.py backbones`.")
-    g.add_argument("--weights", help="explicit backbone weight file (.pth / .safetensors)")
+                   help=f"feature extractor: a registry name ({', '.join(BACKBONES)}), a backbone file written by "
+                        "`main.py pretrain` (.safetensors), or 'auto' (DINOv2 ViT-S/14 if its weights are local, "
+                        "else efficientnet_lite0); default: %(default)s. A fitted model file (.dimodel) goes to "
+                        "--model of predict / calibrate instead. See `main.py backbones`.")
+    g.add_argument("--weights", metavar="FILE",
+                   help="backbone weight file (.pth / .pt / .safetensors state dict) to use instead of the ones "
+                        "found in the weights folders")
     g.add_argument("--layers", type=_parse_layers,
-                   help="ViT block / CNN stage indices, comma-separated (default: the backbone's)")
-    g.add_argument("--size", type=_in_range(32, 4096, int), help="network input side in px (default: the backbone's)")
-    g.add_argument("--resize-mode", choices=("resize", "letterbox"), default="resize")
-    g.add_argument("--scorer", default="knn", help="patch scorer (default knn)")
-    g.add_argument("--coreset-ratio", type=_in_range(0, 1, lo_open=True), help="knn: fraction of the memory bank kept (default 0.1)")
+                   help="ViT block / CNN stage indices whose features are used, comma-separated, e.g. 6 or 5,7 "
+                        "(default: the backbone's)")
+    g.add_argument("--size", type=_in_range(32, 4096, int),
+                   help="network input side in px, rounded to the backbone's patch grid (default: the backbone's)")
+    g.add_argument("--resize-mode", choices=("resize", "letterbox"), default="resize",
+                   help="resize: stretch to a square; letterbox: keep the aspect ratio and pad (default: %(default)s)")
+    g.add_argument("--scorer", choices=sorted(SCORERS), default="knn",
+                   help="patch scorer: knn (PatchCore-style nearest neighbours), padim, mahalanobis "
+                        "(default: %(default)s)")
+    g.add_argument("--coreset-ratio", type=_in_range(0, 1, lo_open=True),
+                   help="knn: fraction of the memory bank kept, in (0, 1] (default 0.1)")
     g.add_argument("--k", type=_in_range(1, 1000, int), help="knn: neighbours averaged (default 1)")
-    g.add_argument("--metric", choices=("l2", "cosine"), help="knn: distance (default l2)")
+    g.add_argument("--metric", choices=("l2", "cosine"), help="knn: patch distance (default l2)")
     g.add_argument("--score-mode", choices=("top_mean", "max"), default="top_mean",
-                   help="image score: mean of the top 1%% patch scores (default) or max")
+                   help="image score: mean of the top 1%% patch scores (top_mean) or the maximum (max) "
+                        "(default: %(default)s)")
     g.add_argument("--batch-size", type=_in_range(1, 1024, int), default=None,
                    help="images per backbone pass (default: 4 on the CPU, 32 on CUDA, the measured best)")
-    g.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    g.add_argument("--device", default="auto", help=DEVICE_HELP)
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="backbone arithmetic: auto = bf16 on CUDA and, for ViTs, on CPUs with native bf16 "
                         "(AMX / AVX512-BF16; about 2-3x faster there, patch features within ~1%% on average, a "
-                        "few %% at most), else fp32")
-    g.add_argument("--allow-download", action="store_true", help="fetch backbone weights from the hub if online")
+                        "few %% at most), else fp32 (default: %(default)s)")
+    g.add_argument("--allow-download", action="store_true",
+                   help="fetch backbone weights from the Hugging Face hub when none are local (online machines)")
     g.add_argument("--folds", type=_in_range(0, 100, int), default=5,
-                   help="cross-fit folds for the good-only threshold (default 5; 0/1 = a single hold-out of --holdout)")
+                   help="cross-fit folds for the good-only threshold (default %(default)s; 0/1 = a single "
+                        "hold-out of --holdout)")
     g.add_argument("--holdout", type=_in_range(0, 0.9), default=0.1,
-                   help="with --folds 0/1: fraction of good images held out for calibration (0 = no calibration)")
+                   help="with --folds 0/1: fraction of good images held out for calibration; 0 = no calibration "
+                        "(no threshold) with any --folds (default: %(default)s)")
     g.add_argument("--calibration-method", choices=("auto", "conformal", "exptail", "lognormal"), default="auto",
                    help="good-only threshold: auto (conformal quantile when there are enough scores for the "
-                        "target, i.e. n >= 99 scores for 1%%, else an exponential tail fit), conformal, exptail, lognormal")
+                        "target, i.e. n >= 99 scores for 1%%, else an exponential tail fit), conformal, exptail, "
+                        "lognormal (default: %(default)s)")
     g.add_argument("--target-frr", type=_in_range(0, 0.5, lo_open=True), default=0.01,
-                   help="target false-reject rate of the good-score tail threshold (default 0.01), the upper "
-                        "bound of the balanced rule")
+                   help="target false-reject rate of the good-score tail threshold, a fraction in (0, 0.5]; "
+                        "the upper bound of the balanced rule (default: %(default)s = 1%%)")
     g.add_argument("--threshold-rule", choices=("balanced", "tail"), default="balanced",
-                   help="labelling-free threshold: balanced (default) = the best separation of the cross-fitted "
-                        "good scores from synthetic defects, never above the tail threshold, at most 30%% "
-                        "expected false rejects; tail = the good scores alone (--calibration-method at "
-                        "--target-frr). docs/THRESHOLD.md compares them on real data")
+                   help="labelling-free threshold: balanced = the best separation of the cross-fitted good "
+                        "scores from synthetic defects, never above the tail threshold, at most 30%% expected "
+                        "false rejects; tail = the good scores alone (--calibration-method at --target-frr). "
+                        "docs/THRESHOLD.md compares them on real data (default: %(default)s)")
 
 
 def _scorer_params(args) -> dict:
@@ -100,9 +121,33 @@ def _fit_kwargs(args) -> dict:
             "method": args.calibration_method, "rule": args.threshold_rule}
 
 
+def _plural(n: int, noun: str) -> str:
+    """``1 image`` / ``2 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _check_backbone_arg(name: str) -> None:
+    """Refuse, with the fix, a fitted model file or some other file given as ``--backbone``."""
+    from engine.errors import InspectError
+
+    path = Path(name).expanduser()
+    if path.suffix.lower() == ".dimodel":
+        raise InspectError(
+            f"--backbone {name}: that is a fitted model file, not a backbone. A model file goes to --model "
+            f"(`python main.py predict --model {name} IMAGES --out DIR` or `python main.py calibrate --model {name} "
+            f"...`); --backbone takes a registry name (`python main.py backbones`), 'auto', or a backbone file "
+            f"written by `main.py pretrain` (.safetensors).")
+    if path.is_file() and path.suffix.lower() != ".safetensors":
+        raise InspectError(
+            f"--backbone {name}: a file, but not a backbone file (those are .safetensors written by "
+            f"`main.py pretrain`). Give a registry name (`python main.py backbones`) and pass weight files with "
+            f"--weights FILE; a fitted model file goes to --model of predict / calibrate.")
+
+
 def _build_model(args):
     from engine.model import InspectionModel
 
+    _check_backbone_arg(args.backbone)
     model = InspectionModel.create(backbone=args.backbone, scorer=args.scorer, size=args.size,
                                   resize_mode=args.resize_mode, layers=args.layers, weights=args.weights,
                                   device=args.device, allow_download=args.allow_download, precision=args.precision,
@@ -120,6 +165,14 @@ def _build_model(args):
     return model
 
 
+def _describe_unfitted(model) -> str:
+    """``model.describe()`` for the banner before fitting: no ``threshold=none`` (there is none yet)."""
+    text = model.describe()
+    if model.threshold is None:
+        text = text.rsplit(" threshold=", 1)[0] + " (threshold: set after fit)"
+    return text
+
+
 def cmd_fit(args) -> int:
     from engine.errors import DatasetError
     from engine.images import list_images
@@ -131,7 +184,8 @@ def cmd_fit(args) -> int:
     if out.is_dir():
         raise DatasetError(f"{out}: is a folder; --out needs a model file name, e.g. {out / 'model.dimodel'}")
     model = _build_model(args)
-    print(f"fitting on {len(paths)} images from {args.good}\n  {model.describe()}", file=sys.stderr)
+    print(f"fitting on {_plural(len(paths), 'image')} from {args.good}\n  {_describe_unfitted(model)}",
+          file=sys.stderr)
     prog = TqdmProgress(not args.quiet)
     rep = model.fit(paths, progress=prog, **_fit_kwargs(args))
     prog.close()
@@ -143,7 +197,7 @@ def cmd_fit(args) -> int:
         print(f"skipped: {s}", file=sys.stderr)
     c = rep.calibration or {}
     held = f"{rep.n_holdout} held out" if rep.n_holdout else f"{rep.n_calibration} scored by cross-fitting"
-    print(f"fitted {rep.n_fit} images ({held} for calibration) in {rep.total_seconds:.1f} s "
+    print(f"fitted {_plural(rep.n_fit, 'image')} ({held} for calibration) in {rep.total_seconds:.1f} s "
           f"(features {rep.feature_seconds:.1f} s, scorer + calibration {rep.scorer_seconds:.1f} s)")
     if c:
         print(c.get("description") or f"threshold {c['threshold']:.4g}")
@@ -247,21 +301,45 @@ def cmd_predict(args) -> int:
 
 
 def _print_eval(res: dict) -> None:
-    m = res["metrics"]
-    keys = ("image_auroc", "aupr", "f1_max", "precision", "recall", "f1", "pixel_auroc", "aupro")
-    print(f"{Path(res['category']).name}: " + "  ".join(f"{k}={m[k]:.4f}" for k in keys if k in m))
+    from engine.evaluate import (CANDIDATES_CAVEAT, PRECISION_UNDEFINED, calibrate_how, candidate_rows,
+                                 format_metrics, threshold_is_weak)
+
+    print(f"{res['name']}: {format_metrics(res['metrics'])}")
     print(f"backbone: {res['backbone']['name']} [{res['backbone']['weights_source']}]  input {res['input_size']} px  "
           f"scorer: {res['scorer']['name']}")
-    print(f"fit {res['fit_seconds']} s ({res['n_train']} images)  inspection {res['ms_per_image']} ms/image "
-          f"on {res['device']}")
+    print(f"fit {res['fit_seconds']} s ({_plural(res['n_train'], 'image')})  inspection {res['ms_per_image']} "
+          f"ms/image on {res['device']}")
     a = res.get("at_threshold")
     if a and a["n_defective"]:
+        prec = PRECISION_UNDEFINED if a["precision"] is None else f"precision {a['precision']:.3f}"
         print(f"threshold {a['threshold']:.4g}: {a['n_defective_flagged']} of {a['n_defective']} defective flagged, "
-              f"{a['n_good_rejected']} of {a['n_good']} good rejected")
-        if a["n_defective_flagged"] < 0.5 * a["n_defective"]:
-            print(f"warning: the threshold flags fewer than half of the defective test images; the F1-max threshold "
-                  f"here is {m['f1_max_threshold']:.4g}. See summary.md and `python main.py calibrate -h`.",
-                  file=sys.stderr)
+              f"{a['n_good_rejected']} of {a['n_good']} good rejected; {prec}")
+    elif not a:
+        print("no threshold (fitted without calibration): verdicts are not judged")
+    rows = candidate_rows(res)
+    if rows:
+        head = ("threshold rule", "threshold", "good rejected", "defective flagged", "precision", "note")
+        widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+        print(f"candidate thresholds on this labelled test set ({CANDIDATES_CAVEAT}):")
+        for r in (head, *rows):
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    if res.get("model_file"):
+        print(f"model written to {res['model_file']}")
+    if threshold_is_weak(res) or not a:
+        what = (f"the threshold flags only {a['n_defective_flagged']} of {a['n_defective']} defective test images"
+                if a else "the model has no threshold")
+        extra = ("\n(it picks the F1-max threshold of those images; --target-recall R or --target-precision P "
+                 "choose by another rule, see `python main.py calibrate -h`)" if res.get("calibrate_command") else "")
+        print(f"warning: {what}. To choose a threshold from labelled images, run\n  {calibrate_how(res)}{extra}",
+              file=sys.stderr)
+
+
+def _check_report_folder(report: Path) -> None:
+    """Refuse a ``--report`` that is an existing file, before any work."""
+    from engine.errors import DatasetError
+
+    if report.exists() and not report.is_dir():
+        raise DatasetError(f"{report}: exists and is a file; --report needs a folder (new or existing).")
 
 
 def cmd_evaluate(args) -> int:
@@ -270,8 +348,7 @@ def cmd_evaluate(args) -> int:
     from engine.evaluate import evaluate_category
     from engine.progress import TqdmProgress
 
-    if Path(args.report).exists() and not Path(args.report).is_dir():
-        raise DatasetError(f"{args.report}: exists and is a file; --report needs a folder (new or existing).")
+    _check_report_folder(Path(args.report))
     cats = find_categories(args.data)
     if not cats:
         raise DatasetError(f"{args.data}: no category in MVTec AD layout (<category>/train/good) found.")
@@ -284,11 +361,24 @@ def cmd_evaluate(args) -> int:
                                 fit_kwargs=_fit_kwargs(args))
         prog.close()
         _print_eval(res)
-        print(f"report: {report}/summary.md")
+        print(f"report: {report / 'summary.md'}")
         summary.append(res)
     if len(cats) > 1:
         (Path(args.report) / "all_metrics.json").write_text(json.dumps(summary, indent=2))
     return 0
+
+
+def user_data_dir() -> Path:
+    """The per-user data folder, the same as the GUI's (:func:`gui.locations.data_dir`):
+    ``$DINOINSPECT_DATA_DIR`` when set, else the platform's application-data folder (e.g.
+    ``~/.local/share/DINOInspect/DINOInspect`` on Linux); created if missing."""
+    from PySide6.QtCore import QCoreApplication
+
+    from gui.locations import APPLICATION, ORGANIZATION, data_dir
+
+    QCoreApplication.setOrganizationName(ORGANIZATION)  # what the GUI sets: the same folder without a QApplication
+    QCoreApplication.setApplicationName(APPLICATION)
+    return data_dir()
 
 
 def cmd_demo(args) -> int:
@@ -296,15 +386,17 @@ def cmd_demo(args) -> int:
     from engine.evaluate import evaluate_category
     from engine.progress import TqdmProgress
 
+    report = Path(args.report) if args.report else user_data_dir() / "demo_report"
+    _check_report_folder(report)
     cat = elpv_category(n_train=args.n_train, n_test_good=args.n_test, n_test_defective=args.n_test)
     print(f"demo: ELPV solar cells (PyPI elpv-dataset): learning from {len(cat.train)} functional cells, "
-          f"inspecting {len(cat.test)} others", file=sys.stderr)
+          f"inspecting {len(cat.test)} others; report and model go to {report}", file=sys.stderr)
     model = _build_model(args)
     prog = TqdmProgress(not args.quiet)
-    res = evaluate_category(cat, model, report_dir=args.report, progress=prog, fit_kwargs=_fit_kwargs(args))
+    res = evaluate_category(cat, model, report_dir=report, progress=prog, fit_kwargs=_fit_kwargs(args))
     prog.close()
     _print_eval(res)
-    print(f"report with overlays: {args.report}/summary.md")
+    print(f"report with overlays: {report / 'summary.md'}")
     return 0
 
 
@@ -339,34 +431,45 @@ def cmd_backbones(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.evaluate import MODEL_FILE
+
     p = argparse.ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND",
+                           help="one of the commands below; `main.py COMMAND -h` lists its options. No command "
+                                "opens the GUI.")
 
     f = sub.add_parser("fit", help="learn normal from good images")
-    f.add_argument("--good", required=True, help="folder of good images")
-    f.add_argument("--out", required=True, help="model file to write (.dimodel)")
+    f.add_argument("--good", required=True, metavar="DIR", help="folder of good images")
+    f.add_argument("--out", required=True, metavar="FILE", help="model file to write (.dimodel)")
     f.add_argument("--recursive", action="store_true", help="also read sub-folders")
     _add_model_options(f)
 
     pr = sub.add_parser("predict", help="inspect images with a model file")
-    pr.add_argument("--model", required=True)
+    pr.add_argument("--model", required=True, metavar="FILE", help="model file (.dimodel) written by fit or evaluate")
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
-    pr.add_argument("--out", required=True, help="folder for predictions.csv and overlays/")
-    pr.add_argument("--no-overlays", action="store_true")
+    pr.add_argument("--out", required=True, metavar="DIR", help="folder for predictions.csv and overlays/")
+    pr.add_argument("--no-overlays", action="store_true", help="write predictions.csv only, no overlay images")
     pr.add_argument("--recursive", action="store_true", help="also read sub-folders of the given folders")
-    pr.add_argument("--device", default="auto")
-    pr.add_argument("--weights", help="backbone weight file, if not where it was at fit time")
+    pr.add_argument("--device", default="auto", help=DEVICE_HELP)
+    pr.add_argument("--weights", metavar="FILE", help="backbone weight file, if not where it was at fit time")
 
     e = sub.add_parser("evaluate", help="fit on train/good and measure on test (MVTec AD layout)")
-    e.add_argument("--data", required=True, help="a category folder, or a folder of categories")
-    e.add_argument("--report", required=True, help="folder for metrics.json, summary.md, overlays/")
-    e.add_argument("--metric-size", type=int, default=256, help="longer side (px) for pixel metrics; 0 = full")
+    e.add_argument("--data", required=True, metavar="DIR", help="a category folder, or a folder of categories")
+    e.add_argument("--report", required=True, metavar="DIR",
+                   help=f"folder for metrics.json, summary.md, overlays/ and the fitted model ({MODEL_FILE})")
+    e.add_argument("--metric-size", type=_in_range(0, 8192, int), default=256,
+                   help="longer side (px) of maps and masks for the pixel metrics; 0 = full resolution "
+                        "(default: %(default)s)")
     _add_model_options(e)
 
     d = sub.add_parser("demo", help="run the main job on real solar-cell images shipped by PyPI (elpv-dataset)")
-    d.add_argument("--report", default="demo_report")
-    d.add_argument("--n-train", type=int, default=150, help="functional cells to learn from")
-    d.add_argument("--n-test", type=int, default=60, help="functional and defective cells to inspect (each)")
+    d.add_argument("--report", metavar="DIR",
+                   help="folder for the demo's report and model (default: demo_report in the user data folder, "
+                        "$DINOINSPECT_DATA_DIR or the platform's application-data folder; printed at the start)")
+    d.add_argument("--n-train", type=_in_range(2, 10000, int), default=150,
+                   help="functional cells to learn from (default: %(default)s)")
+    d.add_argument("--n-test", type=_in_range(1, 10000, int), default=60,
+                   help="functional and defective cells to inspect, each (default: %(default)s)")
     _add_model_options(d)
 
     sub.add_parser("backbones", help="list backbones and local weights")
@@ -399,7 +502,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_gui()
     args = build_parser().parse_args(argv)
+    from engine.backbones.registry import weights_env_problems
     from engine.errors import InspectError
+
+    for problem in weights_env_problems():  # every command finds backbone weights through that variable
+        print(f"warning: {problem}", file=sys.stderr)
 
     try:
         if args.command == "pretrain":

@@ -58,14 +58,15 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
     g.add_argument("--target-recall", type=float, help="with --defective: highest threshold keeping this recall")
     p.add_argument("--method", choices=("auto", "conformal", "exptail", "lognormal"), default="auto",
                    help="good-only threshold: auto (conformal quantile when there are enough scores for the "
-                        "target, i.e. n >= 99 for 1%%, else an exponential tail fit), conformal, exptail, lognormal")
+                        "target, i.e. n >= 99 for 1%%, else an exponential tail fit), conformal, exptail, lognormal "
+                        "(default: %(default)s)")
     p.add_argument("--synthetic", type=int, default=16,
                    help="how many of the new good images get one synthetic defect of each kind for the sanity "
                         "check (default 16; 0 = off)")
     p.add_argument("--out", help="model file to write (default: overwrite --model)")
     p.add_argument("--recursive", action="store_true", help="also read sub-folders")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--weights", help="backbone weight file, if not where it was at fit time")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")
+    p.add_argument("--weights", metavar="FILE", help="backbone weight file, if not where it was at fit time")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 

@@ -40,15 +40,20 @@ class Sample:
 
 @dataclass(frozen=True)
 class Category:
-    """A category folder in MVTec AD layout: ``train`` (good only) and ``test`` samples."""
+    """A category folder in MVTec AD layout: ``train`` (good only) and ``test`` samples.
+
+    ``title`` names a category built from elsewhere (the demo's package data); by default the
+    category is named after its folder."""
 
     root: Path
     train: list[Sample]
     test: list[Sample]
+    title: str | None = None
 
     @property
     def name(self) -> str:
-        return self.root.name
+        """The display name: ``title`` or the folder's name."""
+        return self.title or self.root.name
 
     @property
     def has_masks(self) -> bool:

@@ -41,4 +41,4 @@ def elpv_category(n_train: int = 150, n_test_good: int = 60, n_test_defective: i
     train = [Sample(p, 0, "good") for p in sorted(good[:n_train])]
     test = [Sample(p, 0, "good") for p in sorted(good[n_train:n_train + n_test_good])]
     test += [Sample(p, 1, "defective") for p in sorted(bad[:n_test_defective])]
-    return Category(root=root, train=train, test=test)
+    return Category(root=root, train=train, test=test, title=f"ELPV solar cells ({cell_type}crystalline)")

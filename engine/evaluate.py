@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shlex
 import time
 from pathlib import Path
 
@@ -29,20 +30,41 @@ from .overlay import normalise, panel, save_png
 from .scorers import ProgressFn
 
 
+MODEL_FILE = "model.dimodel"
+"""Name of the fitted model file ``evaluate`` writes into its report folder."""
+
+METRIC_NAMES = {"image_auroc": "image AUROC", "aupr": "AUPR", "f1_max": "F1-max",
+                "f1_max_threshold": "F1-max threshold", "precision": "precision", "recall": "recall", "f1": "F1",
+                "pixel_auroc": "pixel AUROC", "aupro": "AUPRO"}
+"""Display names of the :func:`engine.metrics.compute_all` keys (AUPR = average precision)."""
+
+PRECISION_UNDEFINED = "precision undefined (no image flagged)"
+PRECISION_NOTE = ("precision is null: no test image scored at or above the threshold, so precision "
+                  "(TP / (TP + FP)) is undefined")
+
+
 def evaluate_category(category: str | Path | Category, model: InspectionModel, report_dir: str | Path | None = None,
                       progress: ProgressFn | None = None, n_examples: int = 6, metric_size: int = 256,
                       fit_kwargs: dict | None = None) -> dict:
     """Fit ``model`` on ``train/good`` and measure it on ``test`` (module docstring).
 
     ``fit_kwargs`` go to :meth:`InspectionModel.fit` (``target_frr``, ``folds``, ``method``...).
+    With ``report_dir``, the fitted model is also written there as :data:`MODEL_FILE`.
 
     Returns:
-        dict: ``category``, ``backbone`` (describe()), ``scorer``, ``n_train``, ``n_test``,
-        ``metrics`` (image_auroc, aupr, f1_max, f1_max_threshold, precision/recall/f1 at the
-        calibrated threshold, pixel_auroc, aupro when masks exist), ``fit_seconds``,
-        ``ms_per_image`` (mean inspection latency, batch share), ``skipped`` files, ``per_image``
-        (file, label, score of every test image) and ``at_threshold`` (defective flagged / good
-        rejected counts at the model's threshold, None without one).
+        dict: ``category`` (folder), ``name`` (display name), ``backbone`` (describe()), ``scorer``,
+        ``n_train``, ``n_test``, ``metrics`` (image_auroc, aupr, f1_max, f1_max_threshold,
+        precision/recall/f1 at the calibrated threshold -- precision None when no test image is
+        flagged --, pixel_auroc, aupro when masks exist), ``fit_seconds``, ``ms_per_image`` (mean
+        inspection latency, batch share), ``skipped`` files, ``per_image`` (file, label, score of
+        every test image), ``at_threshold`` (defective flagged / good rejected counts and
+        precision at the model's threshold, None without one), ``threshold_candidates``
+        (:func:`engine.metrics.threshold_candidates` on the test split), ``model_file`` (path or
+        None) and ``calibrate_command`` (a runnable ``calibrate`` command line, or None when the
+        test images are not sorted into good and defective folders).
+    Raises:
+        DatasetError: the category folder is not in MVTec AD layout.
+        ValueError: the test split lacks good or defective images (the metrics are undefined).
     """
     cat = category if isinstance(category, Category) else load_category(category)
     fit = model.fit([s.path for s in cat.train], progress=progress, **(fit_kwargs or {}))
@@ -77,9 +99,19 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         flagged = sc >= model.threshold
         at_thr = {"threshold": float(model.threshold), "n_defective": int((lab == 1).sum()),
                   "n_defective_flagged": int((flagged & (lab == 1)).sum()), "n_good": int((lab == 0).sum()),
-                  "n_good_rejected": int((flagged & (lab == 0)).sum())}
+                  "n_good_rejected": int((flagged & (lab == 0)).sum()), "precision": res["precision"],
+                  "chosen_by": (model.calibration or {}).get("chosen_by")}
+        if res["precision"] is None:
+            at_thr["note"] = PRECISION_NOTE
+    model_file = None
+    if report_dir is not None:
+        model_file = Path(report_dir) / MODEL_FILE
+        model_file.parent.mkdir(parents=True, exist_ok=True)
+        model.save(model_file)
     out = {
-        "at_threshold": at_thr,
+        "name": cat.name, "model_file": None if model_file is None else str(model_file),
+        "calibrate_command": None if model_file is None else calibrate_command(model_file, cat),
+        "at_threshold": at_thr, "threshold_candidates": metrics.threshold_candidates(lab, sc),
         "per_image": [{"file": nm, "label": int(y), "score": float(v)} for nm, y, v in zip(names, labels, scores)],
         "category": str(cat.root), "backbone": model.backbone.describe(), "scorer": model.scorer.get_state()[0]
         | {"name": model.scorer.name}, "input_size": model.pre.size, "resize_mode": model.pre.mode,
@@ -96,27 +128,126 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
     return out
 
 
+def calibrate_command(model_file: str | Path, cat: Category) -> str | None:
+    """The ``calibrate`` command line that re-chooses ``model_file``'s threshold from the labelled
+    test images of ``cat``; None when its good and defective test images share a folder (nothing
+    to pass as ``--good`` / ``--defective``)."""
+    good = sorted({str(s.path.parent) for s in cat.test if s.label == 0})
+    bad = sorted({str(s.path.parent) for s in cat.test if s.label == 1})
+    if len(good) != 1 or not bad or set(good) & set(bad):
+        return None
+    return (f"python main.py calibrate --model {shlex.quote(str(model_file))} --good {shlex.quote(good[0])} "
+            f"--defective {' '.join(map(shlex.quote, bad))}")
+
+
+def format_metrics(m: dict) -> str:
+    """``metrics`` as one line of ``name=value`` with the standard names (:data:`METRIC_NAMES`);
+    an undefined precision reads :data:`PRECISION_UNDEFINED`."""
+    parts = []
+    for key, name in METRIC_NAMES.items():
+        if key == "f1_max_threshold" or key not in m:
+            continue
+        parts.append(PRECISION_UNDEFINED if m[key] is None else f"{name}={m[key]:.4f}")
+    return "  ".join(parts)
+
+
+def _share(k: int, n: int) -> str:
+    return f"{k} of {n} ({k / n:.1%})" if n else "0 of 0"
+
+
+def candidate_rows(result: dict) -> list[tuple[str, str, str, str, str, str]]:
+    """The threshold table of a result: ``(rule, threshold, good rejected, defective flagged,
+    precision, note)`` per row, as text: the model's own threshold first (when it has one), then
+    ``result["threshold_candidates"]``; budgets leading to the same threshold share one row."""
+    rows, seen = [], {}
+    a = result.get("at_threshold")
+    if a:
+        how = a.get("chosen_by") or ""
+        rows.append([f"this model's threshold{f' ({how})' if how else ''}", f"{a['threshold']:.4g}",
+                     _share(a["n_good_rejected"], a["n_good"]), _share(a["n_defective_flagged"], a["n_defective"]),
+                     "undefined" if a["precision"] is None else f"{a['precision']:.3f}", ""])
+    for c in result.get("threshold_candidates") or []:
+        if c["max_frr"] is None:
+            rule = "F1-max (best F1 on this test set)"
+        else:
+            rule = f"lowest threshold rejecting <= {c['max_frr']:.0%} of good"
+            if c["threshold"] in seen:
+                seen[c["threshold"]][0] += f", <= {c['max_frr']:.0%}"
+                continue
+        note = ""
+        if c["threshold"] is None:
+            note = "flags nothing: the highest test score is a good image's"
+        elif c["flags_all_good"]:
+            note = "rejects ALL good parts (flags every test image)" if c["recall"] == 1 else "rejects ALL good parts"
+        row = [rule, "-" if c["threshold"] is None else f"{c['threshold']:.4g}",
+               _share(c["n_good_rejected"], c["n_good"]), _share(c["n_defective_flagged"], c["n_defective"]),
+               "undefined" if c["precision"] is None else f"{c['precision']:.3f}", note]
+        rows.append(row)
+        if c["max_frr"] is not None:
+            seen[c["threshold"]] = row
+    return [tuple(r) for r in rows]
+
+
+CANDIDATES_CAVEAT = ("chosen on these test images themselves, so the figures are optimistic for new parts; "
+                     "confirm on other labelled images")
+
+
+def threshold_is_weak(result: dict) -> bool:
+    """True when the model's good-only threshold flags fewer than half of the defective test images."""
+    a = result.get("at_threshold")
+    return bool(a and a["n_defective"] and a["n_defective_flagged"] < 0.5 * a["n_defective"]
+                and a.get("chosen_by") != "labels")
+
+
+def calibrate_how(result: dict) -> str:
+    """How to set the threshold from labelled images: the runnable ``calibrate`` command of the
+    result, or (test images not sorted into folders) the command with placeholders and what to do."""
+    if result.get("calibrate_command"):
+        return result["calibrate_command"]
+    return (f"python main.py calibrate --model {result.get('model_file') or 'MODEL'} --good GOOD_DIR "
+            f"--defective DEFECTIVE_DIR  (after sorting a few good and defective images into two folders)")
+
+
 def threshold_lines(result: dict, model: InspectionModel) -> list[str]:
-    """Markdown bullet lines: what the model's threshold does on the test split (counts), the
-    synthetic-defect check, and a warning when it flags fewer than half of the defective images."""
-    a, m = result.get("at_threshold"), result["metrics"]
-    if not a:
-        return ["- no threshold: verdicts are not judged (set one with `python main.py calibrate`)"]
+    """Markdown lines for ``summary.md``: what the model's threshold does on the test split
+    (counts, precision or why it is undefined), the synthetic-defect check, a warning when it
+    flags fewer than half of the defective images, the candidate-threshold table
+    (:func:`candidate_rows`) and the ``calibrate`` command that sets one."""
+    a = result.get("at_threshold")
+    how = f"`{calibrate_how(result)}`"
     out = []
-    if a["n_defective"]:
-        out.append(f"- at this threshold on the test split: {a['n_defective_flagged']} of {a['n_defective']} defective "
-                   f"images flagged (recall {a['n_defective_flagged'] / a['n_defective']:.1%}), "
-                   f"{a['n_good_rejected']} of {a['n_good']} good images rejected")
-    syn = (model.calibration or {}).get("synthetic")
-    if syn:
-        out.append(f"- synthetic-defect check at fit time: {syn['detection_rate']:.0%} of {syn['n']} detected")
-    if a["n_defective"] and a["n_defective_flagged"] < 0.5 * a["n_defective"] \
-            and (model.calibration or {}).get("chosen_by") != "labels":
-        out.append(f"- **warning**: the good-only threshold flags only {a['n_defective_flagged']} of "
-                   f"{a['n_defective']} defective test images; on this test split the F1-max threshold is "
-                   f"{m['f1_max_threshold']:.4g} (F1 {m['f1_max']:.3f}). Label a few defective images and run "
-                   f"`python main.py calibrate --model MODEL --good DIR --defective DIR` (docs/LABEL_EFFICIENCY.md).")
+    if not a:
+        out.append(f"- no threshold (fitted without calibration, --holdout 0): verdicts are not judged; set one "
+                   f"with {how}")
+    else:
+        if a["n_defective"]:
+            prec = (PRECISION_UNDEFINED if a["precision"] is None else f"precision {a['precision']:.3f}")
+            out.append(f"- at this threshold on the test split: {a['n_defective_flagged']} of {a['n_defective']} "
+                       f"defective images flagged (recall {a['n_defective_flagged'] / a['n_defective']:.1%}), "
+                       f"{a['n_good_rejected']} of {a['n_good']} good images rejected; {prec}")
+        syn = (model.calibration or {}).get("synthetic")
+        if syn:
+            out.append(f"- synthetic-defect check at fit time: {syn['detection_rate']:.0%} of {syn['n']} detected")
+        if threshold_is_weak(result):
+            out.append(f"- **warning**: the good-only threshold flags only {a['n_defective_flagged']} of "
+                       f"{a['n_defective']} defective test images; see the candidate thresholds below and how to "
+                       f"set one (docs/LABEL_EFFICIENCY.md).")
+    rows = candidate_rows(result)
+    if rows:
+        out += ["", f"Candidate thresholds on this labelled test set ({CANDIDATES_CAVEAT}):", "",
+                "| threshold rule | threshold | good rejected | defective flagged (recall) | precision | note |",
+                "|---|---|---|---|---|---|"] + ["| " + " | ".join(r) + " |" for r in rows]
+        out += ["", f"To set a threshold from labelled images: {how}. It picks the F1-max threshold of the images "
+                f"given; `--target-recall R` keeps recall R with the fewest false rejects, `--target-precision P` "
+                f"gives the most recall at precision P. Re-check the result on images the threshold was not "
+                f"chosen on."]
     return out
+
+
+def describe_scorer(scorer: dict) -> str:
+    """``{"name": "knn", "k": 1, ...}`` -> ``"knn (k 1, ...)"`` for the report."""
+    params = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in scorer.items() if k != "name")
+    return f"{scorer.get('name', '?')}" + (f" ({params})" if params else "")
 
 
 def write_report(report_dir: Path, result: dict, examples: list, cat: Category, model: InspectionModel,
@@ -141,21 +272,29 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
         save_png(report_dir / name, panel(img, normalise(pred.anomaly_map, rng[1], rng[0]), mask, title))
         written.append(name)
     m = result["metrics"]
-    rows = [(k, m[k]) for k in ("image_auroc", "aupr", "f1_max", "f1_max_threshold", "precision", "recall", "f1",
-                                "pixel_auroc", "aupro") if k in m]
+    rows = [(name + (" at the model's threshold" if k in ("precision", "recall", "f1") else ""),
+             PRECISION_UNDEFINED.split(" ", 1)[1] if m[k] is None else
+             f"{m[k]:.4g}" if k == "f1_max_threshold" else f"{m[k]:.4f}")
+            for k, name in METRIC_NAMES.items() if k in m]
+    remedy = ("Label a few defective images and set the threshold from them (the calibrate command below), or "
+              "accept more false rejects with a higher --target-frr.")
+    how_chosen = (model.calibration or {}).get("description")
     md = [f"# Evaluation: {cat.name}", "",
           f"- data: `{result['category']}` ({result['n_train']} train good used for the model, "
           f"{result['n_calibration']} good calibration scores "
           f"({'held out' if result['n_holdout'] else 'cross-fitted'}), {result['n_test']} test images)",
           f"- backbone: **{result['backbone']['name']}** ({result['backbone']['weights_source']}), layers "
           f"{result['backbone']['layers']}, input {result['input_size']} px ({result['resize_mode']})",
-          f"- scorer: {result['scorer']}",
-          f"- threshold: {(model.calibration or {}).get('description') or result['threshold']}",
-          *([f"- **warning**: {w}"] if (w := weak_threshold_warning(model.calibration)) else []),
-          *threshold_lines(result, model),
+          f"- scorer: {describe_scorer(result['scorer'])}",
+          *([f"- model file: `{result['model_file']}` (use it with `predict` and `calibrate`)"]
+            if result.get("model_file") else []),
           f"- fit: {result['fit_seconds']} s; inspection: {result['ms_per_image']} ms/image "
           f"({result['device']}, {result['torch_threads']} threads)", "",
-          "| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" for k, v in rows]
+          "| metric | value |", "|---|---|", *(f"| {k} | {v} |" for k, v in rows),
+          "", "## Threshold", "",
+          *([f"- {how_chosen}"] if how_chosen else []),
+          *([f"- **warning**: {w}"] if (w := weak_threshold_warning(model.calibration, remedy=remedy)) else []),
+          *threshold_lines(result, model)]
     if result["skipped"]:
         md += ["", "Skipped files:"] + [f"- {x}" for x in result["skipped"]]
     md += ["", "Examples:", ""] + [f"![{w}]({w})" for w in written]

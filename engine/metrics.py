@@ -1,7 +1,8 @@
 """Evaluation metrics for anomaly detection: image-level and pixel-level.
 
 Image level (one score per image, label 0 = good, 1 = defective):
-    ``image_auroc``, ``average_precision`` (AUPR), ``f1_max``, ``precision_recall_f1_at``.
+    ``image_auroc``, ``average_precision`` (AUPR), ``f1_max``, ``precision_recall_f1_at``,
+    ``threshold_candidates`` (thresholds with their false-reject rate and recall).
 Pixel level (one anomaly map per image, boolean ground-truth mask):
     ``pixel_auroc``, ``aupro`` (MVTec AD per-region-overlap protocol).
 ``compute_all`` bundles them into one ``dict[str, float]``.
@@ -21,13 +22,14 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
 __all__ = [
     "image_auroc",
     "average_precision",
     "f1_max",
     "precision_recall_f1_at",
+    "threshold_candidates",
     "pixel_auroc",
     "aupro",
     "compute_all",
@@ -209,21 +211,26 @@ def f1_max(labels, scores) -> tuple[float, float]:
     return float(f1[best]), float(thresholds[best])
 
 
-def precision_recall_f1_at(labels, scores, threshold: float) -> dict[str, float | int]:
+def precision_recall_f1_at(
+    labels, scores, threshold: float, zero_division: float | None = 0.0
+) -> dict[str, float | int | None]:
     """Precision, recall, F1 and confusion counts of the verdict ``score >= threshold``.
 
     Definitions: precision = TP / (TP + FP), recall = TP / (TP + FN),
-    F1 = 2 TP / (2 TP + FP + FN). Conventions for empty denominators: precision is 0.0 when
-    nothing is predicted defective (TP + FP = 0), recall is 0.0 when there is no defective image,
-    F1 is 0.0 when TP = 0. One class only is allowed here.
+    F1 = 2 TP / (2 TP + FP + FN). Empty denominators: precision is undefined when nothing is
+    predicted defective (TP + FP = 0) and takes the value ``zero_division`` then (0.0 by
+    default, as ``sklearn.metrics.precision_score``; pass None to get None, "undefined", for
+    display); recall is 0.0 when there is no defective image, F1 is 0.0 when TP = 0. One class
+    only is allowed here.
 
     Args:
         labels: (N,) bool or int in {0, 1}; 1 = defective.
         scores: (N,) real.
         threshold: finite real; ``score >= threshold`` is predicted defective.
+        zero_division: precision reported when no image is flagged (0.0, 1.0 or None).
     Returns:
-        dict with float keys ``precision``, ``recall``, ``f1`` and int keys ``tp``, ``fp``,
-        ``fn``, ``tn``.
+        dict with keys ``precision`` (float, or ``zero_division`` when nothing is flagged),
+        float ``recall``, ``f1`` and int ``tp``, ``fp``, ``fn``, ``tn``.
     Raises:
         ValueError: bad labels/scores (as ``image_auroc``, except one class is fine) or a
             non-finite threshold.
@@ -233,11 +240,11 @@ def precision_recall_f1_at(labels, scores, threshold: float) -> dict[str, float 
     if not np.isfinite(t):
         raise ValueError(f"precision/recall: threshold must be finite, got {threshold!r}")
     tp, fp, fn, tn = _confusion(y, s, t)
-    precision = tp / (tp + fp) if tp + fp else 0.0
+    precision = float(tp / (tp + fp)) if tp + fp else zero_division
     recall = tp / (tp + fn) if tp + fn else 0.0
     f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
     return {
-        "precision": float(precision),
+        "precision": precision,
         "recall": float(recall),
         "f1": float(f1),
         "tp": tp,
@@ -245,6 +252,56 @@ def precision_recall_f1_at(labels, scores, threshold: float) -> dict[str, float 
         "fn": fn,
         "tn": tn,
     }
+
+
+def threshold_candidates(
+    labels, scores, max_frr: Sequence[float] = (0.01, 0.03, 0.05)
+) -> list[dict[str, float | int | str | None]]:
+    """Candidate decision thresholds on a labelled set, each with what it does on that set.
+
+    Candidates: the F1-max threshold (:func:`f1_max`), then for each ``p`` in ``max_frr`` the
+    lowest threshold that rejects at most a fraction ``p`` of the good images (the most recall
+    for that false-reject budget), read off ``sklearn.metrics.roc_curve`` (its thresholds are
+    the distinct scores, ``score >= threshold`` = defective, as everywhere here).
+
+    Args:
+        labels: (N,) bool or int in {0, 1}; 1 = defective; both classes needed.
+        scores: (N,) real; higher = more anomalous.
+        max_frr: false-reject budgets, fractions in [0, 1).
+    Returns:
+        one dict per candidate, in the order above: ``name`` (``"f1_max"`` or ``"frr<=0.01"``...),
+        ``max_frr`` (None for F1-max), ``threshold`` (a score value; None when no threshold
+        within the budget flags any image, i.e. the highest score is a good image's and the
+        budget allows no reject), ``frr`` (fraction of good images with score >= threshold),
+        ``recall`` (fraction of defective images flagged), ``precision`` (None when nothing is
+        flagged), ``f1``, counts ``n_good``, ``n_good_rejected``, ``n_defective``,
+        ``n_defective_flagged``, and ``flags_all_good`` (True when every good image is rejected).
+    Raises:
+        ValueError: as ``image_auroc`` (one class only included), or a budget outside [0, 1).
+    """
+    y, s = _check_image_inputs(labels, scores, need_both=True, what="threshold candidates")
+    for p in max_frr:
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"threshold candidates: false-reject budget {p!r} is outside [0, 1)")
+
+    def row(name: str, budget: float | None, t: float | None) -> dict:
+        n_good, n_def = int(np.count_nonzero(~y)), int(np.count_nonzero(y))
+        if t is None:
+            return {"name": name, "max_frr": budget, "threshold": None, "frr": 0.0, "recall": 0.0,
+                    "precision": None, "f1": 0.0, "n_good": n_good, "n_good_rejected": 0, "n_defective": n_def,
+                    "n_defective_flagged": 0, "flags_all_good": False}
+        r = precision_recall_f1_at(y, s, t, zero_division=None)
+        return {"name": name, "max_frr": budget, "threshold": float(t), "frr": r["fp"] / n_good,
+                "recall": r["recall"], "precision": r["precision"], "f1": r["f1"], "n_good": n_good,
+                "n_good_rejected": r["fp"], "n_defective": n_def, "n_defective_flagged": r["tp"],
+                "flags_all_good": r["fp"] == n_good}
+
+    out = [row("f1_max", None, f1_max(y, s)[1])]
+    fpr, _, thresholds = roc_curve(y, s, drop_intermediate=False)  # thresholds decreasing, fpr rising
+    for p in max_frr:
+        i = int(np.flatnonzero(fpr <= float(p))[-1])  # fpr[0] = 0 (threshold above every score)
+        out.append(row(f"frr<={float(p):g}", float(p), float(thresholds[i]) if i > 0 else None))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -412,12 +469,13 @@ def compute_all(
     threshold: float | None = None,
     *,
     fpr_limit: float = 0.3,
-) -> dict[str, float]:
+) -> dict[str, float | None]:
     """All metrics of one evaluation, as a flat ``dict[str, float]``.
 
     Keys: always ``image_auroc``, ``aupr``, ``f1_max``, ``f1_max_threshold``; with
-    ``threshold``: ``precision``, ``recall``, ``f1`` at ``score >= threshold``; with pixel
-    ground truth: ``pixel_auroc``, ``aupro`` (at ``fpr_limit``).
+    ``threshold``: ``precision``, ``recall``, ``f1`` at ``score >= threshold`` (``precision`` is
+    None, undefined, when no image scores at or above the threshold); with pixel ground truth:
+    ``pixel_auroc``, ``aupro`` (at ``fpr_limit``).
 
     Pixel metrics use only the images whose mask is not None. The caller passes good images as
     all-False masks (a good part has no defect pixel by definition) and None for defective
@@ -432,19 +490,19 @@ def compute_all(
         threshold: optional decision threshold for precision/recall/F1.
         fpr_limit: AUPRO integration limit.
     Returns:
-        dict of metric name -> Python float.
+        dict of metric name -> Python float (None for an undefined precision).
     Raises:
         ValueError: anything the individual metrics raise; masks without maps; masks or maps
             not of length N; a good image (label 0) whose mask marks defect pixels.
     """
     y, _ = _check_image_inputs(labels, scores, need_both=True, what="compute_all")
-    out: dict[str, float] = {
+    out: dict[str, float | None] = {
         "image_auroc": image_auroc(labels, scores),
         "aupr": average_precision(labels, scores),
     }
     out["f1_max"], out["f1_max_threshold"] = f1_max(labels, scores)
     if threshold is not None:
-        r = precision_recall_f1_at(labels, scores, threshold)
+        r = precision_recall_f1_at(labels, scores, threshold, zero_division=None)
         out.update(precision=r["precision"], recall=r["recall"], f1=r["f1"])
 
     if masks is None:

@@ -44,9 +44,10 @@ def test_evaluate_command_writes_report(synthetic_mvtec, tmp_path, capsys):
                "--backbone", "efficientnet_lite0", "--size", "64", "--quiet"])
     assert rc == 0
     out = capsys.readouterr().out
-    assert "image_auroc=" in out and "backbone: efficientnet_lite0" in out and "ms/image" in out
+    assert "backbone: efficientnet_lite0" in out and "ms/image" in out
     m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert set(m["metrics"]) >= {"image_auroc", "aupr", "f1_max", "pixel_auroc", "aupro"}
+    assert f"toy: image AUROC={m['metrics']['image_auroc']:.4f}  AUPR={m['metrics']['aupr']:.4f}" in out
 
 
 def test_errors_are_reported_once_with_exit_code_2(tmp_path, capsys):
@@ -147,3 +148,237 @@ def test_predict_keeps_one_overlay_per_row_and_evaluate_reports_what_the_thresho
     summary = (rep / "summary.md").read_text()
     assert f"{a['n_defective_flagged']} of 4 defective images flagged" in summary
     assert f"{a['n_defective_flagged']} of 4 defective flagged" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------------
+# What the commands say (issue 11)
+
+
+def _subparsers():
+    import argparse
+
+    from main import build_parser
+
+    p = build_parser()
+    sub = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default():
+    import argparse
+    import re
+
+    commands = _subparsers()
+    assert {"fit", "predict", "evaluate", "demo", "backbones", "calibrate", "pretrain"} <= set(commands)
+    missing = []
+    for name, parser in commands.items():
+        for a in parser._actions:
+            if isinstance(a, argparse._HelpAction):
+                continue
+            text = (a.help or "").strip()
+            words = re.sub(r"\(?default:? %\(default\)s\)?", "", text).split()
+            where = f"{name} {'/'.join(a.option_strings) or a.dest}"
+            if a.help == argparse.SUPPRESS or len(words) < 2:
+                missing.append(f"{where}: no help beyond the default")
+            if a.default not in (None, False, argparse.SUPPRESS) and "default" not in text:
+                missing.append(f"{where}: default {a.default!r} not shown")
+            if a.choices and a.default is not None and "%(default)s" not in text:
+                missing.append(f"{where}: choices without %(default)s")
+    assert not missing, missing
+
+
+def test_help_of_each_command_lists_its_choices(capsys):
+    for name, parser in _subparsers().items():
+        with pytest.raises(SystemExit) as exc:
+            main([name, "--help"])
+        assert exc.value.code == 0
+        text = capsys.readouterr().out
+        for a in parser._actions:
+            for choice in a.choices or ():
+                assert str(choice) in text, (name, a.dest, choice)
+
+
+def test_fit_banner_and_counts_are_worded_for_people(synthetic_mvtec, tmp_path, capsys):
+    one = tmp_path / "one"
+    one.mkdir()
+    (synthetic_mvtec / "train/good/000.png").rename(one / "000.png")
+    rc = main(["fit", "--good", str(one), "--out", str(tmp_path / "m.dimodel"), "--backbone", "efficientnet_lite0",
+               "--size", "64", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "need at least 2 good images" in err  # refused, but the banner came first:
+    assert "fitting on 1 image from" in err and "threshold=none" not in err and "threshold: set after fit" in err
+
+
+def test_progress_keeps_the_cross_fit_bar_while_each_fold_fits(monkeypatch):
+    import io
+    import sys
+
+    from engine.progress import TqdmProgress
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    prog = TqdmProgress()
+    prog(3, 3, "features")
+    assert prog.stages == []  # a finished stage closes its bar
+    prog(0, 2, "cross-fit")
+    outer = prog._bars[0][1]
+    prog(1000, 3000, "coreset")  # the fold's scorer fit reports below the cross-fit bar
+    assert prog.stages == ["cross-fit", "coreset"]
+    prog(1, 2, "cross-fit")
+    assert prog.stages == ["cross-fit"] and prog._bars[0][1] is outer and outer.n == 1
+    prog(1000, 3000, "coreset")
+    prog(2000, 3000, "coreset")
+    assert prog.stages == ["cross-fit", "coreset"]
+    prog(2, 2, "cross-fit")
+    assert prog.stages == [] and outer.n == 2  # completes, and its final count was drawn:
+    assert "2/2" in sys.stderr.getvalue()
+    prog(1, 4, "inspect")
+    prog(1, 1, "padim: gaussians")  # a new stage at the same level replaces the unfinished one
+    assert prog.stages == []
+    prog.close()
+
+
+def _flag_nothing(monkeypatch):
+    """Make the good-only threshold lie above every score (a threshold that flags nothing)."""
+    import engine.calibration as cal
+
+    real = cal.good_only_threshold
+
+    def above_everything(*a, **k):
+        return real(*a, **k) | {"threshold": 1e12}
+
+    monkeypatch.setattr(cal, "good_only_threshold", above_everything)
+
+
+def test_evaluate_says_precision_is_undefined_when_nothing_is_flagged(synthetic_mvtec, tmp_path, capsys,
+                                                                      monkeypatch):
+    _flag_nothing(monkeypatch)
+    rep = tmp_path / "rep"
+    assert main(["evaluate", "--data", str(synthetic_mvtec), "--report", str(rep), "--backbone", "efficientnet_lite0",
+                 "--size", "64", "--quiet"]) == 0
+    out = capsys.readouterr()
+    m = json.loads((rep / "metrics.json").read_text())
+    assert m["threshold"] == 1e12 and max(r["score"] for r in m["per_image"]) < 1e12  # nothing flagged
+    assert m["metrics"]["precision"] is None and m["at_threshold"]["precision"] is None
+    assert "undefined" in m["at_threshold"]["note"]
+    assert "precision undefined (no image flagged)" in out.out and "precision=0.0000" not in out.out
+    summary = (rep / "summary.md").read_text()
+    assert "| precision at the model's threshold | undefined (no image flagged) |" in summary
+    assert "precision 0.000" not in summary and "| precision | 0.0000 |" not in summary
+    assert "0 of 4 defective flagged" in out.out and "warning: the threshold flags only 0 of 4" in out.err
+
+
+def test_evaluate_writes_the_model_and_a_calibrate_command_that_runs_as_printed(synthetic_mvtec, tmp_path, capsys):
+    import shlex
+
+    rep = tmp_path / "rep"
+    assert main(["evaluate", "--data", str(synthetic_mvtec), "--report", str(rep), "--backbone", "efficientnet_lite0",
+                 "--size", "64", "--quiet", "--folds", "0", "--holdout", "0"]) == 0  # no threshold at all
+    out = capsys.readouterr()
+    model = rep / "model.dimodel"
+    assert model.is_file() and f"model written to {model}" in out.out
+    m = json.loads((rep / "metrics.json").read_text())
+    assert m["model_file"] == str(model) and m["at_threshold"] is None
+    cmd = m["calibrate_command"]
+    assert cmd == (f"python main.py calibrate --model {model} --good {synthetic_mvtec / 'test/good'} "
+                   f"--defective {synthetic_mvtec / 'test/scratch'}")
+    assert cmd in out.err and cmd in (rep / "summary.md").read_text()
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["python", "main.py"]
+    assert main(argv[2:] + ["--quiet"]) == 0  # runnable as is: the model file gets a threshold
+    from engine.model import InspectionModel
+
+    assert InspectionModel.load(model).threshold is not None
+
+
+def test_summary_shows_scorer_as_words_and_candidate_thresholds_with_their_consequences(synthetic_mvtec, tmp_path,
+                                                                                        capsys):
+    rep = tmp_path / "rep"
+    assert main(["evaluate", "--data", str(synthetic_mvtec), "--report", str(rep), "--backbone", "efficientnet_lite0",
+                 "--size", "64", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    summary = (rep / "summary.md").read_text()
+    assert "- scorer: knn (coreset ratio 0.1, k 1, metric l2" in summary
+    import re
+
+    assert re.search(r"\{'\w+': ", summary) is None  # no raw Python dict (it was "- scorer: {'coreset_ratio': 0.1...")
+    m = json.loads((rep / "metrics.json").read_text())
+    per = m["per_image"]
+    good = sorted(r["score"] for r in per if r["label"] == 0)
+    for c in m["threshold_candidates"][1:]:  # 4 goods: 1 %, 3 %, 5 % all allow no reject
+        assert c["n_good_rejected"] == 0
+        assert c["threshold"] == min(r["score"] for r in per if r["score"] > good[-1])
+        assert f"| {c['threshold']:.4g} | 0 of 4 (0.0%) |" in summary
+    assert "candidate thresholds on this labelled test set" in out and "F1-max (best F1 on this test set)" in out
+
+
+def test_candidate_rows_say_when_a_threshold_rejects_all_good_parts():
+    import numpy as np
+
+    from engine.evaluate import candidate_rows
+    from engine.metrics import threshold_candidates
+
+    # goods 0.5 0.9; defects 0.1 0.2 0.3 0.95: flagging all (F1 8/10) beats any higher threshold (F1 <= 0.6)
+    y, s = np.array([0, 0, 1, 1, 1, 1]), np.array([0.5, 0.9, 0.1, 0.2, 0.3, 0.95])
+    rows = candidate_rows({"at_threshold": None, "threshold_candidates": threshold_candidates(y, s)})
+    f1 = rows[0]
+    assert f1[0].startswith("F1-max") and f1[1] == "0.1" and f1[2] == "2 of 2 (100.0%)"
+    assert "rejects ALL good parts" in f1[5]
+    assert all("ALL" not in r[5] for r in rows[1:])
+
+
+def test_demo_report_goes_to_the_user_data_folder_not_the_current_one(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("elpv_dataset")
+    monkeypatch.setenv("DINOINSPECT_DATA_DIR", str(tmp_path / "data"))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    rc = main(["demo", "--n-train", "8", "--n-test", "4", "--backbone", "efficientnet_lite0", "--size", "64",
+               "--quiet"])
+    assert rc == 0 and list(cwd.iterdir()) == []
+    report = tmp_path / "data" / "demo_report"
+    out = capsys.readouterr()
+    assert f"report and model go to {report}" in out.err and f"report with overlays: {report / 'summary.md'}" in out.out
+    assert (report / "model.dimodel").is_file()
+    assert (report / "summary.md").read_text().startswith("# Evaluation: ELPV solar cells (monocrystalline)\n")
+    assert out.out.startswith("ELPV solar cells (monocrystalline): image AUROC=")
+    # the demo's test images share one folder: no runnable calibrate command, the placeholder form instead
+    assert json.loads((report / "metrics.json").read_text())["calibrate_command"] is None
+    assert "--good GOOD_DIR --defective DEFECTIVE_DIR" in (report / "summary.md").read_text()
+
+
+def test_weights_and_backbone_mistakes_get_plain_messages(synthetic_mvtec, tmp_path, capsys):
+    good = str(synthetic_mvtec / "train/good")
+    notes = tmp_path / "notes.pth"
+    notes.write_text("not weights at all")
+    rc = main(["fit", "--good", good, "--out", str(tmp_path / "m.dimodel"), "--backbone", "efficientnet_lite0",
+               "--weights", str(notes), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{notes} is not a weights file (expected a .pth/.pt/.safetensors state dict): " in err
+    assert "weights_only" not in err
+    import torch
+
+    torch.save([1, 2], tmp_path / "list.pth")
+    rc = main(["fit", "--good", good, "--out", str(tmp_path / "m.dimodel"), "--backbone", "efficientnet_lite0",
+               "--weights", str(tmp_path / "list.pth"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"{tmp_path / 'list.pth'} is not a weights file" in err and "holds a list, not a dict" in err
+    rc = main(["fit", "--good", good, "--out", str(tmp_path / "m.dimodel"), "--backbone", "part.dimodel", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--backbone part.dimodel: that is a fitted model file" in err and "goes to --model" in err
+
+
+def test_weights_variable_naming_a_file(tmp_path, capsys, monkeypatch):
+    from engine.backbones import BACKBONES, find_local_weights
+    from engine.backbones.registry import weights_env_problems
+
+    official = tmp_path / "w" / BACKBONES["ibot_vits16"].weight_files[0]
+    official.parent.mkdir()
+    official.write_bytes(b"")
+    monkeypatch.setenv("DINOINSPECT_WEIGHTS", str(official))  # a file, not a folder: accepted
+    assert find_local_weights(BACKBONES["ibot_vits16"]) == official and weights_env_problems() == []
+    own = tmp_path / "w" / "my_vit.pth"
+    own.write_bytes(b"")
+    monkeypatch.setenv("DINOINSPECT_WEIGHTS", str(own))  # a name no backbone looks for: said so
+    assert main(["backbones"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: DINOINSPECT_WEIGHTS entry {own} is a file" in err and f"--weights {own}" in err

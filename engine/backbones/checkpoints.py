@@ -53,7 +53,12 @@ def read_state_dict(path: str | Path) -> StateDict:
     """Load tensors from ``.safetensors`` or ``.pth/.pt/.bin`` without executing code.
 
     ``.pth`` files are read with ``torch.load(weights_only=True)``; a file that needs arbitrary
-    unpickling is refused. Raises :class:`CheckpointError` naming the file.
+    unpickling is refused.
+
+    Raises:
+        CheckpointError: ``"<path> is not a weights file (expected a .pth/.pt/.safetensors state
+            dict): <reason>"`` -- not a checkpoint at all, damaged, holding Python objects other
+            than tensors, or holding no tensor dict.
     """
     path = Path(path)
     try:
@@ -63,12 +68,28 @@ def read_state_dict(path: str | Path) -> StateDict:
             return dict(load_file(str(path), device="cpu"))
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any decoding failure is a bad checkpoint file
-        raise CheckpointError(
-            f"{path}: cannot read checkpoint ({type(exc).__name__}: {exc}). The file is damaged, "
-            f"truncated, or needs code execution to load; download it again or export its "
-            f"state_dict to .safetensors."
-        ) from exc
+        raise CheckpointError(_not_weights(path, _load_failure(exc))) from exc
     return unwrap(obj, path)
+
+
+def _not_weights(path: str | Path, reason: str) -> str:
+    return f"{path} is not a weights file (expected a .pth/.pt/.safetensors state dict): {reason}"
+
+
+def _load_failure(exc: Exception) -> str:
+    """The reason a checkpoint did not load, in the user's terms: torch's ``weights_only`` advice
+    (re-run with ``weights_only=False``...) is for the programmer and is left out."""
+    text = str(exc)
+    if "WeightsUnpickler error:" in text:
+        detail = text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0]
+        detail = " ".join(detail.split(" Please use `torch.serialization", 1)[0].split())
+        if detail.startswith("Unsupported global"):
+            return (f"it holds Python objects other than tensors ({detail.rstrip('.')}), which are not loaded "
+                    f"because unpickling them could run code; save the model's state_dict() of tensors, or "
+                    f"export it to .safetensors")
+        return f"not a PyTorch checkpoint, or a damaged one ({detail})"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"not readable as a PyTorch or safetensors checkpoint ({type(exc).__name__}: {first[:200]})"
 
 
 def unwrap(obj: object, path: str | Path = "<checkpoint>") -> StateDict:
@@ -79,7 +100,7 @@ def unwrap(obj: object, path: str | Path = "<checkpoint>") -> StateDict:
         for key in ("teacher", "state_dict", "model", "student", "module"):
             if key in obj and isinstance(obj[key], dict):
                 return unwrap(obj[key], path)
-    raise CheckpointError(f"{path}: no tensor state dict found in the checkpoint.")
+    raise CheckpointError(_not_weights(path, f"it holds a {type(obj).__name__}, not a dict of tensors"))
 
 
 def _strip_prefixes(sd: StateDict) -> StateDict:

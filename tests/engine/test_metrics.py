@@ -18,6 +18,7 @@ from engine.metrics import (
     image_auroc,
     pixel_auroc,
     precision_recall_f1_at,
+    threshold_candidates,
 )
 
 # Ranked example used by several image-level tests (scores already in decreasing order):
@@ -434,6 +435,51 @@ def test_pixel_metrics_on_50_images_of_256_stay_small_in_memory():
     # 3.3 M pixels: a float64 copy is 26 MB; stay well below what a dense (P x thresholds)
     # approach would need.
     assert peak < 350e6, f"peak traced memory {peak / 1e6:.0f} MB"
+
+
+def test_precision_is_undefined_not_zero_when_nothing_is_flagged():
+    # t = 1.0 is above every score: TP = FP = 0, so TP / (TP + FP) has no value.
+    r = precision_recall_f1_at(LABELS, SCORES, 1.0, zero_division=None)
+    assert r["precision"] is None and (r["tp"], r["fp"], r["recall"]) == (0, 0, 0.0)
+    out = compute_all(LABELS, SCORES, threshold=1.0)
+    assert out["precision"] is None and out["recall"] == 0.0 and out["f1"] == 0.0
+    # one image flagged (0.9, defective) -> defined again: 1 / 1
+    assert compute_all(LABELS, SCORES, threshold=0.9)["precision"] == 1.0
+
+
+def test_threshold_candidates_hand_example():
+    # goods 0.8 0.6 0.5, defects 0.9 0.7 0.4 (LABELS / SCORES above).
+    f1, frr0, frr1, frr2 = threshold_candidates(LABELS, SCORES, max_frr=(0.01, 0.34, 0.7))
+    # F1-max (2/3) is at 0.4, the lowest score: it flags every image, i.e. rejects all 3 goods.
+    assert (f1["name"], f1["threshold"], f1["f1"]) == ("f1_max", 0.4, pytest.approx(2 / 3))
+    assert f1["flags_all_good"] and f1["frr"] == 1.0 and f1["recall"] == 1.0 and f1["precision"] == 0.5
+    # no good may be rejected: the threshold must lie above 0.8; the lowest score there is 0.9 (1 of 3 defects)
+    assert (frr0["threshold"], frr0["n_good_rejected"], frr0["n_defective_flagged"]) == (0.9, 0, 1)
+    assert frr0["precision"] == 1.0 and not frr0["flags_all_good"]
+    # 1 of 3 goods may be rejected (1/3 <= 0.34): 0.7 rejects only 0.8 and flags 0.9, 0.7
+    assert (frr1["threshold"], frr1["n_good_rejected"], frr1["recall"]) == (0.7, 1, pytest.approx(2 / 3))
+    # 2 of 3 (0.667 <= 0.7): 0.6 rejects 0.8 and 0.6; 0.5 would reject all 3
+    assert (frr2["threshold"], frr2["n_good_rejected"], frr2["frr"]) == (0.6, 2, pytest.approx(2 / 3))
+    assert frr2["max_frr"] == 0.7 and frr2["name"] == "frr<=0.7"
+    # the highest score is a good image's and no reject is allowed: no threshold flags anything
+    none = threshold_candidates([0, 1], [0.9, 0.1], max_frr=(0.01,))[1]
+    assert none["threshold"] is None and none["recall"] == 0.0 and none["precision"] is None
+    with pytest.raises(ValueError, match="outside"):
+        threshold_candidates(LABELS, SCORES, max_frr=(1.0,))
+
+
+def test_threshold_candidates_match_brute_force():
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y = np.r_[np.zeros(35, int), np.ones(60, int)]
+        s = np.round(np.r_[rng.normal(0, 1, 35), rng.normal(1.5, 1, 60)], 1)  # rounding makes ties
+        for c in threshold_candidates(y, s)[1:]:
+            ok = [t for t in np.unique(s) if np.mean(s[y == 0] >= t) <= c["max_frr"]]
+            want = min(ok) if ok else None
+            assert c["threshold"] == want
+            if want is not None:
+                assert c["recall"] == np.mean(s[y == 1] >= want)
+                assert c["n_good_rejected"] == int(np.sum(s[y == 0] >= want))
 
 
 # ------------------------------------------------------------------------------------------
