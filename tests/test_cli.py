@@ -1,3 +1,4 @@
+import re
 """The headless CLI, end to end on synthetic parts (fast) and the PyPI demo data."""
 
 import csv
@@ -15,7 +16,9 @@ def test_fit_then_predict_writes_csv_and_overlays(synthetic_mvtec, tmp_path, cap
     assert rc == 0 and model.is_file()
     out = capsys.readouterr().out
     assert "efficientnet_lite0" in out
-    assert "threshold" in out and "from good images only (cross-fit, 5 folds)" in out  # how it was chosen
+    # how it was chosen (the balanced rule: goods against synthetic defects), its FRR and synthetic catch
+    assert re.search(r"threshold \S+ chosen by .*\(cross-fit, 5 folds\); expected false-reject rate", out)
+    assert "of synthetic defects" in out
     assert "synthetic defects detected" in out
     first = model.read_bytes()
     rc = main(["fit", "--good", str(synthetic_mvtec / "train/good"), "--out", str(model), "--backbone",
@@ -238,15 +241,15 @@ def test_progress_keeps_the_cross_fit_bar_while_each_fold_fits(monkeypatch):
 
 
 def _flag_nothing(monkeypatch):
-    """Make the good-only threshold lie above every score (a threshold that flags nothing)."""
+    """Make fit's threshold lie above every score (a threshold that flags nothing)."""
     import engine.calibration as cal
 
-    real = cal.good_only_threshold
+    real = cal.choose_threshold
 
     def above_everything(*a, **k):
         return real(*a, **k) | {"threshold": 1e12}
 
-    monkeypatch.setattr(cal, "good_only_threshold", above_everything)
+    monkeypatch.setattr(cal, "choose_threshold", above_everything)
 
 
 def test_evaluate_says_precision_is_undefined_when_nothing_is_flagged(synthetic_mvtec, tmp_path, capsys,
