@@ -31,7 +31,7 @@ import docstring_parser
 from PySide6.QtCore import QDir, Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QCompleter, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFileDialog, QFileSystemModel, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QPushButton, QSpinBox, QToolButton, QVBoxLayout, QWidget)
+                               QMessageBox, QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from engine.backbones import BACKBONES, find_local_weights, resolve_backbone_name
 from engine.images import IMAGE_SUFFIXES
@@ -43,6 +43,8 @@ from .recipes import MODEL_SUFFIX, RecipeSpec
 HIDDEN_SCORER_PARAMS = {"seed"}
 FOLDER_CHECK_DELAY_MS = 400
 """Quiet time after the last keystroke before the good-images folder is looked at."""
+ADVANCED_HEIGHT = 440
+"""Height (px) of the Advanced section when opened; it scrolls beyond."""
 
 
 def scorer_defaults(name: str) -> dict:
@@ -96,7 +98,7 @@ class NewRecipeDialog(QDialog):
     def __init__(self, parent: QWidget | None = None, good_folder: str = ""):
         super().__init__(parent)
         self.setWindowTitle("New recipe")
-        self.setMinimumWidth(600)
+        self.setMinimumWidth(640)
         self.name_edit = QLineEdit("new_part")
         self.name_edit.setToolTip("Name of the product / recipe; the model file is named after it")
         self.folder_edit = QLineEdit(good_folder)
@@ -194,7 +196,13 @@ class NewRecipeDialog(QDialog):
         self.param_widgets: dict[str, QWidget] = {}
         self.param_help: dict[str, str] = {}
         self._param_defaults: dict = {}
-        self.advanced.setVisible(False)
+        self.advanced_area = QScrollArea()  # the scorer's list can be long: it scrolls, the dialog stays on screen
+        self.advanced_area.setWidget(self.advanced)
+        self.advanced_area.setWidgetResizable(True)
+        self.advanced_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.advanced_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.advanced_area.setMinimumHeight(ADVANCED_HEIGHT)
+        self.advanced_area.setVisible(False)
 
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color: #a50e0e;")
@@ -204,7 +212,7 @@ class NewRecipeDialog(QDialog):
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.advanced_button)
-        layout.addWidget(self.advanced)
+        layout.addWidget(self.advanced_area, 1)
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
@@ -255,7 +263,7 @@ class NewRecipeDialog(QDialog):
         """Open (True) or close the "Advanced" section."""
         self.advanced_button.setChecked(on)
         self.advanced_button.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
-        self.advanced.setVisible(on)
+        self.advanced_area.setVisible(on)
         self.adjustSize()
 
     def accept(self) -> None:
@@ -274,17 +282,13 @@ class NewRecipeDialog(QDialog):
 
     # ------------------------------------------------------------------ private
     def _add_advanced(self, label: str, widget: QWidget, help_text: str) -> None:
+        """A field of the Advanced section with its explanation (tooltip, and a line under it)."""
         widget.setToolTip(help_text)
         note = QLabel(help_text)
         note.setWordWrap(True)
-        note.setStyleSheet("color: #5f6368; font-size: 11px;")
-        box = QWidget()
-        col = QVBoxLayout(box)
-        col.setContentsMargins(0, 0, 0, 4)
-        col.setSpacing(1)
-        col.addWidget(widget)
-        col.addWidget(note)
-        self.advanced_form.addRow(label, box)
+        note.setStyleSheet("color: #5f6368; font-size: 11px; margin-bottom: 4px;")
+        self.advanced_form.addRow(label, widget)
+        self.advanced_form.addRow(note)
 
     def _on_name(self, name: str) -> None:
         if not self._model_path_touched:
