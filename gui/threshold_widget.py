@@ -185,8 +185,10 @@ class ThresholdPanel(QWidget):
     def set_inspected_scores(self, scores) -> None:
         """Scores of the parts inspected in this run (histogram, and range of the slider)."""
         self._inspected = np.asarray(scores, np.float64).ravel()
-        self._update_range(reset=False)
-        self._sync_controls()
+        if self._update_range(reset=False):
+            self._sync_controls()
+        else:
+            self._update_enabled()  # (not the value box: the operator may be typing in it)
         self._draw_histogram()
 
     def set_threshold(self, value: float) -> None:
@@ -291,15 +293,19 @@ class ThresholdPanel(QWidget):
         self.line.setPen(pg.mkPen(colour, width=2, style=style))
         for w in (self.slider, self.spin, self.line):
             w.blockSignals(False)
-        for w in (self.slider, self.spin, self.line):
-            w.setEnabled(self._usable())
-        self.apply_button.setEnabled(th.previewing and not self._applying)
-        self.revert_button.setEnabled(th.previewing)
-        self.reset_button.setEnabled(th.calibrated is not None and th.calibrated != t)
+        self._update_enabled()
         self.status_label.setText(self._status_text())
         self.status_label.setStyleSheet(f"color: {PREVIEW_COLOUR}; font-weight: bold;" if th.previewing else "")
         self.frr_label.setText(self._frr_text())
         self.plot.setXRange(self._lo, self._hi, padding=0)
+
+    def _update_enabled(self) -> None:
+        th = self.thresholds
+        for w in (self.slider, self.spin, self.line):
+            w.setEnabled(self._usable())
+        self.apply_button.setEnabled(th.previewing and not self._applying)
+        self.revert_button.setEnabled(th.previewing)
+        self.reset_button.setEnabled(th.calibrated is not None and th.calibrated != th.in_use)
 
     def _usable(self) -> bool:
         """A recipe is active and has a threshold, or scores to place one among."""

@@ -134,6 +134,8 @@ class Thresholds:
                                                 f"Logged: {logged}.", self.normalised(r.score))
         note = ""
         if r.threshold != self.applied and self.applied is not None:
-            note = (f"Logged: {logged} (the threshold then in force); at the applied threshold "
-                    f"{fmt_threshold(self.applied)} it would be {judge(r.score, self.applied)}.")
+            now = judge(r.score, self.applied)
+            note = (f"Logged: {logged} (the threshold then in force)"
+                    + ("." if now == r.verdict else
+                       f"; at the applied threshold {fmt_threshold(self.applied)} it would be {now}."))
         return ScreenVerdict(r.verdict, False, note, self.normalised(r.score))

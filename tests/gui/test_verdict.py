@@ -40,6 +40,8 @@ def test_result_logged_before_an_apply_keeps_its_verdict_and_says_what_the_new_o
     v = th.screen_verdict(result(50.0, 66.0))
     assert v.verdict == "OK" and not v.preview
     assert "Logged: OK at 66" in v.note and "at the applied threshold 41.2 it would be NOK" in v.note
+    v = th.screen_verdict(result(30.0, 66.0))  # the same verdict either way: no "would be"
+    assert v.verdict == "OK" and v.note == "Logged: OK at 66 (the threshold then in force)."
 
 
 def test_colours_and_contours_follow_the_threshold_in_use():
