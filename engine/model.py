@@ -354,18 +354,49 @@ class InspectionModel:
             return None
         return frr_at(good, float(t), self.calibration.get("tail"))
 
-    def contour_level(self) -> float:
+    def contour_level(self, threshold: float | None = None) -> float:
         """Where to draw the defect contour on the :func:`engine.overlay.normalise` scale [0, 1].
 
-        The pixel threshold mapped with the image threshold -> 0.5 rule; 0.5 when there is none.
+        :func:`engine.overlay.contour_level` of the pixel threshold with the image threshold
+        ``threshold`` (default: the model's) -> 0.5 rule; 0.5 when there is none.
         """
-        from .overlay import normalise
+        from .overlay import contour_level
 
-        rng = self.color_range()
-        pt = self.calibration.get("pixel_threshold")
-        if rng is None or pt is None:
+        rng = self.color_range(threshold)
+        if rng is None:
             return 0.5
-        return float(normalise(np.float32(pt), rng[1], rng[0]))
+        return contour_level(self.calibration.get("pixel_threshold"), rng[1], rng[0])
+
+    def apply_threshold(self, value: float, by: str = "operator") -> dict:
+        """Set the image threshold by hand (an operator's choice), keeping the previous one.
+
+        The previous threshold goes to ``calibration["history"]`` (with how it had been chosen, the
+        time of the change in UTC, ISO 8601, who changed it and the new value), the calibration's
+        own results (``calibration["threshold"]``, scores, tail) stay as they were, and
+        ``calibration["threshold_chosen_by"]`` / ``["threshold_changed_at"]`` record the change.
+        Nothing is written: call :meth:`save` to keep it.
+
+        Args:
+            value: the new threshold, in image-score units (finite).
+            by: who or what chose it, e.g. ``"operator"``.
+        Returns:
+            the history entry added.
+        Raises:
+            ValueError: ``value`` is not a finite number.
+        """
+        value = float(value)
+        if not np.isfinite(value):
+            raise ValueError(f"threshold must be a finite number, got {value}")
+        now = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        calib = dict(self.calibration)
+        entry = {"threshold": self.threshold,
+                 "chosen_by": calib.get("threshold_chosen_by", calib.get("chosen_by")),
+                 "replaced_at": now, "replaced_by": by, "new_threshold": value}
+        calib["history"] = list(calib.get("history") or []) + [entry]
+        calib.update(threshold_chosen_by=by, threshold_changed_at=now)
+        self.calibration = calib
+        self.threshold = value
+        return entry
 
     def recalibrate(self, good_paths: Iterable[str | Path] = (), defective_paths: Iterable[str | Path] = (),
                     target_frr: float | None = None, objective: str = "f1", target: float | None = None,
@@ -483,18 +514,25 @@ class InspectionModel:
         elif old.get("synthetic"):
             calib["synthetic"] = detection_rate(old["synthetic"]["scores"], calib["threshold"],
                                                 old["synthetic"].get("kinds"))
-        calib["history"] = list(old.get("history") or []) + (
-            [{k: old.get(k) for k in ("threshold", "chosen_by", "method", "calibrated_at")}] if old else [])
+        previous = {k: old.get(k) for k in ("threshold", "chosen_by", "method", "calibrated_at")}
+        if old and self.threshold is not None and self.threshold != old.get("threshold"):
+            previous["applied_threshold"] = self.threshold  # set by hand after that calibration
+        calib["history"] = list(old.get("history") or []) + ([previous] if old else [])
         calib["description"] = describe_calibration(calib)
         self.threshold = float(calib["threshold"])
         self.calibration = calib
         return calib
 
-    def color_range(self) -> tuple[float, float] | None:
-        """``(floor, threshold)`` for :func:`engine.overlay.normalise`, or None when uncalibrated."""
-        if self.threshold is None or "floor" not in self.calibration:
+    def color_range(self, threshold: float | None = None) -> tuple[float, float] | None:
+        """``(floor, threshold)`` for :func:`engine.overlay.normalise`, or None when uncalibrated.
+
+        ``threshold``: the image threshold to anchor at 0.5 (default: the model's), e.g. one being
+        previewed.
+        """
+        t = self.threshold if threshold is None else threshold
+        if t is None or "floor" not in self.calibration:
             return None
-        return float(self.calibration["floor"]), float(self.threshold)
+        return float(self.calibration["floor"]), float(t)
 
     def _image_score(self, patch_scores: np.ndarray) -> float:
         return image_score(patch_scores, self.score_mode, self.top_fraction)

@@ -20,6 +20,19 @@ def normalise(values: np.ndarray, threshold: float, floor: float) -> np.ndarray:
     return np.clip(0.5 * (np.asarray(values, np.float32) - floor) / span, 0.0, 1.0)
 
 
+def contour_level(pixel_threshold: float | None, threshold: float, floor: float) -> float:
+    """Where the defect contour lies on the :func:`normalise` scale of image threshold ``threshold``.
+
+    The contour is drawn where the anomaly map reaches the calibrated pixel threshold (raw score
+    units, ``model.calibration["pixel_threshold"]``); mapped with ``floor -> 0, threshold -> 0.5``
+    it becomes a level in [0, 1]. Without a pixel threshold the contour is the image threshold
+    itself (0.5).
+    """
+    if pixel_threshold is None:
+        return 0.5
+    return float(normalise(np.float32(pixel_threshold), threshold, floor))
+
+
 def colorize(unit_map: np.ndarray) -> np.ndarray:
     """``(H, W)`` values in [0, 1] -> ``(H, W, 3) uint8`` RGB (OpenCV JET)."""
     u8 = np.clip(np.rint(unit_map * 255), 0, 255).astype(np.uint8)

@@ -6,5 +6,6 @@ through :class:`gui.worker.InspectionWorker`, a long-lived QObject in its own QT
 Start it with ``python main.py`` (no arguments) or :func:`gui.app.run_gui`.
 
 See also: ``main_window`` (the window that ties the parts together), ``worker`` (model owner),
-``camera`` (frame grabber), ``defect_log`` (SQLite log of every inspection).
+``verdict`` (which threshold judges what: applied, previewed, logged), ``camera`` (frame grabber),
+``defect_log`` (SQLite log of every inspection and threshold change), ``run_state`` (interrupted runs).
 """

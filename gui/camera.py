@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from .locations import as_bool
+
 MAX_READ_FAILURES = 10
 """Consecutive failed reads after which a camera counts as lost."""
 
@@ -50,6 +52,21 @@ class CameraConfig:
     @property
     def label(self) -> str:
         return f"camera {self.device}" if self.kind == "camera" else f"video {Path(self.video_path).name}"
+
+
+def load_camera_config(settings) -> CameraConfig:
+    """The camera settings last used (``camera/*`` keys of a ``QSettings``), or the defaults."""
+    s = settings
+    return CameraConfig(kind=str(s.value("camera/kind", "camera")), device=int(s.value("camera/device", 0)),
+                        width=int(s.value("camera/width", 0)), height=int(s.value("camera/height", 0)),
+                        video_path=str(s.value("camera/video_path", "")), loop=as_bool(s.value("camera/loop", False)))
+
+
+def save_camera_config(settings, c: CameraConfig) -> None:
+    """Remember ``c`` in the settings (``camera/*`` keys)."""
+    for key, value in (("kind", c.kind), ("device", c.device), ("width", c.width), ("height", c.height),
+                       ("video_path", c.video_path), ("loop", c.loop)):
+        settings.setValue(f"camera/{key}", value)
 
 
 class FrameGrabber(QObject):

@@ -5,8 +5,9 @@ with :func:`engine.overlay.normalise` (typical good patch score -> 0, threshold 
 coloured with the same JET table as the engine's PNG overlays. The alpha ramp keeps clearly normal
 regions transparent (below ``ALPHA_START``) and is opaque from the threshold up, so the part stays
 visible where nothing is wrong. Defect contours are drawn where the map crosses the recipe's
-calibrated pixel threshold (``InspectionModel.contour_level``; the window converts it to the
-normalised scale), or the image threshold (0.5) when the recipe has none.
+calibrated pixel threshold, placed on the normalised scale of the threshold in use (applied or
+previewed) by :func:`engine.overlay.contour_level`, the engine's own rule (:mod:`gui.verdict`),
+or at the image threshold (0.5) when the recipe has none.
 Plain numpy + OpenCV (no Qt).
 """
 

@@ -54,3 +54,10 @@ def resource_path(name: str) -> Path:
     """A file shipped in ``resources/`` (the icon...), in a checkout or a PyInstaller bundle."""
     base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
     return base / "resources" / name
+
+
+def as_bool(value) -> bool:
+    """A boolean read from the settings (INI files give them back as strings)."""
+    if isinstance(value, str):
+        return value.lower() in ("1", "true", "yes")
+    return bool(value)

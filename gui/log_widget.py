@@ -1,5 +1,11 @@
 """Defect log tab: the latest inspections in a table, a NOK-only filter, CSV export, and the
-option to save NOK images with their overlays."""
+option to save NOK images with their overlays.
+
+The table shows the verdict given at inspection time (never rewritten) and, while a threshold is
+being previewed, the ``preview_verdict`` / ``preview_threshold`` columns beside it
+(:func:`gui.defect_log.preview_cells`); they are hidden otherwise, and an export fills them the
+same way.
+"""
 
 from __future__ import annotations
 
@@ -10,43 +16,57 @@ from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import (QCheckBox, QFileDialog, QHBoxLayout, QHeaderView, QLabel, QPushButton, QTableView,
                                QVBoxLayout, QWidget)
 
-from .defect_log import COLUMNS, DefectLog, DefectLogError
+from .defect_log import COLUMNS, EVENT, EXPORT_COLUMNS, PREVIEW_COLUMNS, DefectLog, DefectLogError, Preview, export_row
 
 SHOWN_ROWS = 2000
 """Newest rows shown in the table (the database keeps all of them)."""
 
 COLUMN_WIDTHS = {"id": 4, "time": 19, "station": 14, "recipe": 12, "backbone": 17, "source": 6, "file": 44,
                  "score": 7, "score_normalised": 6, "threshold": 7, "verdict": 5, "latency_ms": 6,
-                 "nok_image": 24, "nok_overlay": 24}
+                 "nok_image": 24, "nok_overlay": 24, "preview_verdict": 7, "preview_threshold": 7}
 """Initial column widths in digits (at least the header's width)."""
 
-_VERDICT_COLOURS = {"OK": "#e6f4ea", "NOK": "#fce8e6", "error": "#fef7e0"}
+_VERDICT_COLOURS = {"OK": "#e6f4ea", "NOK": "#fce8e6", "error": "#fef7e0", EVENT: "#e8f0fe"}
 
 
 class LogTableModel(QAbstractTableModel):
-    """Rows of the defect log, newest first (tuples in :data:`gui.defect_log.COLUMNS` order)."""
+    """Rows of the defect log, newest first (stored tuples in :data:`gui.defect_log.COLUMNS` order),
+    shown in :data:`gui.defect_log.EXPORT_COLUMNS` order with the preview cells of :attr:`preview`."""
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[tuple] = []
+        self.preview: Preview | None = None
         self._verdict_col = COLUMNS.index("verdict")
-        self._time_col = COLUMNS.index("time")
+        self._time_col = EXPORT_COLUMNS.index("time")
+        self._preview_col = EXPORT_COLUMNS.index("preview_verdict")
 
     def rowCount(self, parent=QModelIndex()) -> int:  # noqa: N802 - Qt API
         return 0 if parent.isValid() else len(self.rows)
 
     def columnCount(self, parent=QModelIndex()) -> int:  # noqa: N802
-        return 0 if parent.isValid() else len(COLUMNS)
+        return 0 if parent.isValid() else len(EXPORT_COLUMNS)
 
     def headerData(self, section, orientation, role=Qt.ItemDataRole.DisplayRole):  # noqa: N802
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
-            return COLUMNS[section]
+            return EXPORT_COLUMNS[section]
         return None
+
+    def shown_row(self, i: int) -> tuple:
+        """Row ``i`` as shown (:data:`gui.defect_log.EXPORT_COLUMNS` order)."""
+        return export_row(self.rows[i], self.preview)
+
+    def set_preview(self, preview: Preview | None) -> None:
+        """Show the verdicts ``preview`` would give (None: no preview) in the preview columns."""
+        self.preview = preview
+        if self.rows:
+            self.dataChanged.emit(self.index(0, self._preview_col),
+                                  self.index(len(self.rows) - 1, self._preview_col + len(PREVIEW_COLUMNS) - 1))
 
     def data(self, index, role=Qt.ItemDataRole.DisplayRole):
         if not index.isValid():
             return None
-        row = self.rows[index.row()]
+        row = self.shown_row(index.row())
         value = row[index.column()]
         if role == Qt.ItemDataRole.DisplayRole:
             if value is None:
@@ -57,7 +77,8 @@ class LogTableModel(QAbstractTableModel):
                 return str(value)[:19].replace("T", " ")  # full ISO time with offset in the tooltip / CSV
             return str(value)
         if role == Qt.ItemDataRole.BackgroundRole:
-            colour = _VERDICT_COLOURS.get(row[self._verdict_col])
+            verdict = value if index.column() == self._preview_col else self.rows[index.row()][self._verdict_col]
+            colour = _VERDICT_COLOURS.get(verdict)
             return QBrush(QColor(colour)) if colour else None
         if role == Qt.ItemDataRole.ToolTipRole and value is not None:
             return str(value)
@@ -103,7 +124,7 @@ class DefectLogWidget(QWidget):
         self.table.horizontalHeader().setStretchLastSection(True)
         self.table.verticalHeader().setDefaultSectionSize(self.table.fontMetrics().height() + 8)
         fm = self.table.fontMetrics()
-        for i, col in enumerate(COLUMNS):
+        for i, col in enumerate(EXPORT_COLUMNS):
             sample = "0" * COLUMN_WIDTHS.get(col, 8)
             self.table.setColumnWidth(i, max(fm.horizontalAdvance(sample), fm.horizontalAdvance(col)) + 20)
         self.nok_only_check = QCheckBox("NOK only")
@@ -134,27 +155,35 @@ class DefectLogWidget(QWidget):
         self.export_button.clicked.connect(self._choose_export_file)
         self.save_nok_check.toggled.connect(lambda on: self.nok_saving_changed.emit(on, self.nok_folder))
         self.nok_folder_button.clicked.connect(self._choose_nok_folder)
+        self.set_preview(None)
         self.reload()
 
     # ------------------------------------------------------------------ public
+    def set_preview(self, preview: Preview | None) -> None:
+        """Show the preview columns for ``preview``, or hide them (None)."""
+        self.model.set_preview(preview)
+        for col in PREVIEW_COLUMNS:
+            self.table.setColumnHidden(EXPORT_COLUMNS.index(col), preview is None)
+
     def reload(self) -> None:
         nok_only = self.nok_only_check.isChecked()
         self.model.reset_rows(self.log.rows(nok_only=nok_only, limit=SHOWN_ROWS))
         self._update_count()
 
     def add_row(self, row: tuple) -> None:
-        """A row was just written to the log."""
-        if not self.nok_only_check.isChecked() or row[COLUMNS.index("verdict")] == "NOK":
+        """A row (:data:`gui.defect_log.COLUMNS` order) was just written to the log."""
+        if not self.nok_only_check.isChecked() or row[COLUMNS.index("verdict")] in ("NOK", EVENT):
             self.model.prepend(row)
         self._update_count()
 
     def export_csv(self, path: str | Path) -> int:
-        """Export all rows, or only NOK rows when the filter is on; returns the rows written.
+        """Export all rows, or only NOK rows (and events) when the filter is on, with the preview
+        columns filled while previewing; returns the rows written.
 
         Raises:
             DefectLogError: the file cannot be written.
         """
-        return self.log.export_csv(path, nok_only=self.nok_only_check.isChecked())
+        return self.log.export_csv(path, nok_only=self.nok_only_check.isChecked(), preview=self.model.preview)
 
     def set_nok_saving(self, enabled: bool, folder: str) -> None:
         self.nok_folder = folder

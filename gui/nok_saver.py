@@ -2,7 +2,7 @@
 
 Each NOK inspection (when enabled) becomes a :class:`SaveNokJob` on the global ``QThreadPool``: it
 writes ``<stem>.png`` (the image) and ``<stem>_overlay.png`` (:func:`engine.overlay.overlay`, with
-the contour at the threshold) so PNG encoding never stalls the window. The file names are chosen
+the contour where the screen draws it) so PNG encoding never stalls the window. The file names are chosen
 up front (:func:`nok_paths`) so the log row can record them at once; a failed write is reported
 through ``SaveNokSignals.failed(message)``.
 """
@@ -38,12 +38,13 @@ class SaveNokJob(QRunnable):
     Args:
         image: ``(H, W, 3) uint8`` RGB.
         unit_map: ``(h, w)`` normalised anomaly map (0.5 = threshold) covering the image.
+        contour_level: where the contour lies on that scale (:func:`engine.overlay.contour_level`).
     """
 
     def __init__(self, image: np.ndarray, unit_map: np.ndarray, image_path: Path, overlay_path: Path,
-                 signals: SaveNokSignals):
+                 signals: SaveNokSignals, contour_level: float = 0.5):
         super().__init__()
-        self.image, self.unit_map = image, unit_map
+        self.image, self.unit_map, self.contour_level = image, unit_map, contour_level
         self.image_path, self.overlay_path = image_path, overlay_path
         self.signals = signals
 
@@ -52,6 +53,6 @@ class SaveNokJob(QRunnable):
             H, W = self.image.shape[:2]
             full = cv2.resize(np.asarray(self.unit_map, np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
             save_png(self.image_path, self.image)
-            save_png(self.overlay_path, overlay(self.image, full))
+            save_png(self.overlay_path, overlay(self.image, full, contour_level=self.contour_level))
         except Exception as exc:  # noqa: BLE001 - reported once, in the window
             self.signals.failed.emit(f"could not save NOK image {self.image_path}: {exc}")

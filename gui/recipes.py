@@ -7,6 +7,7 @@ it, the worker fits it); :class:`RecentRecipes` keeps the most recent files in t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,3 +73,16 @@ class RecentRecipes:
         path = str(Path(path).resolve())
         items = [p for p in self.paths() if p != path]
         self._settings.setValue(self.KEY, [path] + items[: MAX_RECENT - 1])
+
+
+def calibration_note(info: dict) -> str:
+    """Warning about a recipe's threshold (``gui.worker.model_info`` dict), or "": it passes most
+    synthetic defects, or too few good images were scored for the target false-reject rate."""
+    if info.get("weak_warning"):
+        return " Warning: " + info["weak_warning"][0].upper() + info["weak_warning"][1:]
+    if info.get("guarantee_met") is not False or not info.get("target_frr") or info.get("method") != "conformal":
+        return ""
+    need = math.ceil(1 / info["target_frr"]) - 1
+    return (f" Only {len(info['holdout_scores'])} calibration score(s), too few for a "
+            f"{info['target_frr']:.0%} false-reject target (needs {need}): the threshold is their highest "
+            f"score, so expect some good parts to be rejected; use more good images or adjust the threshold.")

@@ -1,9 +1,10 @@
-"""The results of the current run, kept so a new threshold re-judges them without the model.
+"""The results of the current run, kept so a previewed threshold re-judges them without the model.
 
 An :class:`InspectionResult` holds what the model said about one image (the image score and a
-reduced anomaly map); the verdict is *not* stored but computed from the threshold in force
-(:func:`judge`, the engine's rule: NOK when ``score >= threshold``). Moving the threshold slider
-therefore re-judges the current image and every result of the run at once.
+reduced anomaly map) and the verdict given at inspection time with the threshold then in force
+(:func:`judge`, the engine's rule: NOK when ``score >= threshold``); that verdict is what the
+defect log holds and is never changed. A previewed threshold judges the stored scores again
+(:meth:`RunResults.counts`) without touching them (:mod:`gui.verdict`).
 
 Memory stays bounded on a station that runs for a whole shift: anomaly maps are reduced to at
 most :data:`gui.heatmap.MAP_SIDE` px and stored as float16, and only the latest ``KEEP_MAPS`` keep
@@ -38,7 +39,7 @@ def judge(score: float | None, threshold: float | None) -> str:
 
 @dataclass
 class InspectionResult:
-    """What the model said about one image (verdict excluded: see :func:`judge`).
+    """What the model said about one image, and the verdict given then.
 
     Attributes:
         source: ``"folder"``, ``"image"``, ``"camera"`` or ``"video"``.
@@ -52,6 +53,8 @@ class InspectionResult:
         image_path: file to read the image from again, or None.
         image: ``(H, W, 3) uint8`` RGB, or None (not kept / evicted).
         error: why the image could not be inspected.
+        threshold: the threshold in force when it was judged (the model's), or None.
+        verdict: the verdict given then, :func:`judge` of ``score`` and ``threshold`` unless given.
     """
 
     source: str
@@ -65,11 +68,17 @@ class InspectionResult:
     error: str | None = None
     time: dt.datetime = field(default_factory=dt.datetime.now)
     log_id: int | None = None
+    threshold: float | None = None
+    verdict: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.verdict is None:
+            self.verdict = judge(self.score, self.threshold)
 
 
 @dataclass
 class Counts:
-    """Counters of a run judged at one threshold."""
+    """Counters of a run: the verdicts given, or its scores judged at one threshold."""
 
     inspected: int = 0
     ok: int = 0
@@ -89,6 +98,7 @@ class RunResults:
     def __init__(self) -> None:
         self.results: list[InspectionResult] = []
         self._scores: list[float] = []  # NaN for unreadable images
+        self._verdicts: list[str] = []  # given at inspection time
         self._with_map: list[int] = []  # indices still holding a map, oldest first
         self._with_image: list[int] = []  # indices still holding pixels, oldest first
         self._image_bytes = 0
@@ -112,6 +122,7 @@ class RunResults:
             self._image_bytes += result.image.nbytes
         self.results.append(result)
         self._scores.append(np.nan if result.score is None else float(result.score))
+        self._verdicts.append(result.verdict)
         while len(self._with_map) > KEEP_MAPS:
             self.results[self._with_map.pop(0)].anomaly_map = None
         while self._image_bytes > IMAGE_BUDGET_BYTES and len(self._with_image) > 1:
@@ -132,8 +143,17 @@ class RunResults:
         a = self.score_array()
         return a[~np.isnan(a)]
 
+    def verdicts(self) -> list[str]:
+        """The verdicts given at inspection time, in order (``"OK"``, ``"NOK"``, ``"n/a"``, ``"error"``)."""
+        return list(self._verdicts)
+
+    def logged_counts(self) -> Counts:
+        """Counters of the verdicts given at inspection time (what the defect log holds)."""
+        v = self._verdicts
+        return Counts(inspected=len(v), ok=v.count("OK"), nok=v.count("NOK"), errors=v.count("error"))
+
     def counts(self, threshold: float | None) -> Counts:
-        """Counters of the whole run at ``threshold`` (vectorised: cheap for long runs)."""
+        """Counters of the whole run judged again at ``threshold`` (a preview; vectorised)."""
         a = self.score_array()
         valid = ~np.isnan(a)
         c = Counts(inspected=int(a.size), errors=int((~valid).sum()))

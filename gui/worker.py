@@ -2,7 +2,7 @@
 
 The window never touches the model. It asks the worker for work through queued signals connected
 to the worker's slots (:meth:`fit`, :meth:`load_model`, :meth:`inspect_paths`,
-:meth:`inspect_frame`, :meth:`save_model`) and hears back through the worker's signals, all
+:meth:`inspect_frame`, :meth:`save_model`, :meth:`apply_threshold`) and hears back through the worker's signals, all
 snake_case past-tense events that carry plain data (numpy arrays, dicts, dataclasses):
 
 * ``progress_changed(done, total, stage)`` during fit and batch runs;
@@ -10,8 +10,14 @@ snake_case past-tense events that carry plain data (numpy arrays, dicts, datacla
   :func:`model_info`'s dict;
 * ``fit_finished(summary)``, ``result_ready(InspectionResult)``, ``batch_finished(n, cancelled)``,
   ``model_saved(path)``;
+* ``threshold_applied(info, entry)`` when a new threshold is in the model and its file
+  (``entry``: the history entry of :meth:`engine.model.InspectionModel.apply_threshold`);
 * ``cancelled(job)`` and ``error_occurred(job, message)``, where ``job`` is ``"fit"``, ``"load"``,
-  ``"batch"``, ``"frame"`` or ``"save"``.
+  ``"batch"``, ``"frame"``, ``"save"`` or ``"apply"``.
+
+Every result carries the verdict the model gave and the threshold it gave it at; since the
+threshold changes only here (:meth:`apply_threshold`, between two images), each result is judged at
+exactly one threshold, the one logged with it.
 
 Cancelling is the one call made directly from the GUI thread: the worker's event loop is busy
 during a job, so a queued signal would arrive too late. Every fit / batch request carries a job
@@ -53,6 +59,8 @@ def model_info(model, path: str | Path) -> dict:
         "scorer": model.scorer.name,
         "input_size": int(model.pre.size),
         "threshold": None if model.threshold is None else float(model.threshold),
+        "calibrated_threshold": calib.get("threshold"),
+        "threshold_history": list(calib.get("history") or []),
         "floor": None if rng is None else float(rng[0]),
         "holdout_scores": [float(s) for s in calib.get("holdout_scores", [])],
         "tail": calib.get("tail"),
@@ -78,6 +86,7 @@ class InspectionWorker(QObject):
     result_ready = Signal(object)
     batch_finished = Signal(int, bool)
     model_saved = Signal(str)
+    threshold_applied = Signal(object, object)
     cancelled = Signal(str)
     error_occurred = Signal(str, str)
 
@@ -115,7 +124,8 @@ class InspectionWorker(QObject):
     def _result(self, source: str, name: str, pred, image: np.ndarray, path: str | None) -> InspectionResult:
         return InspectionResult(source=source, name=name, score=float(pred.score),
                                 anomaly_map=shrink_map(pred.anomaly_map), image_hw=tuple(image.shape[:2]),
-                                latency_ms=float(pred.latency_ms), image_path=path, image=image)
+                                latency_ms=float(pred.latency_ms), image_path=path, image=image,
+                                threshold=self._model.threshold, verdict=pred.verdict)
 
     # ------------------------------------------------------------------ slots (worker thread)
     @Slot(int, object)
@@ -167,13 +177,11 @@ class InspectionWorker(QObject):
         self._model, self._model_path = model, path
         self.model_loaded.emit(model_info(model, path))
 
-    @Slot(str, object)
-    def save_model(self, path: str, threshold: float | None) -> None:
-        """Write the active model, with ``threshold`` as its threshold, to ``path``."""
+    @Slot(str)
+    def save_model(self, path: str) -> None:
+        """Write the active model (with its applied threshold) to ``path``; it becomes the recipe's file."""
         try:
             model = self._require_model()
-            if threshold is not None:
-                model.threshold = float(threshold)
             model.save(path)
         except Exception as exc:  # noqa: BLE001
             self._fail("save", exc)
@@ -181,6 +189,27 @@ class InspectionWorker(QObject):
         self._model_path = path
         self.model_saved.emit(path)
         self.model_loaded.emit(model_info(model, path))
+
+    @Slot(float, str)
+    def apply_threshold(self, threshold: float, by: str) -> None:
+        """Make ``threshold`` the model's and rewrite its file (atomically: a temporary file renamed
+        over it), the previous threshold kept in its calibration history. When the file cannot be
+        written the model keeps its previous threshold and ``error_occurred("apply", ...)`` says why."""
+        try:
+            model = self._require_model()
+            before = (model.threshold, model.calibration)
+            entry = model.apply_threshold(threshold, by=by)
+            try:
+                model.save(self._model_path)
+            except Exception as exc:  # noqa: BLE001 - OSError, SafetensorError...: the file was not replaced
+                model.threshold, model.calibration = before
+                raise InspectError(f"{self._model_path}: cannot write the recipe ({exc}); the threshold stays "
+                                   f"{'none' if before[0] is None else f'{before[0]:.6g}'}. Check that the file and its folder are writable, or save "
+                                   f"the recipe elsewhere (Recipe > Save recipe as) and apply there.") from exc
+        except Exception as exc:  # noqa: BLE001
+            self._fail("apply", exc)
+            return
+        self.threshold_applied.emit(model_info(model, self._model_path), entry)
 
     @Slot(int, list, str)
     def inspect_paths(self, job_id: int, paths: list, source: str) -> None:

@@ -2,8 +2,10 @@
 
 Drives the real window the way an operator would: learns a recipe from a subset of
 ``mvtec_ad/bottle/train/good``, runs its whole test folder (good and defective sub-folders), then
-grabs the window showing a NOK part, an OK part, the run re-judged after the threshold slider was
-moved, and the defect log, plus the New-recipe dialog and the fit in progress.
+grabs the window showing a NOK part, an OK part, a threshold being previewed with the slider (the
+screen and the log's preview column), the same threshold once applied, and the defect log with
+the threshold change, plus the New-recipe dialog (closed and with Advanced open) and the fit in
+progress.
 It also exports the log to CSV and prints its first lines.
 
     python scripts/screenshots.py                        # data from ../shared/data
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     dialog.max_images_spin.setValue(args.n_train)
     dialog.show()
     grab(dialog, "new_recipe_dialog.png")
+    dialog.set_advanced_visible(True)
+    grab(dialog, "new_recipe_dialog_advanced.png")
     dialog.close()
 
     spec = RecipeSpec(good_folder=str(good), model_path=str(tmp / "recipes" / "bottle.dimodel"),
@@ -119,13 +123,21 @@ def main(argv: list[str] | None = None) -> int:
     grab(window, "main_window_nok.png")
     window.show_index(min(range(len(scores)), key=lambda i: float("inf") if scores[i] is None else scores[i]))
     grab(window, "main_window_ok.png")
-    # the operator moves the threshold just above the good test parts: re-judged, not re-run
+    # the operator previews a threshold just above the good test parts (re-judged, not re-run), then applies it
     good = [i for i, r in enumerate(window.results.results) if "/good/" in r.name and r.score is not None]
-    if good:
-        top = max(good, key=lambda i: scores[i])
-        window.threshold_panel.set_threshold(scores[top] * 1.001)
-        window.show_index(top)
-        grab(window, "main_window_threshold_moved.png")
+    top = max(good, key=lambda i: scores[i]) if good else 0
+    panel = window.threshold_panel
+    target = scores[top] * 1.001 if good else panel.value_at(400)
+    panel.slider.setValue(panel.position_of(target))  # fine steps near the applied threshold
+    window.show_index(top)
+    grab(window, "main_window_preview.png")
+    window.tabs.setCurrentIndex(1)
+    grab(window, "defect_log_preview.png")
+    window.tabs.setCurrentIndex(0)
+    panel.apply()
+    wait_idle()
+    window.show_index(top)
+    grab(window, "main_window_threshold_applied.png")
     window.tabs.setCurrentIndex(1)
     grab(window, "defect_log.png")
 

@@ -246,6 +246,34 @@ def test_fit_cross_fits_every_image_and_records_how(toy_model):
     assert 0 < m.contour_level() <= 1 and m.frr_at()["n"] == 12
 
 
+def test_apply_threshold_keeps_the_previous_one_in_history_and_survives_save_load(toy_model, tmp_path):
+    from engine.model import InspectionModel
+    from engine.overlay import normalise
+
+    root, _ = toy_model
+    m = InspectionModel.load(root / "toy.dimodel", device="cpu")
+    calibrated = m.threshold
+    new = calibrated * 0.8
+    entry = m.apply_threshold(new, by="operator")
+    assert m.threshold == new and m.calibration["threshold"] == calibrated  # the calibration itself stays
+    assert entry["threshold"] == calibrated and entry["new_threshold"] == new and entry["chosen_by"] == "good-only"
+    m.save(tmp_path / "applied.dimodel")
+    m2 = InspectionModel.load(tmp_path / "applied.dimodel", device="cpu")
+    assert m2.threshold == new and m2.calibration["history"] == [entry]
+    pred = m2.predict([np.zeros((64, 64, 3), np.uint8)])[0]
+    assert pred.is_defective == (pred.score >= new)  # the engine's verdict uses the applied threshold
+    m2.apply_threshold(calibrated)
+    assert [h["threshold"] for h in m2.calibration["history"]] == [calibrated, new]
+    assert m2.calibration["history"][-1]["chosen_by"] == "operator"
+    with pytest.raises(ValueError, match="finite"):
+        m2.apply_threshold(float("nan"))
+    # the contour level of any image threshold: the pixel threshold on that threshold's colour scale
+    floor, pt = m2.calibration["floor"], m2.calibration["pixel_threshold"]
+    assert m2.color_range(new) == (floor, new)
+    assert m2.contour_level(new) == pytest.approx(float(normalise(np.float32(pt), new, floor)))
+    assert m2.contour_level() == pytest.approx(0.5 * (pt - floor) / (calibrated - floor))
+
+
 def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, tmp_path):
     from engine.model import InspectionModel
 

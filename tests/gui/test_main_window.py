@@ -2,7 +2,8 @@
 
 Real data: a 10-image subset of ``../shared/data/mvtec_ad/bottle/train/good`` and four test images
 (skipped with the reason when the folder is absent). Tests about the live path, cancelling and
-closing use a tiny model fitted on synthetic textures so they run everywhere. Input size 64 px.
+closing use a tiny model fitted on synthetic textures so they run everywhere (fixtures in
+tests/gui/conftest.py). Input size 64 px.
 """
 
 from __future__ import annotations
@@ -15,21 +16,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
 from PySide6.QtCore import QMimeData, QObject, QPointF, Qt, QThreadPool, QUrl, Slot
 from PySide6.QtGui import QDropEvent
 
 from tests.conftest import real_category, texture
+from tests.gui.window_helpers import SIZE, TIMEOUT_MS, counter, make_window, open_recipe, wait_idle
 from engine.model import InspectionModel
-from gui.camera import CameraConfig
-from gui.defect_log import COLUMNS
+from engine.modelfile import load_model_file
+from gui.camera import CameraConfig, load_camera_config, save_camera_config
+from gui.defect_log import COLUMNS, EXPORT_COLUMNS
 from gui.main_window import MainWindow
 from gui.recipe_dialog import NewRecipeDialog
 from gui.recipes import RecipeSpec
 from gui.run_results import judge
-
-SIZE = 64
-TIMEOUT_MS = 120_000
 
 
 # ---------------------------------------------------------------------------------------- data
@@ -65,62 +64,6 @@ def bottle_model(bottle_good, tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def toy_images(tmp_path_factory) -> Path:
-    """Eight synthetic good textures, 64x64 PNG."""
-    rng = np.random.default_rng(1)
-    dst = tmp_path_factory.mktemp("toy_good")
-    for i in range(8):
-        Image.fromarray(texture(rng)).save(dst / f"{i:03d}.png")
-    return dst
-
-
-@pytest.fixture(scope="module")
-def toy_model(toy_images, tmp_path_factory) -> Path:
-    model = InspectionModel.create(backbone="efficientnet_lite0", size=SIZE, device="cpu",
-                                   scorer_params={"coreset_ratio": 0.5})
-    model.fit(sorted(toy_images.iterdir()))
-    path = tmp_path_factory.mktemp("toy_recipes") / "toy.dimodel"
-    model.save(path)
-    return path
-
-
-# ---------------------------------------------------------------------------------------- window
-@pytest.fixture
-def data_dir(tmp_path, monkeypatch) -> Path:
-    """Isolated data folder and settings for one test."""
-    d = tmp_path / "appdata"
-    monkeypatch.setenv("DINOINSPECT_DATA_DIR", str(d))
-    return d
-
-
-def make_window(qtbot, **kwargs) -> MainWindow:
-    w = MainWindow(device="cpu", **kwargs)
-    qtbot.addWidget(w)  # closed (and its threads stopped) at teardown
-    w.show()
-    qtbot.waitExposed(w)
-    return w
-
-
-@pytest.fixture
-def window(qtbot, data_dir) -> MainWindow:
-    return make_window(qtbot, restore_recipe=False)
-
-
-def wait_idle(qtbot, w: MainWindow, timeout: int = TIMEOUT_MS) -> None:
-    qtbot.waitUntil(lambda: not w.busy, timeout=timeout)
-
-
-def open_recipe(qtbot, w: MainWindow, path: Path) -> None:
-    w.open_recipe(path)
-    wait_idle(qtbot, w)
-    assert w.info is not None, w.message_bar.text
-
-
-def counter(w: MainWindow, key: str) -> str:
-    return w.counters_panel.value_labels[key].text()
-
-
 # ---------------------------------------------------------------------------------------- tests
 def test_new_recipe_from_real_good_folder_fits_saves_and_shows_recipe_and_backbone(qtbot, window, bottle_good):
     dlg = NewRecipeDialog(window, good_folder=str(bottle_good))
@@ -143,8 +86,8 @@ def test_new_recipe_from_real_good_folder_fits_saves_and_shows_recipe_and_backbo
     assert "features" in stages
     assert Path(spec.model_path).is_file()
     assert window.windowTitle() == "DINOInspect — bottle (efficientnet_lite0)"
-    assert "efficientnet_lite0" in window.header_label.text()
-    assert window.recipe_combo.currentText() == "bottle"
+    assert "efficientnet_lite0" in window.recipe_bar.header_label.text()
+    assert window.recipe_bar.combo.currentText() == "bottle"
     assert window.threshold is not None and window.threshold == window.info["threshold"]
     assert "learned from 10 good images" in window.message_bar.text and "Threshold: " in window.message_bar.text
     assert "cross-fit" in window.message_bar.text  # every good image gave a calibration score
@@ -152,20 +95,26 @@ def test_new_recipe_from_real_good_folder_fits_saves_and_shows_recipe_and_backbo
     assert window.threshold_panel.good_curve.getData()[1].sum() == 10  # one cross-fitted score per image
 
 
-def test_folder_run_then_threshold_slider_rejudges_every_result_without_the_model(qtbot, window, bottle_model,
+def test_folder_run_then_threshold_slider_previews_every_result_without_the_model(qtbot, window, bottle_model,
                                                                                    bottle_test):
     open_recipe(qtbot, window, bottle_model)
     window.run_folder(bottle_test)
     wait_idle(qtbot, window)
     assert len(window.results) == 4 and window.log.count() == 4
     scores = window.results.scores()
+    applied = window.info["threshold"]
+    logged_nok = int((scores >= applied).sum())
 
     def assert_counts_match(thr: float) -> None:
         nok = int((scores >= thr).sum())
-        assert counter(window, "inspected") == "4"
-        assert counter(window, "nok") == str(nok) and counter(window, "ok") == str(4 - nok)
+        assert counter(window, "inspected") == "4"  # the counters stay as logged...
+        assert counter(window, "nok") == str(logged_nok) and counter(window, "ok") == str(4 - logged_nok)
+        if thr != applied:  # ...and the preview line gives the counts at the previewed threshold
+            assert window.counters_panel.preview_label.text().endswith(f"{4 - nok} OK, {nok} NOK, "
+                                                                       f"yield {100 * (4 - nok) / 4:.1f} %")
         r = window.results[window.current]
         assert window.verdict_panel.verdict_text == judge(r.score, thr)
+        assert window.verdict_panel.preview == (thr != applied)
 
     assert_counts_match(window.threshold)
     assert window.threshold_panel.inspected_curve.getData()[1].sum() == 4
@@ -176,16 +125,15 @@ def test_folder_run_then_threshold_slider_rejudges_every_result_without_the_mode
     panel = window.threshold_panel
     s = np.sort(scores)
     for target in ((s[1] + s[2]) / 2, s[0] - 1e-3 * abs(s[0]), s[3] + 1.0):
-        pos = int(round((target - panel.value_at(0)) / (panel.value_at(1000) - panel.value_at(0)) * 1000))
-        panel.slider.setValue(min(max(pos, 0), 1000))
+        panel.slider.setValue(panel.position_of(target))
         assert window.threshold == pytest.approx(panel.value_at(panel.slider.value()))
         assert_counts_match(window.threshold)
-    panel.slider.setValue(int(round((np.mean(s[1:3]) - panel.value_at(0)) / (panel.value_at(1000) - panel.value_at(0)) * 1000)))
-    assert counter(window, "nok") == "2" and counter(window, "yield") == "50.0 %"
+    panel.set_threshold(np.mean(s[1:3]))  # the exact-value box
+    assert window.counters_panel.preview_label.text().endswith("2 OK, 2 NOK, yield 50.0 %")
     assert requests == [] and window.log.count() == 4  # judged again, not inspected again
 
     panel.reset_to_calibrated()
-    assert window.threshold == window.info["threshold"]
+    assert window.threshold == window.info["threshold"] and not window.thresholds.previewing
     # expected false-reject rate under the slider = the engine's estimate from the model's own scores
     model = InspectionModel.load(bottle_model)
     f = model.frr_at()
@@ -193,8 +141,10 @@ def test_folder_run_then_threshold_slider_rejudges_every_result_without_the_mode
     assert f"{f['exceed']} of {f['n']} calibration" in panel.frr_label.text()
     assert f"{f['estimate']:.1%}" in panel.frr_label.text()
     # contours at the calibrated pixel threshold, as the engine places them
-    assert window._contour_level() == pytest.approx(model.contour_level())
-    assert window._contour_level() != pytest.approx(0.5)
+    assert window.thresholds.contour_level() == pytest.approx(model.contour_level())
+    assert window.thresholds.contour_level() != pytest.approx(0.5)
+    panel.set_threshold(s[1])  # while previewing, the engine's rule with the previewed threshold
+    assert window.thresholds.contour_level() == pytest.approx(model.contour_level(s[1]))
 
 
 def test_log_exports_csv_with_header_all_rows_or_nok_only(qtbot, window, bottle_model, bottle_test, tmp_path):
@@ -208,7 +158,7 @@ def test_log_exports_csv_with_header_all_rows_or_nok_only(qtbot, window, bottle_
     assert window.log_widget.export_csv(out) == 4
     with open(out, newline="") as fh:
         rows = list(csv.reader(fh))
-    assert tuple(rows[0]) == COLUMNS
+    assert tuple(rows[0]) == EXPORT_COLUMNS
     records = [dict(zip(rows[0], r)) for r in rows[1:]]
     assert len(records) == 4
     files = [str(Path(r["file"]).relative_to(bottle_test)) for r in records]
@@ -256,10 +206,10 @@ def test_video_file_as_camera_inspects_newest_frames_and_logs_them(qtbot, window
     open_recipe(qtbot, window, toy_model)
 
     window.start_live(CameraConfig(kind="video", video_path=str(video)))
-    assert window.live_running and not window.open_folder_action.isEnabled()
-    qtbot.waitUntil(lambda: not window.live_running and not window._live_in_flight
-                    and window._live_pending is None, timeout=60_000)
-    s = window.live_stats
+    assert window.live_running and not window.actions.open_folder.isEnabled()
+    qtbot.waitUntil(lambda: not window.live_running and not window.live.in_flight
+                    and window.live.pending is None, timeout=60_000)
+    s = window.live.stats
     assert s["captured"] == 12
     assert s["inspected"] >= 1 and s["inspected"] + s["dropped"] == s["captured"]
     assert len(window.results) == s["inspected"] == window.log.count()
@@ -268,7 +218,8 @@ def test_video_file_as_camera_inspects_newest_frames_and_logs_them(qtbot, window
     assert {r[COLUMNS.index("source")] for r in window.log.rows()} == {"video"}
     assert window.results[-1].image is not None  # live frames keep their pixels for browsing
     assert window.settings.value("camera/video_path") == str(video)
-    assert window.open_folder_action.isEnabled()
+    assert window.actions.open_folder.isEnabled()
+    assert not window.run_state.path.exists()  # the video ended: the run ended normally
 
 
 def test_camera_that_cannot_open_shows_message_and_app_stays_usable(qtbot, window, toy_model, toy_images):
@@ -277,22 +228,26 @@ def test_camera_that_cannot_open_shows_message_and_app_stays_usable(qtbot, windo
     qtbot.waitUntil(lambda: not window.live_running, timeout=30_000)
     assert window.message_bar.level == "error"
     assert "Camera 63 could not be opened" in window.message_bar.text
-    assert window.live_action.isEnabled() and window.open_folder_action.isEnabled()
+    assert window.actions.live.isEnabled() and window.actions.open_folder.isEnabled()
     window.run_folder(toy_images)
     wait_idle(qtbot, window)
     assert len(window.results) == 8
 
 
-def test_save_recipe_as_keeps_the_operator_threshold(qtbot, window, toy_model, tmp_path):
-    open_recipe(qtbot, window, toy_model)
+def test_save_recipe_as_keeps_the_applied_threshold_not_a_preview(qtbot, window, toy_copy, tmp_path):
+    open_recipe(qtbot, window, toy_copy)
     new_threshold = window.threshold * 1.5
     window.threshold_panel.set_threshold(new_threshold)
+    window.threshold_panel.apply()
+    wait_idle(qtbot, window)
+    window.threshold_panel.set_threshold(new_threshold * 2)  # a preview, not applied
     target = tmp_path / "toy_strict.dimodel"
     window.save_recipe(target)
     wait_idle(qtbot, window)
-    assert InspectionModel.load(target).threshold == pytest.approx(new_threshold)
+    assert load_model_file(target)[0]["threshold"] == pytest.approx(new_threshold)
     assert window.info["recipe"] == "toy_strict" and window.threshold == pytest.approx(new_threshold)
-    assert [window.recipe_combo.itemText(i) for i in range(window.recipe_combo.count())] == ["toy_strict", "toy"]
+    combo = window.recipe_bar.combo
+    assert [combo.itemText(i) for i in range(combo.count())] == ["toy_strict", "toy"]
 
 
 def test_damaged_model_file_shows_message_and_keeps_the_active_recipe(qtbot, window, toy_model, tmp_path):
@@ -318,7 +273,7 @@ def test_cancel_fit_keeps_previous_recipe_and_writes_no_file(qtbot, window, toy_
     wait_idle(qtbot, window)
     assert not target.exists()
     assert window.info["recipe"] == "toy" and "Fit cancelled" in window.message_bar.text
-    assert not window.cancel_button.isVisible() and window.new_recipe_action.isEnabled()
+    assert not window.cancel_button.isVisible() and window.actions.new_recipe.isEnabled()
 
 
 def test_cancel_batch_run_stops_between_batches(qtbot, window, toy_model, toy_images):
@@ -358,8 +313,9 @@ def test_closing_during_a_run_ends_cleanly_within_seconds(qtbot, data_dir, toy_m
     w.run_images(sorted(toy_images.iterdir()) * 50)
     qtbot.waitUntil(lambda: closer.seconds is not None, timeout=TIMEOUT_MS)
     assert closer.busy_at_close and closer.seconds < 10
-    assert not w.worker_thread.isRunning() and not w.grabber_thread.isRunning()
+    assert not w.worker_thread.isRunning() and not w.live.thread.isRunning()
     assert len(w.results) < 400
+    assert not w.run_state.path.exists()  # closing is a normal end: no "interrupted" note next time
 
 
 def test_settings_and_last_recipe_persist_across_restarts(qtbot, data_dir, toy_model):
@@ -368,24 +324,26 @@ def test_settings_and_last_recipe_persist_across_restarts(qtbot, data_dir, toy_m
     w1.set_station("Line 7")
     w1.view.set_opacity(0.3)
     w1.view.contour_check.setChecked(False)
-    w1._save_camera_config(CameraConfig(kind="camera", device=2, width=1280, height=720))
+    save_camera_config(w1.settings, CameraConfig(kind="camera", device=2, width=1280, height=720))
     w1.close()
 
     w2 = make_window(qtbot)
     wait_idle(qtbot, w2)
     assert w2.info is not None and w2.info["recipe"] == "toy"
-    assert w2.station == "Line 7" and "Line 7" in w2.header_label.text()
+    assert w2.station == "Line 7" and "Line 7" in w2.recipe_bar.header_label.text()
     assert w2.view.opacity() == pytest.approx(0.3)
     assert not w2.view.contour_check.isChecked()
-    cam = w2._camera_config()
+    cam = load_camera_config(w2.settings)
     assert (cam.kind, cam.device, cam.width, cam.height) == ("camera", 2, 1280, 720)
-    assert w2.recipe_combo.currentText() == "toy"
+    assert w2.recipe_bar.combo.currentText() == "toy"
 
 
-def test_dropped_images_are_inspected_and_nok_images_saved_with_overlays(qtbot, window, toy_model, toy_images,
+def test_dropped_images_are_inspected_and_nok_images_saved_with_overlays(qtbot, window, toy_copy, toy_images,
                                                                           tmp_path):
-    open_recipe(qtbot, window, toy_model)
-    window.threshold_panel.set_threshold(-1.0)  # every part NOK
+    open_recipe(qtbot, window, toy_copy)
+    window.threshold_panel.set_threshold(-1.0)  # every part NOK, once applied
+    window.threshold_panel.apply()
+    wait_idle(qtbot, window)
     nok_dir = tmp_path / "nok"
     window.log_widget.set_nok_saving(True, str(nok_dir))
     files = sorted(toy_images.iterdir())[:2]
@@ -396,7 +354,7 @@ def test_dropped_images_are_inspected_and_nok_images_saved_with_overlays(qtbot, 
     window.dropEvent(event)
     wait_idle(qtbot, window)
     QThreadPool.globalInstance().waitForDone(10_000)
-    rows = window.log.rows(newest_first=False)
+    rows = window.log.rows(newest_first=False)[1:]  # after the threshold change
     assert [Path(r[COLUMNS.index("file")]).name for r in rows] == [p.name for p in files]
     for r in rows:
         assert r[COLUMNS.index("source")] == "image" and r[COLUMNS.index("verdict")] == "NOK"

@@ -24,6 +24,19 @@ def test_counts_and_yield_change_with_the_threshold_only():
     assert np.array_equal(run.scores(), [1.0, 2.0, 3.0])
 
 
+def test_logged_counts_keep_the_verdicts_given_at_inspection_time():
+    run = RunResults()
+    for s, t in ((1.0, 2.0), (2.5, 2.0), (2.5, 3.0), (None, 3.0)):  # the threshold changed mid-run (applied)
+        run.add(InspectionResult(source="folder", name="x", score=s, threshold=t))
+    assert run.verdicts() == ["OK", "NOK", "OK", "error"]
+    c = run.logged_counts()
+    assert (c.inspected, c.ok, c.nok, c.errors) == (4, 2, 1, 1)
+    c = run.counts(2.0)  # the same scores judged again at one threshold (a preview)
+    assert (c.ok, c.nok) == (1, 2)
+    given = InspectionResult(source="camera", name="y", score=5.0, threshold=9.0, verdict="NOK")
+    assert given.verdict == "NOK"  # a verdict given by the model is kept as given
+
+
 def test_maps_and_in_memory_pixels_are_bounded_while_scores_are_kept(monkeypatch):
     monkeypatch.setattr(run_results, "KEEP_MAPS", 3)
     img = np.zeros((4, 4, 3), np.uint8)
