@@ -135,8 +135,8 @@ def evaluate_rules(data: dict) -> dict:
     if shift is None:  # scores cached raw: the correction as fit makes it (engine.model), from all images
         bb = _by_bank(data)
         shift = cal.bank_growth_shift(bb[max(bb) - 1], bb[max(bb)], max(bb) + 1)["shift"] if len(bb) >= 2 else 0.0
-    for name, rule, sh in (("tail (previous default)", "tail", 0.0), ("balanced, no bank-growth shift", "balanced", 0.0),
-                           ("balanced (default)", "balanced", shift)):
+    for name, rule, sh in (("tail (previous default)", "tail", 0.0), ("balanced (default)", "balanced", 0.0),
+                           ("balanced + bank-growth shift", "balanced", shift)):
         res = cal.choose_threshold(cf, syn, rule=rule, shift=sh)
         rows[name] = row(res["threshold"], {"expected_frr": res.get("expected_frr"),
                                             "synthetic_caught": res.get("synthetic_caught"),

@@ -1,0 +1,208 @@
+"""Fitting an :class:`~engine.model.InspectionModel`: features once, K-fold cross-fitted calibration
+scores, synthetic defects, and the labelling-free threshold (:mod:`engine.calibration`).
+
+:class:`FitMixin` holds :meth:`~FitMixin.fit` / :meth:`~FitMixin.fit_features`; the model class
+inherits it (the split keeps ``model.py`` to construction, prediction and files).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from . import __version__
+from .anomaly_map import anomaly_map
+from .calibration import describe_calibration
+from .errors import DatasetError
+from .images import read_image
+from .scorers import ProgressFn, Scorer
+
+
+@dataclass
+class FitReport:
+    """What :meth:`InspectionModel.fit` did: counts, skipped files, timings (seconds).
+
+    ``n_holdout`` counts images kept out of the final scorer (hold-out calibration);
+    ``n_calibration`` counts calibration scores (all images with cross-fitting).
+    ``scorer_seconds`` covers everything after feature extraction (coresets, cross-fit scoring,
+    synthetic defects, threshold); ``synthetic_seconds`` is the synthetic defects' share of it.
+    """
+
+    n_images: int
+    n_fit: int
+    n_holdout: int
+    skipped: list[str] = field(default_factory=list)
+    feature_seconds: float = 0.0
+    scorer_seconds: float = 0.0
+    calibration: dict | None = None
+    n_calibration: int = 0
+    synthetic_seconds: float = 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        return self.feature_seconds + self.scorer_seconds
+
+
+def cross_fit_folds(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``k`` disjoint, sorted ``int64`` index arrays of near-equal size covering ``range(n)`` at random."""
+    fold_of = np.empty(n, np.int64)
+    fold_of[rng.permutation(n)] = np.arange(n) % k
+    return [np.flatnonzero(fold_of == f) for f in range(k)]
+
+
+class FitMixin:
+    def fit(self, paths: list[str | Path], progress: ProgressFn | None = None, holdout_fraction: float = 0.1,
+            target_frr: float = 0.01, seed: int = 0, folds: int = 5, method: str = "auto",
+            synthetic: int = 16, rule: str = "balanced") -> FitReport:
+        """Learn normal from good images and calibrate a good-only threshold.
+
+        Calibration scores come from good images the scorer did not learn from
+        (:mod:`engine.calibration`):
+
+        * ``folds >= 2`` (default 5, at most one fold per image): K-fold cross-fitting. Features are
+          extracted once; for each fold a fresh copy of the scorer learns the other folds and
+          scores the fold, so every image gives one calibration score; the final scorer then
+          learns from *all* images. Costs ``folds`` extra scorer fits on ``(K-1)/K`` of the data.
+          ``holdout_fraction`` is then unused, except that ``holdout_fraction <= 0`` turns
+          calibration off.
+        * ``folds < 2``: a random ``holdout_fraction`` of the images (at least 1 when there are
+          >= 5 images, else 0) is kept out of the scorer and scored by it.
+
+        Up to ``synthetic`` calibration images also get one synthetic defect of each kind
+        (:mod:`engine.synthetic_defects`), scored by the scorer that did not learn them. The
+        threshold is :func:`engine.calibration.choose_threshold` by ``rule``: ``"balanced"``
+        (default) separates the calibration scores from the synthetic-defect scores best, within
+        the false-reject limits of :func:`~engine.calibration.balanced_threshold`; ``"tail"`` uses
+        the good scores alone (:func:`~engine.calibration.good_only_threshold`, ``method`` at
+        ``target_frr``, also the balanced rule's upper bound). The synthetic detection rate at the
+        threshold is stored (``synthetic=0`` turns synthetic defects off: then the tail rule).
+
+        Raises:
+            DatasetError: fewer than 2 readable images.
+        """
+        paths = [Path(p) for p in paths]
+        if len(paths) < 2:
+            raise DatasetError(f"need at least 2 good images to fit, got {len(paths)}.")
+        t0 = time.perf_counter()
+        feats, used, skipped = self.extract_paths(paths, progress)
+        rep = self.fit_features(feats, used, progress, holdout_fraction, target_frr, seed, folds, method, synthetic,
+                                rule)
+        rep.n_images, rep.skipped = len(paths), skipped
+        rep.feature_seconds = time.perf_counter() - t0 - rep.scorer_seconds
+        self.provenance.update(skipped=skipped, fit_seconds=round(rep.total_seconds, 3))
+        return rep
+
+    def fit_features(self, feats: torch.Tensor, used: list[Path], progress: ProgressFn | None = None,
+                     holdout_fraction: float = 0.1, target_frr: float = 0.01, seed: int = 0, folds: int = 5,
+                     method: str = "auto", synthetic: int = 16, rule: str = "balanced") -> FitReport:
+        """:meth:`fit` from features already extracted: ``feats (N, h, w, D) float32`` of the image
+        files ``used`` (read again only for synthetic defects). Arguments and result as :meth:`fit`."""
+        n = len(used)
+        if n < 2:
+            raise DatasetError(f"need at least 2 readable good images to fit, got {n}.")
+        rng = np.random.default_rng(seed)
+        t1 = time.perf_counter()
+        held = None
+        if folds >= 2 and holdout_fraction > 0:
+            k = min(int(folds), n)
+            fold_idx = cross_fit_folds(n, k, rng)
+            # the scorer learns all images once the fold scorers are exhausted (Scorer.cross_fit)
+            fold_scorers = ((fold_idx[f], sc) for f, sc in self.scorer.cross_fit(feats, fold_idx, progress))
+            held = self._score_held_out(feats, used, fold_scorers, k, np.arange(n), progress, synthetic, seed)
+            fit_idx, hold = np.arange(n), np.array([], np.int64)
+            source = f"cross-fit, {k} folds"
+        else:
+            n_hold = int(round(n * holdout_fraction)) if n >= 5 else 0
+            n_hold = max(n_hold, 1) if n >= 5 and holdout_fraction > 0 else n_hold
+            perm = rng.permutation(n)
+            hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+            self.scorer.fit(feats[torch.from_numpy(fit_idx)], progress=progress)
+            if n_hold:
+                held = self._score_held_out(feats, used, [(hold, self.scorer)], 1, hold, progress, synthetic, seed)
+            source = f"hold-out, {n_hold} images"
+        t_score = time.perf_counter() - t1
+        calib = None
+        if held is not None:
+            calib = self._good_only_calibration(held, target_frr, method, source, rule)
+            self.threshold = calib["threshold"]
+            self.calibration = calib
+        self.provenance = {
+            "fitted_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "program_version": __version__, "n_images": n, "n_fit": len(fit_idx), "n_holdout": len(hold),
+            "images": [str(used[i]) for i in fit_idx], "holdout_images": [str(used[i]) for i in hold],
+            "skipped": [], "fit_seconds": round(t_score, 3),
+        }
+        return FitReport(n_images=n, n_fit=len(fit_idx), n_holdout=len(hold), skipped=[],
+                         feature_seconds=0.0, scorer_seconds=t_score, calibration=calib,
+                         n_calibration=0 if held is None else len(held["scores"]),
+                         synthetic_seconds=0.0 if held is None else held["syn_seconds"])
+
+    def _score_held_out(self, feats: torch.Tensor, used: list[Path], fold_scorers: Iterable[tuple[np.ndarray, Scorer]],
+                        n_folds: int, held_idx: np.ndarray, progress: ProgressFn | None, synthetic: int,
+                        seed: int) -> dict:
+        """Score every held-out image with a scorer that did not learn it.
+
+        ``fold_scorers`` yields ``(held-out indices, scorer that did not learn them)``, ``n_folds`` of
+        them, the held-out sets disjoint, together ``held_idx``. Returns lists aligned with the concatenated held-out
+        indices: ``scores``, ``pixels`` (every 4th row and column of each anomaly map at the network
+        input size), the median patch score ``floor``, and synthetic-defect ``syn_scores`` /
+        ``syn_kinds`` (up to ``synthetic`` held-out images, one defect of each kind).
+        """
+        from .synthetic_defects import KINDS, make_defect
+
+        rng = np.random.default_rng(seed + 1)
+        syn_pick = set(rng.permutation(held_idx)[:max(0, synthetic)].tolist())
+        scores, pixels, medians, syn_scores, syn_kinds, index = [], [], [], [], [], []
+        n_hold, t_syn = 0, 0.0
+        for f, (hold, sc) in enumerate(fold_scorers):
+            if progress is not None:
+                progress(f, n_folds, "cross-fit")
+            n_hold += len(hold)
+            patch = sc.score(feats[torch.from_numpy(hold)]).numpy()
+            for i, ps in zip(hold, patch):
+                scores.append(self._image_score(ps))
+                amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
+                pixels.append(amap[::4, ::4].ravel())
+                medians.append(ps.ravel())
+                index.append(int(i))
+            t0 = time.perf_counter()
+            chosen = [i for i in hold if int(i) in syn_pick]
+            imgs, kinds = [], []
+            for i in chosen:
+                img = read_image(used[i])
+                donor = read_image(used[(int(i) + 1 + int(rng.integers(len(used) - 1))) % len(used)])  # another image
+                for kind in KINDS:
+                    imgs.append(make_defect(img, kind, rng, donor)[0])
+                    kinds.append(kind)
+            for b in range(0, len(imgs), self.batch_size):
+                ps = sc.score(self.extract(imgs[b:b + self.batch_size])).numpy()
+                syn_scores.extend(self._image_score(p) for p in ps)
+            syn_kinds.extend(kinds)
+            t_syn += time.perf_counter() - t0
+        if progress is not None:
+            progress(n_folds, n_folds, "cross-fit")
+        assert len(scores) == n_hold
+        return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
+                "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index, "syn_seconds": t_syn}
+
+    def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str,
+                               rule: str = "balanced") -> dict:
+        from .calibration import choose_threshold, pixel_threshold_from_good
+        from .synthetic_defects import detection_rate
+
+        calib = choose_threshold(np.asarray(held["scores"]), held["syn_scores"], rule, target_frr, method)
+        calib.update(chosen_by="good-only", score_source=source,
+                     holdout_scores=[float(s) for s in held["scores"]],
+                     floor=held["floor"],
+                     calibrated_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+        calib.update(pixel_threshold_from_good(held["pixels"]))
+        if held["syn_scores"]:
+            calib["synthetic"] = detection_rate(held["syn_scores"], calib["threshold"], held["syn_kinds"])
+        calib["description"] = describe_calibration(calib)
+        return calib
