@@ -154,7 +154,7 @@ class FitMixin:
         input size), the median patch score ``floor``, and synthetic-defect ``syn_scores`` /
         ``syn_kinds`` (up to ``synthetic`` held-out images, one defect of each kind).
         """
-        from .synthetic_defects import KINDS, make_defect
+        from .synthetic_defects import KINDS, make_defect, part_region
 
         rng = np.random.default_rng(seed + 1)
         syn_pick = set(rng.permutation(held_idx)[:max(0, synthetic)].tolist())
@@ -177,8 +177,9 @@ class FitMixin:
             for i in chosen:
                 img = read_image(used[i])
                 donor = read_image(used[(int(i) + 1 + int(rng.integers(len(used) - 1))) % len(used)])  # another image
+                region = part_region(img)  # once for all kinds
                 for kind in KINDS:
-                    imgs.append(make_defect(img, kind, rng, donor)[0])
+                    imgs.append(make_defect(img, kind, rng, donor, region)[0])
                     kinds.append(kind)
             for b in range(0, len(imgs), self.batch_size):
                 ps = sc.score(self.extract(imgs[b:b + self.batch_size])).numpy()

@@ -116,7 +116,7 @@ class CalibrationMixin:
             pixel_threshold_from_masks
         from .errors import NotFittedError
         from .images import read_mask
-        from .synthetic_defects import KINDS, detection_rate, make_defect
+        from .synthetic_defects import KINDS, detection_rate, make_defect, part_region
 
         if not self.is_fitted:
             raise NotFittedError("recalibrate needs a fitted model; run fit first.")
@@ -158,8 +158,9 @@ class CalibrationMixin:
         frr_target = float(target_frr if target_frr is not None else old.get("target_frr", 0.01))
         syn, syn_kinds = [], []
         for i, img in enumerate(g_imgs):
+            region = part_region(img)  # once for all kinds
             for kind in KINDS:
-                syn.append(make_defect(img, kind, rng, g_imgs[(i + 1) % len(g_imgs)])[0])
+                syn.append(make_defect(img, kind, rng, g_imgs[(i + 1) % len(g_imgs)], region)[0])
                 syn_kinds.append(kind)
         syn_scores = [p.score for b in range(0, len(syn), self.batch_size) for p in self.predict(syn[b:b + self.batch_size])]
         rule = rule or old.get("rule") or "balanced"

@@ -47,19 +47,25 @@ import numpy as np
 KINDS = ("cutpaste", "perlin", "nsa", "scratch", "spot", "colour")
 
 
-def perlin_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def perlin_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator,
+                 max_side: int = 128) -> np.ndarray:
     """2-D gradient (Perlin) noise, ``(H, W) float32`` roughly in [-0.7, 0.7].
 
     Args:
         shape: ``(H, W)`` output size in pixels.
         cells: lattice cells along ``(H, W)``; more cells = finer blobs.
+        max_side: the noise is computed on a grid of at most this side and resized bilinearly
+            (it is smooth within a lattice cell, so at 32 cells or fewer 128 px lose nothing visible
+            and cost 1/16 of a 512 px grid).
     """
     h, w = shape
+    scale = max(1.0, max(h, w) / max_side)
+    gh, gw = max(2, round(h / scale)), max(2, round(w / scale))
     ch, cw = max(1, int(cells[0])), max(1, int(cells[1]))
     angles = rng.uniform(0, 2 * np.pi, (ch + 1, cw + 1))
     grad = np.stack([np.cos(angles), np.sin(angles)], axis=-1)
-    y = np.linspace(0, ch, h, endpoint=False)
-    x = np.linspace(0, cw, w, endpoint=False)
+    y = np.linspace(0, ch, gh, endpoint=False)
+    x = np.linspace(0, cw, gw, endpoint=False)
     yi, xi = np.floor(y).astype(int), np.floor(x).astype(int)
     yf, xf = (y - yi)[:, None], (x - xi)[None, :]
 
@@ -73,7 +79,10 @@ def perlin_noise(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.
     u, v = fade(xf), fade(yf)
     top = corner(0, 0) * (1 - u) + corner(0, 1) * u
     bottom = corner(1, 0) * (1 - u) + corner(1, 1) * u
-    return (top * (1 - v) + bottom * v).astype(np.float32)
+    noise = (top * (1 - v) + bottom * v).astype(np.float32)
+    if (gh, gw) != (h, w):
+        noise = cv2.resize(noise, (w, h), interpolation=cv2.INTER_LINEAR)
+    return noise
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -212,7 +221,8 @@ def _altered(before: np.ndarray, after: np.ndarray) -> np.ndarray:
 
 
 def nsa_patch(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None = None,
-              area: tuple[float, float] = (0.01, 0.08)) -> tuple[np.ndarray, np.ndarray]:
+              area: tuple[float, float] = (0.01, 0.08), region: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Poisson-blend a patch of ``donor`` (default: ``image``) onto the part (module docstring).
 
     Returns ``(altered image (H, W, 3) uint8, mask (H, W) bool of changed pixels)``.
@@ -222,7 +232,7 @@ def nsa_patch(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | N
     if src.shape != img.shape:
         src = cv2.resize(src, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
     h, w = img.shape[:2]
-    region = part_region(img)
+    region = part_region(img) if region is None else region
     a = rng.uniform(*area) * region.sum()
     r = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
     ph = int(np.clip(round(math.sqrt(a / r)), 4, h - 4))
@@ -241,10 +251,11 @@ def nsa_patch(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | N
     return out, _altered(img, out)
 
 
-def scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def scratch(image: np.ndarray, rng: np.random.Generator, region: np.ndarray | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
     """A thin curved scratch on the part (module docstring): ``(image, mask)``."""
     img = _check_image(image)
-    region = part_region(img)
+    region = part_region(img) if region is None else region
     size = math.sqrt(region.sum())
     length = rng.uniform(0.15, 0.5) * size
     width = int(rng.integers(1, 5))
@@ -263,10 +274,11 @@ def scratch(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np
     return out, _altered(img, out)
 
 
-def spot(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def spot(image: np.ndarray, rng: np.random.Generator, region: np.ndarray | None = None
+         ) -> tuple[np.ndarray, np.ndarray]:
     """One to three soft round stains or pits on the part (module docstring): ``(image, mask)``."""
     img = _check_image(image)
-    region = part_region(img)
+    region = part_region(img) if region is None else region
     size = math.sqrt(region.sum())
     alpha = np.zeros(img.shape[:2], np.float32)
     for _ in range(int(rng.integers(1, 4))):
@@ -285,11 +297,11 @@ def spot(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.nd
     return out, _altered(img, out)
 
 
-def colour_change(image: np.ndarray, rng: np.random.Generator,
-                  area: tuple[float, float] = (0.02, 0.08)) -> tuple[np.ndarray, np.ndarray]:
+def colour_change(image: np.ndarray, rng: np.random.Generator, area: tuple[float, float] = (0.02, 0.08),
+                  region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Brightness (grey) or colour change in a Perlin-shaped region of the part: ``(image, mask)``."""
     img = _check_image(image)
-    region = part_region(img)
+    region = part_region(img) if region is None else region
     frac = float(region.mean())
     blob = perlin_blob(img.shape[:2], rng, (area[0] * frac, area[1] * frac)) & region
     if not blob.any():
@@ -307,18 +319,20 @@ def colour_change(image: np.ndarray, rng: np.random.Generator,
     return out, _altered(img, out)
 
 
-def make_defect(image: np.ndarray, kind: str, rng: np.random.Generator,
-                donor: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def make_defect(image: np.ndarray, kind: str, rng: np.random.Generator, donor: np.ndarray | None = None,
+                region: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic defect of ``kind`` in :data:`KINDS`: ``(image (H, W, 3) uint8, mask (H, W) bool)``.
 
-    ``donor``: another good image for ``"nsa"`` (ignored by the other kinds).
+    ``donor``: another good image for ``"nsa"`` (ignored by the other kinds); ``region``: the
+    image's :func:`part_region`, when the caller has it already (several kinds on one image).
 
     Raises:
         ValueError: unknown kind, or not an ``(H, W, 3) uint8`` image.
     """
     makers = {"cutpaste": lambda: cutpaste(image, rng), "perlin": lambda: perlin_texture(image, rng),
-              "nsa": lambda: nsa_patch(image, rng, donor), "scratch": lambda: scratch(image, rng),
-              "spot": lambda: spot(image, rng), "colour": lambda: colour_change(image, rng)}
+              "nsa": lambda: nsa_patch(image, rng, donor, region=region),
+              "scratch": lambda: scratch(image, rng, region), "spot": lambda: spot(image, rng, region),
+              "colour": lambda: colour_change(image, rng, region=region)}
     if kind not in makers:
         raise ValueError(f"synthetic defect kind must be one of {KINDS}, got {kind!r}")
     return makers[kind]()

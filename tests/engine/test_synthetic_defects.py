@@ -44,6 +44,10 @@ def test_perlin_noise_is_smooth_and_bounded():
     n = perlin_noise((64, 80), (4, 5), np.random.default_rng(0))
     assert n.shape == (64, 80) and np.abs(n).max() <= 1.0 and n.std() > 0.05
     assert np.abs(np.diff(n, axis=1)).max() < 0.1  # no jumps between neighbouring pixels
+    # large images: computed on a <= 128 px grid and resized, still smooth, bounded, full size
+    big = perlin_noise((512, 384), (8, 6), np.random.default_rng(0))
+    assert big.shape == (512, 384) and np.abs(big).max() <= 1.0 and big.std() > 0.05
+    assert np.abs(np.diff(big, axis=0)).max() < 0.05 and np.abs(np.diff(big, axis=1)).max() < 0.05
 
 
 def test_detection_rate_counts_scores_at_or_above_the_threshold():
