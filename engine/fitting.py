@@ -60,15 +60,16 @@ class FitMixin:
     def fit(self, paths: list[str | Path], progress: ProgressFn | None = None, holdout_fraction: float = 0.1,
             target_frr: float = 0.01, seed: int = 0, folds: int = 5, method: str = "auto",
             synthetic: int = 16, rule: str = "balanced") -> FitReport:
-        """Learn normal from good images and calibrate a good-only threshold.
+        """Learn normal from good images and calibrate a threshold without labelled defects.
 
         Calibration scores come from good images the scorer did not learn from
         (:mod:`engine.calibration`):
 
         * ``folds >= 2`` (default 5, at most one fold per image): K-fold cross-fitting. Features are
-          extracted once; for each fold a fresh copy of the scorer learns the other folds and
-          scores the fold, so every image gives one calibration score; the final scorer then
-          learns from *all* images. Costs ``folds`` extra scorer fits on ``(K-1)/K`` of the data.
+          extracted once; for each fold a scorer that learned the other folds scores the fold, so
+          every image gives one calibration score; the final scorer then learns from *all* images
+          (:meth:`engine.scorers.base.Scorer.cross_fit`: the k-NN scorer selects one coreset per
+          fold and unites them, so this costs less than one full coreset selection).
           ``holdout_fraction`` is then unused, except that ``holdout_fraction <= 0`` turns
           calibration off.
         * ``folds < 2``: a random ``holdout_fraction`` of the images (at least 1 when there are
