@@ -395,7 +395,8 @@ def balanced_threshold(good_scores, synthetic_scores, target_frr: float = 0.01, 
     else:
         thr = cand
     if placement != "fallback" and float(np.mean(g >= thr)) > max_frr:
-        thr, placement = float(t[np.flatnonzero(frr <= max_frr)[0]]), "capped"
+        within = np.flatnonzero(frr <= max_frr)  # empty when even the top score is a good one of few
+        thr, placement = (float(t[within[0]]), "capped") if within.size else (tail["threshold"], "tail")
     f = frr_at(g, thr, tail.get("tail"))
     out = dict(tail)
     out.update(threshold=float(thr), method="balanced", placement=placement, separation=float(j.max()),
