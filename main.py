@@ -228,7 +228,7 @@ def cmd_fit(args) -> int:
 def cmd_predict(args) -> int:
     from engine.images import expand_paths
     from engine.model import InspectionModel
-    from engine.overlay import normalise, overlay, save_png
+    from engine.overlay import normalise, outline_level, overlay, save_png
     from engine.progress import TqdmProgress
 
     from engine.errors import DatasetError
@@ -278,10 +278,12 @@ def cmd_predict(args) -> int:
                 used_names.add(name)
                 if rng is None:
                     lo, hi = float(pred.anomaly_map.min()), float(pred.anomaly_map.max())
-                    rng_i = (lo, (lo + hi) / 2)
-                else:
+                    rng_i, level = (lo, (lo + hi) / 2), 0.5
+                else:  # outlined only when NOK, where the app outlines it (engine.overlay.outline_level)
                     rng_i = rng
-                save_png(out / "overlays" / name, overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0])))
+                    level = outline_level(pred.score, rng[1], rng[0], model.calibration.get("pixel_threshold"))
+                save_png(out / "overlays" / name, overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0]),
+                                                          contour_level=level))
                 name = f"overlays/{name}"
             w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, thr,
                         f"{pred.latency_ms:.1f}", model.backbone.name, name, ""])

@@ -33,6 +33,18 @@ def contour_level(pixel_threshold: float | None, threshold: float, floor: float)
     return float(normalise(np.float32(pixel_threshold), threshold, floor))
 
 
+def outline_level(score: float, threshold: float, floor: float, pixel_threshold: float | None) -> float | None:
+    """Contour level for one inspected part at image threshold ``threshold``, or None: no outline.
+
+    A part judged OK at ``threshold`` (``score < threshold``) has no defect to outline, whatever
+    its map does; a NOK part is outlined at :func:`contour_level`. The app and ``predict``'s PNGs
+    both use this, so screen and files show the same outlines for the threshold in use.
+    """
+    if score < threshold:
+        return None
+    return contour_level(pixel_threshold, threshold, floor)
+
+
 def colorize(unit_map: np.ndarray) -> np.ndarray:
     """``(H, W)`` values in [0, 1] -> ``(H, W, 3) uint8`` RGB (OpenCV JET)."""
     u8 = np.clip(np.rint(unit_map * 255), 0, 255).astype(np.uint8)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.overlay import contour_level, normalise
+from engine.overlay import contour_level, normalise, outline_level
 
 from .heatmap import contour_polyline
 from .run_results import InspectionResult, judge
@@ -119,9 +119,10 @@ class Thresholds:
         if t is None:
             lo, hi = float(r.anomaly_map.min()), float(r.anomaly_map.max())
             unit, level = normalise(r.anomaly_map, (lo + hi) / 2, lo), 0.5
-        else:
-            unit, level = normalise(r.anomaly_map, t, self.floor), self.contour_level(t)
-        return unit, (contour_polyline(unit, r.image_hw, level=level) if contours else None)
+        else:  # outlined only when NOK at the threshold in use (engine.overlay.outline_level)
+            unit = normalise(r.anomaly_map, t, self.floor)
+            level = None if r.score is None else outline_level(r.score, t, self.floor, self.pixel_threshold)
+        return unit, (contour_polyline(unit, r.image_hw, level=level) if contours and level is not None else None)
 
     def screen_verdict(self, r: InspectionResult) -> ScreenVerdict:
         """The verdict the screen shows for ``r`` and how it relates to the logged one."""

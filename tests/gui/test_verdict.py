@@ -49,10 +49,13 @@ def test_colours_and_contours_follow_the_threshold_in_use():
     r = result(50.0, 66.0)
     for t in (66.0, 41.2):  # applied, then a preview
         th.set_preview(t)
-        unit, (x, y) = th.map_display(r)
+        unit, outline = th.map_display(r)
         expected = np.clip(0.5 * (r.anomaly_map - 10.0) / (t - 10.0), 0, 1)
         assert np.allclose(unit, expected, atol=1e-6)
         assert th.contour_level() == pytest.approx(min(0.5 * 70.0 / (t - 10.0), 1.0))
-        assert x.size > 0  # the map reaches 80 in its last rows: an outline there
+        if t == 66.0:  # score 50 < 66: OK, nothing to outline although the map reaches 80
+            assert outline is None
+        else:  # NOK in the preview: outlined where the map reaches the pixel threshold 80 (last rows)
+            assert outline[0].size > 0 and np.nanmax(outline[1]) > 60  # NaN separates curves
     unit_logged, _ = th.map_display(r, threshold=66.0, contours=False)  # e.g. a NOK image saved when inspected
     assert np.allclose(unit_logged, np.clip(0.5 * (r.anomaly_map - 10.0) / 56.0, 0, 1), atol=1e-6)
