@@ -280,7 +280,7 @@ SEPARATION_P = 0.01
 (one-sided two-sample Kolmogorov-Smirnov test, whose statistic is the Youden index maximum)."""
 
 MAX_FRR = 0.3
-"""Highest expected false-reject rate (on the cross-fitted goods) the balanced rule may choose."""
+"""Highest share of the cross-fitted good scores at or above a threshold the balanced rule lowers to."""
 
 SYNTHETIC_RECALL = 0.95
 """The balanced rule goes no lower than the threshold that catches this share of synthetic defects."""
@@ -345,8 +345,8 @@ def balanced_threshold(good_scores, synthetic_scores, target_frr: float = 0.01, 
     4. It is never above the tail threshold (:func:`good_only_threshold` at ``target_frr``): when the
        defects lie far above every good score there is no reason to go higher than the false-reject
        target needs.
-    5. Its expected false-reject rate (empirical share of good scores at or above it) is capped at
-       ``max_frr``: above that, the lowest threshold within the cap is used (``capped``).
+    5. The share of good scores at or above it is capped at ``max_frr``: above that, the lowest
+       threshold within the cap is used (``capped``), or the tail threshold when that is lower.
     6. When the synthetic defects do not score significantly higher than the goods -- ``J_max`` is
        the one-sided two-sample Kolmogorov-Smirnov statistic; its p-value must be below
        ``separation_p`` -- the scorer hardly reacts to them (or the good parts vary as much as they
@@ -394,9 +394,12 @@ def balanced_threshold(good_scores, synthetic_scores, target_frr: float = 0.01, 
         thr, placement = tail["threshold"], "tail"
     else:
         thr = cand
-    if placement != "fallback" and float(np.mean(g >= thr)) > max_frr:
+    if placement in ("youden", "synthetic-recall") and float(np.mean(g >= thr)) > max_frr:
         within = np.flatnonzero(frr <= max_frr)  # empty when even the top score is a good one of few
-        thr, placement = (float(t[within[0]]), "capped") if within.size else (tail["threshold"], "tail")
+        if within.size and float(t[within[0]]) < tail["threshold"]:
+            thr, placement = float(t[within[0]]), "capped"
+        else:  # the cap would lift it above the tail threshold: that is the tail threshold's job
+            thr, placement = tail["threshold"], "tail"
     f = frr_at(g, thr, tail.get("tail"))
     out = dict(tail)
     out.update(threshold=float(thr), method="balanced", placement=placement, separation=float(j.max()),
@@ -713,7 +716,8 @@ def weak_threshold_warning(calib: dict | None, model_path: str = "MODEL", remedy
         return None
     if remedy is None:
         remedy = (f"Label a few defective images and run `python main.py calibrate --model {model_path} --good DIR "
-                  f"--defective DIR`, or accept more false rejects with a higher --target-frr.")
+                  f"--defective DIR`, or accept more false rejects with a higher --target-frr"
+                  + (" or the default --threshold-rule balanced." if calib.get("rule") == "tail" else "."))
     return (f"only {syn['detection_rate']:.0%} of {syn['n']} synthetic defects score at or above the threshold "
             f"{calib['threshold']:.4g}: it will likely pass real defects too (typical with few or varied good "
             f"images). {remedy}")

@@ -92,6 +92,9 @@ class FitMixin:
             raise DatasetError(f"need at least 2 good images to fit, got {len(paths)}.")
         t0 = time.perf_counter()
         feats, used, skipped = self.extract_paths(paths, progress)
+        if len(used) < 2:
+            raise DatasetError(f"need at least 2 readable good images to fit, got {len(used)} of {len(paths)}; "
+                               f"unreadable: " + "; ".join(skipped[:3]))
         rep = self.fit_features(feats, used, progress, holdout_fraction, target_frr, seed, folds, method, synthetic,
                                 rule)
         rep.n_images, rep.skipped = len(paths), skipped

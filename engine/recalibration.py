@@ -94,8 +94,8 @@ class CalibrationMixin:
 
         * no defective image: the labelling-free threshold by ``rule`` (default: the stored rule,
           else "balanced"; :func:`engine.calibration.choose_threshold`) at ``target_frr`` (default:
-          the stored target), against the synthetic defects of the new good images (else the
-          stored synthetic scores);
+          the stored target), against the stored synthetic defects together with those made on
+          the new good images;
         * defective images: :func:`engine.calibration.few_label_threshold` with ``objective``
           ("f1", "precision", "recall") and ``target``; the new good images are the labelled goods,
           the stored scores the extra goods, and for F1 the good-only threshold is the prior (kept
@@ -165,8 +165,12 @@ class CalibrationMixin:
         syn_scores = [p.score for b in range(0, len(syn), self.batch_size) for p in self.predict(syn[b:b + self.batch_size])]
         rule = rule or old.get("rule") or "balanced"
         # synthetic defects scored by this model, else the stored ones (scored by the fold scorers)
-        ref_syn = syn_scores or (old.get("synthetic") or {}).get("scores")
-        good_only = choose_threshold(np.asarray(pool), ref_syn, rule, frr_target, method)
+        # every synthetic defect known: the stored ones (scored by the fold scorers) and the new ones
+        stored_syn = old.get("synthetic") or {}
+        all_syn = list(stored_syn.get("scores") or []) + syn_scores
+        all_kinds = (list(stored_syn.get("kinds") or [None] * len(stored_syn.get("scores") or [])) + syn_kinds
+                     if all_syn else None)
+        good_only = choose_threshold(np.asarray(pool), all_syn, rule, frr_target, method)
         if d_scores:
             calib = few_label_threshold(d_scores, g_scores, stored, objective, target, prior=good_only["threshold"])
             calib["chosen_by"] = "labels"
@@ -191,11 +195,9 @@ class CalibrationMixin:
             calib.update({k: old[k] for k in ("pixel_threshold", "pixel_method", "pixel_area_fraction") if k in old})
         elif g_pix:
             calib.update(pixel_threshold_from_good(g_pix))
-        if syn_scores:
-            calib["synthetic"] = detection_rate(syn_scores, calib["threshold"], syn_kinds)
-        elif old.get("synthetic"):
-            calib["synthetic"] = detection_rate(old["synthetic"]["scores"], calib["threshold"],
-                                                old["synthetic"].get("kinds"))
+        if all_syn:
+            calib["synthetic"] = detection_rate(all_syn, calib["threshold"],
+                                                all_kinds if None not in all_kinds else None)
         previous = {k: old.get(k) for k in ("threshold", "chosen_by", "method", "calibrated_at")}
         if old and self.threshold is not None and self.threshold != old.get("threshold"):
             previous["applied_threshold"] = self.threshold  # set by hand after that calibration

@@ -411,11 +411,23 @@ def test_balanced_threshold_with_very_few_good_images():
     # 2 goods: no separation can be significant (exact one-sided KS p = 1/C(14, 2) > 0.01) -> the tail
     r = cal.balanced_threshold([1.0, 2.0], np.arange(10.0, 22.0), 0.01)
     assert r["placement"] == "fallback" and r["threshold"] == 2.0  # conformal with 2 scores: the maximum
-    # 3 goods, one weak synthetic defect among 41: raised to 95 % synthetic recall (5), above the tail
-    # (with 3 scores the conformal maximum, 3), which rejects 1 of 3 goods > 10 % cap -> the lowest
-    # candidate within the cap, the midpoint 3.5
+    # 3 goods, one weak synthetic defect among 41: the Youden middle 3.5 and 95 % synthetic recall (5)
+    # lie above the tail (with 3 scores the conformal maximum, 3): the tail, although it rejects 1 of
+    # the 3 (the cap never lifts a threshold above the tail threshold)
     r = cal.balanced_threshold([1.0, 2.0, 3.0], np.r_[2.5, np.arange(4.0, 44.0)], 0.01, max_frr=0.1)
-    assert r["placement"] == "capped" and r["threshold"] == 3.5
+    assert r["placement"] == "tail" and r["threshold"] == 3.0
     # no candidate within the cap (the top score is a good one and 1/100 > 0.5 %): the tail threshold
     r = cal.balanced_threshold(np.arange(1.0, 101.0), np.arange(60.0, 100.0), 0.01, max_frr=0.005)
     assert r["placement"] == "tail" and r["threshold"] == 100.0
+
+
+def test_recalibrate_judges_against_stored_and_new_synthetic_defects(toy_model):
+    from engine.model import InspectionModel
+
+    root, _ = toy_model
+    m = InspectionModel.load(root / "toy.dimodel", device="cpu")
+    stored = list(m.calibration["synthetic"]["scores"])
+    c = m.recalibrate(sorted((root / "good").iterdir()), synthetic=1)  # 1 new good image -> 6 new defects
+    assert c["synthetic"]["n"] == len(stored) + 6 and c["synthetic"]["scores"][: len(stored)] == stored
+    ref = cal.balanced_threshold(c["holdout_scores"], c["synthetic"]["scores"], c["target_frr"])
+    assert c["threshold"] == ref["threshold"] and c["chosen_by"] == "good-only"

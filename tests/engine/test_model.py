@@ -115,3 +115,12 @@ def test_model_file_checksum_refuses_changed_array_bytes_and_keeps_permissions(t
     umask = os.umask(0)
     os.umask(umask)
     assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+
+
+def test_fit_with_one_readable_image_names_the_unreadable_one(tmp_path, effnet_model):
+    from PIL import Image
+
+    Image.fromarray(np.full((64, 64, 3), 128, np.uint8)).save(tmp_path / "good.png")
+    (tmp_path / "note.png").write_text("not an image")
+    with pytest.raises(DatasetError, match=r"got 1 of 2; unreadable: .*note\.png"):
+        effnet_model().fit(sorted(tmp_path.iterdir()))
