@@ -129,7 +129,7 @@ def main() -> int:
         f"| features ({len(used)} images: decode + preprocess + backbone) | {t_feat:.1f} |",
         f"| coreset, pruned greedy (as in fit, incl. projection + clustering) | {t_core:.1f} |",
         f"| **fit total** (features + coreset) | **{t_feat + t_core:.1f}** |",
-        f"| `main.py fit` defaults on the same images (5-fold cross-fitted threshold + synthetic defects) "
+        f"| `InspectionModel.fit` with `main.py fit`'s defaults, same images (5-fold cross-fitted threshold + synthetic defects) "
         f"| {t_main_fit:.1f} |",
         f"| - of which features | {rep.feature_seconds:.1f} |",
         f"| - of which per-fold coresets, cross-fit scoring and anomaly maps, threshold "

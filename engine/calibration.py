@@ -366,6 +366,7 @@ def balanced_threshold(good_scores, synthetic_scores, target_frr: float = 0.01, 
         ("youden", "synthetic-recall", "tail" when the tail threshold was lower, "capped", "fallback"),
         ``separation`` (J_max), ``separation_p`` (its KS p-value), ``synthetic_caught`` and
         ``synthetic_caught_at_tail`` (share of synthetic scores >= the threshold / the tail threshold),
+        ``expected_frr_at_tail`` (the same estimate as ``expected_frr``, at the tail threshold),
         ``tail_threshold``, ``tail_method``, ``score_shift``, ``max_frr``.
     Raises:
         ValueError: no good or synthetic score, NaN/inf, bad target_frr / max_frr.
@@ -406,6 +407,7 @@ def balanced_threshold(good_scores, synthetic_scores, target_frr: float = 0.01, 
                separation_p=p,
                synthetic_caught=float(np.mean(s >= thr)), tail_threshold=float(tail["threshold"]),
                synthetic_caught_at_tail=float(np.mean(s >= tail["threshold"])),
+               expected_frr_at_tail=frr_at(g, tail["threshold"], tail.get("tail"))["estimate"],
                tail_method=tail["method"], score_shift=float(shift), max_frr=float(max_frr),
                synthetic_recall=float(synthetic_recall),
                expected_frr=f["estimate"], frr_ci95=f["ci95"], rank=None, guarantee_met=False)

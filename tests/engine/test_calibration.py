@@ -357,8 +357,10 @@ def test_balanced_threshold_takes_the_middle_of_the_best_separating_range():
     # 95 % of 20 defects are caught up to the 2nd lowest (floor(20 * 0.05) = index 1 -> 5): lower, kept
     assert r["threshold"] == 17.5 and r["placement"] == "youden" and r["separation"] == pytest.approx(0.9)
     assert r["synthetic_caught"] == 0.9 and r["tail_threshold"] > 17.5 and r["separation_p"] < 0.01
-    # expected FRR: the exponential tail's probability at 17.5 (u = 5, k = 5, m = 3, p = 6/11)
+    # expected FRR: the exponential tail's probability at 17.5 (u = 5, k = 5, m = 3, p = 6/11), and the
+    # same estimate at the tail threshold, which the tail puts at the 1 % target
     assert r["expected_frr"] == pytest.approx(6 / 11 * (1 + 12.5 / 15) ** -5)
+    assert r["expected_frr_at_tail"] == pytest.approx(0.01)
 
 
 def test_balanced_threshold_is_raised_while_it_still_catches_95_percent_of_synthetic_defects():
