@@ -58,6 +58,14 @@ def _small(a: np.ndarray, nearest: bool) -> np.ndarray:
     return cv2.resize(a.astype(np.uint8 if nearest else np.float32), (MAP_SIDE, MAP_SIDE), interpolation=interp)
 
 
+def train_subset(cat, max_train: int, seed: int = 0) -> list[Path]:
+    """``cat``'s train/good paths, or a seeded random subset of ``max_train`` of them (sorted)."""
+    train = [s.path for s in cat.train]
+    if len(train) > max_train:
+        train = sorted(np.random.default_rng(seed).choice(train, max_train, replace=False).tolist())
+    return train
+
+
 def compute_scores(root: Path, cache: Path, max_train: int, seed: int = 0) -> dict:
     """Fit both models on ``root``'s train/good and score its test split; cached as JSON + npz."""
     from engine.model import InspectionModel
@@ -69,10 +77,7 @@ def compute_scores(root: Path, cache: Path, max_train: int, seed: int = 0) -> di
         out.update({k: v for k, v in np.load(npath).items()})
         return out
     cat = load_category(root)
-    train = [s.path for s in cat.train]
-    rng = np.random.default_rng(seed)
-    if len(train) > max_train:
-        train = sorted(rng.choice(train, max_train, replace=False).tolist())
+    train = train_subset(cat, max_train, seed)
     t0 = time.perf_counter()
     model = InspectionModel.create("efficientnet_lite0", "knn", device="cpu")
     rep = model.fit(train, seed=seed, synthetic=32)

@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 from engine import calibration as cal  # noqa: E402
 from engine.datasets import load_category  # noqa: E402
 from engine.metrics import f1_max, image_auroc  # noqa: E402
+from label_efficiency import train_subset  # noqa: E402  (a sibling script)
 
 CATEGORIES = ("battery_weld/welding", "mvtec_ad/bottle", "mvtec_ad/grid_fragment", "visa/macaroni1",
               "magnetic_tile/magnetic_tile")
@@ -59,10 +60,7 @@ def compute_scores(root: Path, cache: Path, max_train: int, synthetic: int, seed
     if jpath.is_file():
         return json.loads(jpath.read_text())
     cat = load_category(root)
-    train = [s.path for s in cat.train]
-    rng = np.random.default_rng(seed)
-    if len(train) > max_train:
-        train = sorted(rng.choice(train, max_train, replace=False).tolist())
+    train = train_subset(cat, max_train, seed)
     t0 = time.perf_counter()
     model = InspectionModel.create()
     feats, used, _ = model.extract_paths(train)

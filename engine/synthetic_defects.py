@@ -206,6 +206,13 @@ def _on_part(region: np.ndarray, rng: np.random.Generator, margin: int = 0) -> t
     return int(ys[i]), int(xs[i])
 
 
+def _part(image: np.ndarray, region: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, float]:
+    """``(checked image, part region, part size = sqrt(region area) in px)``."""
+    img = _check_image(image)
+    region = part_region(img) if region is None else region
+    return img, region, math.sqrt(region.sum())
+
+
 def _is_grey(img: np.ndarray) -> bool:
     return bool(np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2]))
 
@@ -254,9 +261,7 @@ def nsa_patch(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | N
 def scratch(image: np.ndarray, rng: np.random.Generator, region: np.ndarray | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """A thin curved scratch on the part (module docstring): ``(image, mask)``."""
-    img = _check_image(image)
-    region = part_region(img) if region is None else region
-    size = math.sqrt(region.sum())
+    img, region, size = _part(image, region)
     length = rng.uniform(0.15, 0.5) * size
     width = int(rng.integers(1, 5))
     y, x = _on_part(region, rng)
@@ -277,9 +282,7 @@ def scratch(image: np.ndarray, rng: np.random.Generator, region: np.ndarray | No
 def spot(image: np.ndarray, rng: np.random.Generator, region: np.ndarray | None = None
          ) -> tuple[np.ndarray, np.ndarray]:
     """One to three soft round stains or pits on the part (module docstring): ``(image, mask)``."""
-    img = _check_image(image)
-    region = part_region(img) if region is None else region
-    size = math.sqrt(region.sum())
+    img, region, size = _part(image, region)
     alpha = np.zeros(img.shape[:2], np.float32)
     for _ in range(int(rng.integers(1, 4))):
         y, x = _on_part(region, rng)
