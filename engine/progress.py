@@ -7,7 +7,7 @@ import sys
 from tqdm import tqdm
 
 
-UNITS = {"coreset": "centre", "cross-fit": "fold"}
+UNITS = {"coreset": "centre", "cross-fit": "fold", "fold coresets": "fold"}
 """Unit shown per stage (default: images)."""
 
 OUTER_STAGES = frozenset({"cross-fit"})

@@ -122,7 +122,7 @@ class KnnScorer(Scorer):
         about ``N^2 ratio D`` for N patches, so K selections on N/K patches each cost 1/K of one
         selection on all of them -- instead of K + 1 full selections. A union of per-part k-center
         coresets covers the whole bank within the largest per-part covering radius (composable
-        core-sets, Indyk et al., PODS 2014); ``docs/THRESHOLD.md`` compares its accuracy with the
+        core-sets, Indyk et al., PODS 2014); ``docs/CROSS_FIT_CORESET.md`` compares its accuracy with the
         single coreset of :meth:`fit`. The fold scorers' banks are the final bank minus one fold's
         part, so cross-fitted scores differ from the final model's only by what that fold adds.
 
@@ -137,7 +137,7 @@ class KnnScorer(Scorer):
         for f, hold in enumerate(folds):
             parts.append(self._coreset(self._flat(features[torch.from_numpy(np.sort(hold))]), len(hold) / n, rng))
             if progress is not None:
-                progress(f + 1, len(folds), "coreset")
+                progress(f + 1, len(folds), "fold coresets")
         for f in range(len(folds)):
             sc = KnnScorer(**self.get_state()[0])
             sc.device = self.device
