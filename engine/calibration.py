@@ -37,6 +37,14 @@ Good-only (day one: good parts, no labelled defect)
     interval is the exact Clopper-Pearson 95 % interval of ``j / n``, ``j`` = calibration scores at or
     above the threshold, which holds whatever the score distribution.
 
+Balanced (the default at fit time: good scores *and* synthetic defects)
+    ``balanced_threshold``: the threshold that best separates the cross-fitted good scores from
+    the scores of synthetic defects made on held-out good images (Youden's index), raised while it
+    still catches 95 % of them, never above the good-only tail threshold, rejecting at most 30 % of
+    the good scores, and used only when the synthetic defects score significantly higher (one-sided
+    Kolmogorov-Smirnov test). ``choose_threshold`` picks a rule by name (:data:`THRESHOLD_RULES`);
+    ``docs/THRESHOLD.md`` measures both rules against the F1-max oracle on the shared data.
+
 Few labels (some labelled good and defective images)
     ``few_label_threshold`` builds the precision-recall (and ROC) curve over every distinct score and
     picks F1-max (default), the lowest threshold reaching a target precision, or the highest
@@ -356,7 +364,7 @@ def balanced_threshold(good_scores, synthetic_scores, target_frr: float = 0.01, 
         good_scores: ``(n,)`` cross-fitted good image scores (n >= 1).
         synthetic_scores: ``(m,)`` scores of synthetic defects on held-out good images (m >= 1).
         target_frr, method: for the tail threshold (:func:`good_only_threshold`).
-        max_frr: cap on the expected false-reject rate, in (0, 1).
+        max_frr: cap on the share of good scores at or above the threshold, in (0, 1).
         separation_p: significance the separation must reach to trust the synthetic defects.
         synthetic_recall: share of synthetic defects in (0, 1] step 3 keeps catching.
         shift: added to both score sets first (score units, usually <= 0).
