@@ -26,17 +26,7 @@ from pathlib import Path
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)"
 
 
-def _in_range(lo: float, hi: float, kind=float, lo_open: bool = False):
-    """argparse type: a number in [lo, hi] (or (lo, hi] when lo_open), with a clear message."""
-    def parse(text: str):
-        try:
-            v = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
-        if v < lo or v > hi or (lo_open and v == lo):
-            raise argparse.ArgumentTypeError(f"{v} is out of range {'(' if lo_open else '['}{lo}, {hi}]")
-        return v
-    return parse
+from engine.argtypes import in_range as _in_range  # noqa: E402  (shared with engine/*_cli.py)
 
 
 def _parse_layers(text: str) -> tuple[int, ...]:
@@ -174,6 +164,25 @@ def _describe_unfitted(model) -> str:
     return text
 
 
+def _check_writable(out: Path) -> None:
+    """Raise DatasetError unless a file can be created next to ``out`` (its folder exists, is a folder
+    and is writable): checked by creating and removing a temporary file there."""
+    import tempfile
+
+    from engine.errors import DatasetError
+
+    folder = out.parent if str(out.parent) else Path(".")
+    if not folder.is_dir():
+        what = "is a file, not a folder" if folder.exists() else "does not exist"
+        raise DatasetError(f"{out}: the folder {folder} {what}. Create it or choose another --out.")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".dinoinspect-write-test-"):
+            pass
+    except OSError as exc:
+        raise DatasetError(f"{out}: cannot write to {folder} ({exc.strerror or exc}). Choose --out in a folder "
+                           f"you can write to.") from None
+
+
 def cmd_fit(args) -> int:
     from engine.errors import DatasetError
     from engine.images import list_images
@@ -184,6 +193,7 @@ def cmd_fit(args) -> int:
     out = Path(args.out)
     if out.is_dir():
         raise DatasetError(f"{out}: is a folder; --out needs a model file name, e.g. {out / 'model.dimodel'}")
+    _check_writable(out)  # before minutes of work, not after
     model = _build_model(args)
     print(f"fitting on {_plural(len(paths), 'image')} from {args.good}\n  {_describe_unfitted(model)}",
           file=sys.stderr)
@@ -193,7 +203,11 @@ def cmd_fit(args) -> int:
     backup = keep_backup(out)
     if backup:
         print(f"{out} existed: the previous model is kept as {backup}", file=sys.stderr)
-    model.save(out)
+    try:
+        model.save(out)
+    except Exception as exc:  # noqa: BLE001 - OSError, SafetensorError...: say which file and what to do
+        raise DatasetError(f"{out}: cannot write the model file ({exc}). Choose --out in a folder you can "
+                           f"write to.") from exc
     for s in rep.skipped:
         print(f"skipped: {s}", file=sys.stderr)
     c = rep.calibration or {}
@@ -216,12 +230,18 @@ def cmd_fit(args) -> int:
         if syn and syn.get("by_kind"):
             kinds = ", ".join(f"{k} {r:.0%}" for k, r in syn["by_kind"].items())
             print(f"synthetic defects caught at this threshold, by kind: {kinds}")
+        if c.get("degenerate"):
+            print(f"warning: every good image scored the same ({c['holdout_scores'][0]:.4g}): identical images, or a "
+                  f"scorer that cannot tell them apart. The threshold sits just above that score, so any part "
+                  f"that differs at all is flagged; fit with good images that show the normal variation.",
+                  file=sys.stderr)
         n_cal = c.get("n_good", rep.n_calibration)
         if n_cal < 10:
             lo, hi = c.get("frr_ci95", [0.0, 1.0])
+            advice = ("Cross-fitting (the default --folds 5) calibrates with every good image." if rep.n_holdout
+                      else "Fit with 20 or more good images for a threshold to rely on.")
             print(f"warning: only {_plural(n_cal, 'good image')} to calibrate with: the false-reject rate could be "
-                  f"anywhere from {lo:.0%} to {hi:.0%}. Fit with 20 or more good images for a threshold to rely on.",
-                  file=sys.stderr)
+                  f"anywhere from {lo:.0%} to {hi:.0%}. {advice}", file=sys.stderr)
         from engine.calibration import weak_threshold_warning
 
         warn = weak_threshold_warning(c, str(out))

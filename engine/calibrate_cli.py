@@ -24,6 +24,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from .argtypes import in_range
+
 USAGE = """Choose a new OK/NOK threshold for an existing model file.
 
 examples:
@@ -51,18 +53,22 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
                    help="folder(s) of labelled defective images (enables few-label calibration)")
     p.add_argument("--masks", help="folder of defect masks (<stem>_mask.png or <stem>.png, same sub-folders "
                                    "as --defective): sets the contour threshold by pixel F1")
-    p.add_argument("--target-frr", type=float, default=None,
-                   help="good-only: target false-reject rate (default: the model's, usually 0.01)")
+    p.add_argument("--target-frr", type=in_range(0, 0.5, lo_open=True), default=None,
+                   help="good-only: target false-reject rate, a fraction in (0, 0.5] (default: the model's, "
+                        "usually 0.01)")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--target-precision", type=float, help="with --defective: lowest threshold reaching this precision")
-    g.add_argument("--target-recall", type=float, help="with --defective: highest threshold keeping this recall")
+    g.add_argument("--target-precision", type=in_range(0, 1, lo_open=True),
+                   help="with --defective: lowest threshold reaching this precision, in (0, 1]")
+    g.add_argument("--target-recall", type=in_range(0, 1, lo_open=True),
+                   help="with --defective: highest threshold keeping this recall, in (0, 1]")
     p.add_argument("--method", choices=("auto", "conformal", "exptail", "lognormal"), default="auto",
                    help="good-only threshold: auto (conformal quantile when there are enough scores for the "
                         "target, i.e. n >= 99 for 1%%, else an exponential tail fit), conformal, exptail, lognormal "
                         "(default: %(default)s)")
-    p.add_argument("--synthetic", type=int, default=16,
-                   help="how many of the new good images get one synthetic defect of each kind for the sanity "
-                        "check (default 16; 0 = off)")
+    p.add_argument("--synthetic", type=in_range(0, 10000, int), default=16,
+                   help="how many of the new good images get one synthetic defect of each kind; they join the "
+                        "synthetic defects stored at fit time, against which the balanced rule places the "
+                        "threshold (default 16; 0 = no new ones)")
     p.add_argument("--out", help="model file to write (default: overwrite --model)")
     p.add_argument("--recursive", action="store_true", help="also read sub-folders")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda or cuda:N (default: %(default)s)")

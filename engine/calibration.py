@@ -273,6 +273,12 @@ def good_only_threshold(good_scores: np.ndarray, target_frr: float = 0.01, metho
     fn = {"conformal": conformal_threshold, "exptail": exptail_threshold, "lognormal": lognormal_threshold}[method]
     out = fn(s, target_frr)
     out.setdefault("tail", fit_exptail(s))
+    if out["threshold"] <= s[-1] and s[-1] == s[0]:
+        # every good score is the same (identical images, or a scorer that gives them all 0): a
+        # threshold equal to it would reject every such part (score >= threshold). Just above it,
+        # such parts pass and anything scoring higher is flagged.
+        out.update(threshold=float(np.nextafter(s[-1], np.inf)), degenerate=True,
+                   expected_frr=0.0, frr_ci95=frr_at(s, float(np.nextafter(s[-1], np.inf)))["ci95"])
     return out
 
 

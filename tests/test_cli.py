@@ -385,3 +385,19 @@ def test_weights_variable_naming_a_file(tmp_path, capsys, monkeypatch):
     assert main(["backbones"]) == 0
     err = capsys.readouterr().err
     assert f"warning: DINOINSPECT_WEIGHTS entry {own} is a file" in err and f"--weights {own}" in err
+
+
+def test_fit_refuses_an_unwritable_out_before_any_work_and_nan_numbers(synthetic_mvtec, tmp_path, capsys):
+    good = str(synthetic_mvtec / "train/good")
+    a_file = tmp_path / "f.txt"
+    a_file.write_text("x")
+    for out, says in ((a_file / "m.dimodel", "is a file, not a folder"), (tmp_path / "no" / "m.dimodel", "does not exist")):
+        assert main(["fit", "--good", good, "--out", str(out), "--backbone", "efficientnet_lite0", "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "fitting on" not in err  # refused before the fit started
+    with pytest.raises(SystemExit):
+        main(["fit", "--good", good, "--out", str(tmp_path / "m.dimodel"), "--target-frr", "nan"])
+    assert "nan is out of range (0, 0.5]" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--model", "m.dimodel", "--good", good, "--target-frr", "0.9"])
+    assert "0.9 is out of range (0, 0.5]" in capsys.readouterr().err

@@ -433,3 +433,11 @@ def test_recalibrate_judges_against_stored_and_new_synthetic_defects(toy_model):
     assert c["synthetic"]["n"] == len(stored) + 6 and c["synthetic"]["scores"][: len(stored)] == stored
     ref = cal.balanced_threshold(c["holdout_scores"], c["synthetic"]["scores"], c["target_frr"])
     assert c["threshold"] == ref["threshold"] and c["chosen_by"] == "good-only"
+
+
+def test_identical_good_scores_put_the_threshold_just_above_them():
+    r = cal.good_only_threshold(np.zeros(20), 0.01)
+    assert r["degenerate"] and r["threshold"] > 0.0 and r["threshold"] == np.nextafter(0.0, 1.0)
+    assert r["expected_frr"] == 0.0  # the identical parts themselves pass (score < threshold)
+    b = cal.balanced_threshold(np.full(20, 3.0), np.full(60, 9.0))
+    assert b["threshold"] == np.nextafter(3.0, np.inf) and b["placement"] == "tail"
