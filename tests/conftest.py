@@ -23,7 +23,7 @@ def real_category(rel: str) -> Path:
     """Path of a real category under ../shared/data, or skip the test with the reason."""
     p = SHARED_DATA / rel
     if not (p / "train" / "good").is_dir():
-        pytest.skip(f"real data not found at {p} (needs ../shared/data, present in CI)")
+        pytest.skip(f"real data not found at {p} (needs ../shared/data, present in CI, or DINOINSPECT_DATA=/path/to/data)")
     return p
 
 
