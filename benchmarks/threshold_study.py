@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import time
 from pathlib import Path
@@ -42,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from engine import calibration as cal  # noqa: E402
 from engine.datasets import load_category  # noqa: E402
 from engine.metrics import f1_max, image_auroc  # noqa: E402
-from label_efficiency import train_subset  # noqa: E402  (a sibling script)
+from label_efficiency import train_subset, write_doc  # noqa: E402  (a sibling script)
 
 CATEGORIES = ("battery_weld/welding", "mvtec_ad/bottle", "mvtec_ad/grid_fragment", "visa/macaroni1",
               "magnetic_tile/magnetic_tile")
@@ -72,8 +71,7 @@ def compute_scores(root: Path, cache: Path, max_train: int, synthetic: int, seed
     k = 5
     folds = cross_fit_folds(len(used), k, np.random.default_rng(seed))
     sc = model.scorer
-    prng = np.random.default_rng(sc.seed)
-    parts = [sc._coreset(sc._flat(feats[torch.from_numpy(h)]), len(h) / len(used), prng) for h in folds]
+    parts = sc.fold_coresets(feats, folds)
     by_bank = {}
     for j in range(1, k):
         s_j = np.zeros(len(used))
@@ -206,16 +204,6 @@ def tables(results: dict) -> dict[str, str]:
     return {"rules": "\n".join(lines), "proxy": "\n".join(plines), "spread": "\n".join(spread)}
 
 
-def write_markers(doc: Path, blocks: dict[str, str]) -> None:
-    text = doc.read_text()
-    for name, body in blocks.items():
-        pat = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
-        if not pat.search(text):
-            raise SystemExit(f"{doc}: no <!-- BEGIN {name} --> ... <!-- END {name} --> markers")
-        text = pat.sub(lambda m: m.group(1) + body + "\n" + m.group(2), text)
-    doc.write_text(text)
-
-
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder of the datasets")
@@ -249,7 +237,7 @@ def main(argv=None) -> None:
     for b in blocks.values():
         print(b, "\n")
     if args.doc.is_file():
-        write_markers(args.doc, blocks)
+        write_doc(args.doc, blocks)
 
 
 if __name__ == "__main__":

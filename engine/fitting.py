@@ -158,11 +158,11 @@ class FitMixin:
         input size), the median patch score ``floor``, and synthetic-defect ``syn_scores`` /
         ``syn_kinds`` (up to ``synthetic`` held-out images, one defect of each kind).
         """
-        from .synthetic_defects import KINDS, make_defect, part_region
+        from .synthetic_defects import defects_of_every_kind
 
         rng = np.random.default_rng(seed + 1)
         syn_pick = set(rng.permutation(held_idx)[:max(0, synthetic)].tolist())
-        scores, pixels, medians, syn_scores, syn_kinds, index = [], [], [], [], [], []
+        scores, pixels, medians, syn_scores, syn_kinds = [], [], [], [], []
         n_hold, t_syn = 0, 0.0
         for f, (hold, sc) in enumerate(fold_scorers):
             if progress is not None:
@@ -174,17 +174,15 @@ class FitMixin:
                 amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
                 pixels.append(amap[::4, ::4].ravel())
                 medians.append(ps.ravel())
-                index.append(int(i))
             t0 = time.perf_counter()
             chosen = [i for i in hold if int(i) in syn_pick]
             imgs, kinds = [], []
             for i in chosen:
                 img = read_image(used[i])
                 donor = read_image(used[(int(i) + 1 + int(rng.integers(len(used) - 1))) % len(used)])  # another image
-                region = part_region(img)  # once for all kinds
-                for kind in KINDS:
-                    imgs.append(make_defect(img, kind, rng, donor, region)[0])
-                    kinds.append(kind)
+                made, made_kinds = defects_of_every_kind(img, rng, donor)
+                imgs += made
+                kinds += made_kinds
             for b in range(0, len(imgs), self.batch_size):
                 ps = sc.score(self.extract(imgs[b:b + self.batch_size])).numpy()
                 syn_scores.extend(self._image_score(p) for p in ps)
@@ -194,7 +192,7 @@ class FitMixin:
             progress(n_folds, n_folds, "cross-fit")
         assert len(scores) == n_hold
         return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
-                "syn_scores": syn_scores, "syn_kinds": syn_kinds, "index": index, "syn_seconds": t_syn}
+                "syn_scores": syn_scores, "syn_kinds": syn_kinds, "syn_seconds": t_syn}
 
     def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str,
                                rule: str = "balanced") -> dict:

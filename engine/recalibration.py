@@ -116,7 +116,7 @@ class CalibrationMixin:
             pixel_threshold_from_masks
         from .errors import NotFittedError
         from .images import read_mask
-        from .synthetic_defects import KINDS, detection_rate, make_defect, part_region
+        from .synthetic_defects import defects_of_every_kind, detection_rate
 
         if not self.is_fitted:
             raise NotFittedError("recalibrate needs a fitted model; run fit first.")
@@ -158,18 +158,15 @@ class CalibrationMixin:
         frr_target = float(target_frr if target_frr is not None else old.get("target_frr", 0.01))
         syn, syn_kinds = [], []
         for i, img in enumerate(g_imgs):
-            region = part_region(img)  # once for all kinds
-            for kind in KINDS:
-                syn.append(make_defect(img, kind, rng, g_imgs[(i + 1) % len(g_imgs)], region)[0])
-                syn_kinds.append(kind)
+            made, made_kinds = defects_of_every_kind(img, rng, g_imgs[(i + 1) % len(g_imgs)])
+            syn += made
+            syn_kinds += made_kinds
         syn_scores = [p.score for b in range(0, len(syn), self.batch_size) for p in self.predict(syn[b:b + self.batch_size])]
         rule = rule or old.get("rule") or "balanced"
-        # synthetic defects scored by this model, else the stored ones (scored by the fold scorers)
         # every synthetic defect known: the stored ones (scored by the fold scorers) and the new ones
         stored_syn = old.get("synthetic") or {}
         all_syn = list(stored_syn.get("scores") or []) + syn_scores
-        all_kinds = (list(stored_syn.get("kinds") or [None] * len(stored_syn.get("scores") or [])) + syn_kinds
-                     if all_syn else None)
+        all_kinds = list(stored_syn.get("kinds") or []) + syn_kinds
         good_only = choose_threshold(np.asarray(pool), all_syn, rule, frr_target, method)
         if d_scores:
             calib = few_label_threshold(d_scores, g_scores, stored, objective, target, prior=good_only["threshold"])
@@ -197,7 +194,7 @@ class CalibrationMixin:
             calib.update(pixel_threshold_from_good(g_pix))
         if all_syn:
             calib["synthetic"] = detection_rate(all_syn, calib["threshold"],
-                                                all_kinds if None not in all_kinds else None)
+                                                all_kinds if len(all_kinds) == len(all_syn) else None)
         previous = {k: old.get(k) for k in ("threshold", "chosen_by", "method", "calibrated_at")}
         if old and self.threshold is not None and self.threshold != old.get("threshold"):
             previous["applied_threshold"] = self.threshold  # set by hand after that calibration

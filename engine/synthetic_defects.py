@@ -341,6 +341,14 @@ def make_defect(image: np.ndarray, kind: str, rng: np.random.Generator, donor: n
     return makers[kind]()
 
 
+def defects_of_every_kind(image: np.ndarray, rng: np.random.Generator,
+                          donor: np.ndarray | None = None) -> tuple[list[np.ndarray], list[str]]:
+    """One synthetic defect of each of :data:`KINDS` on ``image`` (its :func:`part_region` found once):
+    ``([altered (H, W, 3) uint8 image, ...], [kind, ...])``; ``donor`` as :func:`make_defect`."""
+    region = part_region(image)
+    return [make_defect(image, kind, rng, donor, region)[0] for kind in KINDS], list(KINDS)
+
+
 def detection_rate(scores, threshold: float, kinds=None) -> dict:
     """Share of synthetic-defect image scores ``>= threshold``, overall and per kind.
 

@@ -112,6 +112,25 @@ class KnnScorer(Scorer):
     def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
         self._set_bank(self._coreset(self._flat(features), 1.0, np.random.default_rng(self.seed), progress))
 
+    def fold_coresets(self, features: torch.Tensor, folds: list[np.ndarray],
+                      progress: ProgressFn | None = None) -> list[np.ndarray]:
+        """One coreset per fold, as :meth:`cross_fit` selects them: ``[(M_f, D) float32, ...]``.
+
+        Raises:
+            ValueError: folds that do not partition the images.
+        """
+        from .base import _check_folds
+
+        n = len(features)
+        _check_folds(folds, n)
+        rng = np.random.default_rng(self.seed)
+        parts = []
+        for f, hold in enumerate(folds):
+            parts.append(self._coreset(self._flat(features[torch.from_numpy(np.sort(hold))]), len(hold) / n, rng))
+            if progress is not None:
+                progress(f + 1, len(folds), "fold coresets")
+        return parts
+
     def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray],
                   progress: ProgressFn | None = None) -> Iterator[tuple[int, "KnnScorer"]]:
         """K-fold cross-fitting with one coreset selection per fold (composable coresets).
@@ -128,16 +147,7 @@ class KnnScorer(Scorer):
 
         Yields / raises: as :meth:`Scorer.cross_fit`.
         """
-        from .base import _check_folds
-
-        n = len(features)
-        _check_folds(folds, n)
-        rng = np.random.default_rng(self.seed)
-        parts = []
-        for f, hold in enumerate(folds):
-            parts.append(self._coreset(self._flat(features[torch.from_numpy(np.sort(hold))]), len(hold) / n, rng))
-            if progress is not None:
-                progress(f + 1, len(folds), "fold coresets")
+        parts = self.fold_coresets(features, folds, progress)
         for f in range(len(folds)):
             sc = KnnScorer(**self.get_state()[0])
             sc.device = self.device
