@@ -300,7 +300,7 @@ def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, t
 
 
 def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, capsys):
-    from engine.calibrate_cli import add_calibrate_parser, run_calibrate
+    from cli.calibrate import add_parser as add_calibrate_parser, run as run_calibrate
     from engine.model import InspectionModel
 
     root, _ = toy_model
@@ -321,7 +321,7 @@ def test_calibrate_cli_recalibrates_and_writes_the_model(toy_model, tmp_path, ca
 
 
 def test_calibrate_cli_skips_good_subfolders_and_finds_mvtec_masks(tmp_path):
-    from engine.calibrate_cli import find_masks, list_defective
+    from cli.calibrate import find_masks, list_defective
 
     for rel in ("test/good/000.png", "test/crack/000.png", "test/crack/001.png", "gt/crack/000_mask.png",
                 "gt/crack/001.png"):

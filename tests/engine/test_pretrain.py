@@ -19,7 +19,7 @@ from engine.backbones import create_backbone
 from engine.errors import CheckpointError
 from engine.pretrain import (AugmentConfig, BlockMasking, DINOHead, DINOLoss, IBOTHead, IBOTPatchLoss,
                              MultiCropAugment, PretrainConfig, Pretrainer, load_images)
-from engine.pretrain.cli import add_pretrain_parser, run_pretrain
+from cli.pretrain import add_parser as add_pretrain_parser, run as run_pretrain
 from engine.pretrain.schedules import cosine_schedule, warmup_constant_schedule
 
 TINY_VIT = {"depth": 2, "embed_dim": 64, "num_heads": 2, "patch_size": 8}

@@ -24,15 +24,15 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import InspectError
-from .augment import AugmentConfig
-from .network import SCRATCH_ARCHITECTURES
-from .trainer import PretrainConfig, Pretrainer
+from engine.errors import InspectError
+from engine.pretrain.augment import AugmentConfig
+from engine.pretrain.network import SCRATCH_ARCHITECTURES
+from engine.pretrain.trainer import PretrainConfig, Pretrainer
 
 _DEFAULTS = PretrainConfig()
 
 
-def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``pretrain`` sub-command to ``subparsers`` and return its parser."""
     p = subparsers.add_parser(
         "pretrain", help="self-supervised pretraining (DINO + iBOT) of a ViT on good images",
@@ -82,7 +82,7 @@ def add_pretrain_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     p.add_argument("--device", default="auto", help="auto | cpu | cuda (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default: torch's choice; 1 is often faster on a busy machine)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
     return p
 
 
@@ -101,7 +101,7 @@ def config_from_args(args: argparse.Namespace) -> PretrainConfig:
         mask_ratio=tuple(args.mask_ratio), mask_prob=args.mask_prob, augment=augment, seed=args.seed)
 
 
-def run_pretrain(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Run the ``pretrain`` command; return the exit status (0 ok, 2 error, 130 interrupted)."""
     try:
         return _run(args)
@@ -111,7 +111,7 @@ def run_pretrain(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .data import load_images
+    from engine.pretrain.data import load_images
 
     if args.threads:
         import torch

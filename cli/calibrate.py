@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .argtypes import in_range
+from cli.argtypes import in_range
 
 USAGE = """Choose a new OK/NOK threshold for an existing model file.
 
@@ -43,7 +43,7 @@ unless --out names another file (the previous file is kept as <name>.bak)."""
 MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")
 
 
-def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``calibrate`` command to an ``argparse`` sub-parser set; returns its parser."""
     p = subparsers.add_parser("calibrate", help="choose a new OK/NOK threshold for a model file",
                               description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,7 +79,7 @@ def add_calibrate_parser(subparsers) -> argparse.ArgumentParser:
 
 def list_defective(folders: list[str], recursive: bool) -> list[tuple[Path, Path]]:
     """``(image, its --defective folder)`` for every image; sub-folders named ``good`` are skipped."""
-    from .images import list_images
+    from engine.images import list_images
 
     out = []
     for folder in folders:
@@ -105,13 +105,13 @@ def find_masks(defective: list[tuple[Path, Path]], mask_root: Path) -> dict[Path
     return out
 
 
-def run_calibrate(args) -> int:
+def run(args) -> int:
     """Run ``calibrate`` (module docstring); prints a summary on stdout, returns 0."""
-    from .errors import DatasetError
-    from .images import list_images
-    from .model import InspectionModel
-    from .modelfile import keep_backup
-    from .progress import TqdmProgress
+    from engine.errors import DatasetError
+    from engine.images import list_images
+    from engine.model import InspectionModel
+    from engine.modelfile import keep_backup
+    from engine.progress import TqdmProgress
 
     if args.target_precision is not None or args.target_recall is not None:
         if not args.defective:
@@ -161,7 +161,7 @@ def run_calibrate(args) -> int:
         print(f"synthetic defects detected at this threshold: {s['detection_rate']:.0%} of {s['n']} ({kinds})")
     if c.get("pixel_threshold") is not None:
         print(f"contour (pixel) threshold {c['pixel_threshold']:.4g} ({c['pixel_method']})")
-    from .calibration import weak_threshold_warning
+    from engine.calibration import weak_threshold_warning
 
     warn = weak_threshold_warning(c, str(out))
     if warn:

@@ -1,4 +1,4 @@
-"""argparse value types shared by the command-line front ends (``main.py``, ``engine/*_cli.py``)."""
+"""argparse value types shared by the commands (``cli/*``)."""
 
 from __future__ import annotations
 
