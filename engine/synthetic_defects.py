@@ -242,8 +242,8 @@ def nsa_patch(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | N
     region = part_region(img) if region is None else region
     a = rng.uniform(*area) * region.sum()
     r = math.exp(rng.uniform(math.log(0.5), math.log(2.0)))
-    ph = int(np.clip(round(math.sqrt(a / r)), 4, h - 4))
-    pw = int(np.clip(round(math.sqrt(a * r)), 4, w - 4))
+    ph = int(np.clip(round(math.sqrt(a / r)), min(8, h // 2), max(1, h - 4)))  # fits with 2 px either side
+    pw = int(np.clip(round(math.sqrt(a * r)), min(8, w // 2), max(1, w - 4)))
     y0, x0 = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
     if donor is not None:  # from the donor's part, at a random place
         sy, sx = _on_part(part_region(src), rng)
@@ -252,9 +252,12 @@ def nsa_patch(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | N
     cy, cx = _on_part(region, rng, margin=max(ph, pw) // 2 + 2)
     cy, cx = int(np.clip(cy, ph // 2 + 2, h - (ph - ph // 2) - 2)), int(np.clip(cx, pw // 2 + 2, w - (pw - pw // 2) - 2))
     pmask = np.full((ph, pw), 255, np.uint8)
-    # OpenCV wants BGR; the channel order does not matter to the blend, but keep it symmetric
-    out = cv2.seamlessClone(np.ascontiguousarray(patch), np.ascontiguousarray(img), pmask, (cx, cy),
-                            cv2.NORMAL_CLONE)
+    try:  # OpenCV wants BGR; the channel order does not matter to the blend
+        out = cv2.seamlessClone(np.ascontiguousarray(patch), np.ascontiguousarray(img), pmask, (cx, cy),
+                                cv2.NORMAL_CLONE)
+    except cv2.error:  # a patch too small for the Poisson solver (tiny images): paste it as it is
+        out = img.copy()
+        out[cy - ph // 2:cy - ph // 2 + ph, cx - pw // 2:cx - pw // 2 + pw] = patch
     return out, _altered(img, out)
 
 
@@ -341,10 +344,29 @@ def make_defect(image: np.ndarray, kind: str, rng: np.random.Generator, donor: n
     return makers[kind]()
 
 
+MIN_SIDE = 32
+"""Shorter side (px) under which :func:`defects_of_every_kind` enlarges an image first."""
+
+
+def _at_least(image: np.ndarray, side: int = MIN_SIDE) -> np.ndarray:
+    h, w = image.shape[:2]
+    if min(h, w) >= side:
+        return image
+    s = side / min(h, w)
+    return cv2.resize(image, (max(side, round(w * s)), max(side, round(h * s))), interpolation=cv2.INTER_LINEAR)
+
+
 def defects_of_every_kind(image: np.ndarray, rng: np.random.Generator,
                           donor: np.ndarray | None = None) -> tuple[list[np.ndarray], list[str]]:
     """One synthetic defect of each of :data:`KINDS` on ``image`` (its :func:`part_region` found once):
-    ``([altered (H, W, 3) uint8 image, ...], [kind, ...])``; ``donor`` as :func:`make_defect`."""
+    ``([altered (H, W, 3) uint8 image, ...], [kind, ...])``; ``donor`` as :func:`make_defect`.
+
+    An image under :data:`MIN_SIDE` px on its shorter side (a tiny input the backbone resizes
+    anyway) is first enlarged to that side (bilinear), so every kind has room; the altered images
+    then have the enlarged size.
+    """
+    image = _at_least(image)
+    donor = None if donor is None else _at_least(donor)
     region = part_region(image)
     return [make_defect(image, kind, rng, donor, region)[0] for kind in KINDS], list(KINDS)
 

@@ -104,3 +104,21 @@ def test_grey_parts_stay_grey(kind):
     grey = np.repeat(img[..., :1], 3, axis=2)
     out, _ = make_defect(grey, kind, np.random.default_rng(5), np.roll(grey, 5, axis=0))
     assert np.array_equal(out[..., 0], out[..., 1]) and np.array_equal(out[..., 1], out[..., 2])
+
+
+@pytest.mark.parametrize("side", [1, 3, 8, 16, 31, 48, 64])
+def test_every_kind_is_made_on_small_images(side):
+    """Small inputs (fit on 48 px images crashed in the Poisson blend): each kind gives an image whose
+    shorter side is at least MIN_SIDE, the aspect ratio kept, and NSA changes some pixels."""
+    from engine.synthetic_defects import MIN_SIDE, defects_of_every_kind, nsa_patch
+
+    rng = np.random.default_rng(side)
+    img = rng.integers(0, 256, (side, 2 * side, 3), dtype=np.uint8)
+    donor = rng.integers(0, 256, (side, 2 * side, 3), dtype=np.uint8)
+    made, kinds = defects_of_every_kind(img, rng, donor)
+    short = max(side, MIN_SIDE)
+    assert len(made) == len(kinds) and all(m.shape == (short, 2 * short, 3) for m in made)
+    if side >= 8:
+        for seed in range(20):
+            _, changed = nsa_patch(img, np.random.default_rng(seed), donor=donor)
+            assert changed.any()
