@@ -192,7 +192,8 @@ class AppendOnlyCsv:
     @classmethod
     def resume(cls, path: str | Path, header: list[str]) -> "AppendOnlyCsv":
         """Open an existing CSV written by :meth:`create` to append to it; a torn last row (a row
-        cut off by a crash in the middle of writing) is removed first.
+        cut off by a crash in the middle of writing) is removed first, and a file stopped before its
+        header was whole (empty or part of the header) is started again.
 
         Raises:
             OutputWriteError: the file's header differs from ``header``, or it was changed in a way
@@ -201,6 +202,8 @@ class AppendOnlyCsv:
         """
         path = Path(path)
         data = path.read_bytes()
+        if _csv_bytes([list(header)]).startswith(data):  # stopped before its header was whole: start it again
+            return cls.create(path, header)
         parsed = list(csv.reader(io.StringIO(data.decode("utf-8", "surrogateescape"), newline="")))
         if not parsed or parsed[0] != list(header):
             raise OutputWriteError(f"{path}: not a results file of this version (its first line is not the "

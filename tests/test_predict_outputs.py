@@ -77,6 +77,11 @@ def test_csv_rows_are_whole_and_a_torn_last_row_is_dropped_on_resume(tmp_path):
         assert path.read_bytes() == whole  # the torn row is cut off before anything is appended
         out.append(["c.png", 3.5, "OK"])
     assert [r["score"] for r in _rows(path)] == ["1.5", "2.5", "3.5"]
+    for stopped_at in (b"", b"file,sco"):  # killed before the header was whole: the file starts again
+        path.write_bytes(stopped_at)
+        with AppendOnlyCsv.resume(path, HEADER) as out:
+            assert out.rows == []
+        assert path.read_bytes() == b"file,score,verdict\r\n"
 
 
 def test_csv_resume_refuses_another_header_and_an_edited_file(tmp_path):
