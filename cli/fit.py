@@ -21,7 +21,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from engine.errors import DatasetError
     from engine.images import list_images
-    from engine.modelfile import keep_backup
     from engine.progress import TqdmProgress
 
     paths = list_images(args.good, recursive=args.recursive)
@@ -35,14 +34,7 @@ def run(args) -> int:
     prog = TqdmProgress(not args.quiet)
     rep = model.fit(paths, progress=prog, **fit_kwargs(args))
     prog.close()
-    backup = keep_backup(out)
-    if backup:
-        print(f"{out} existed: the previous model is kept as {backup}", file=sys.stderr)
-    try:
-        model.save(out)
-    except Exception as exc:  # noqa: BLE001 - OSError, SafetensorError...: say which file and what to do
-        raise DatasetError(f"{out}: cannot write the model file ({exc}). Choose --out in a folder you can "
-                           f"write to.") from exc
+    save_model(model, out)
     for s in rep.skipped:
         print(f"skipped: {s}", file=sys.stderr)
     c = rep.calibration or {}
@@ -87,3 +79,27 @@ def run(args) -> int:
     print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
     print(f"model written to {args.out}")
     return 0
+
+
+def save_model(model, out: Path) -> None:
+    """Keep the previous model as ``<out>.bak`` and write the new one atomically
+    (:func:`engine.modelfile.save_model_file`).
+
+    Raises:
+        OutputWriteError: one line with the system's reason (disk full, read-only, no permission), and
+            what happened to the previous model file (unchanged) or that none was written.
+    """
+    from engine.modelfile import keep_backup
+    from engine.outputs import OutputWriteError, is_disk_full, os_reason
+
+    existed = out.is_file()
+    try:
+        backup = keep_backup(out)
+        if backup:
+            print(f"{out} existed: the previous model is kept as {backup}", file=sys.stderr)
+        model.save(out)
+    except OSError as exc:
+        kept = f"the previous model in {out} is unchanged" if existed else "no model file was written"
+        fix = "Free some space" if is_disk_full(exc) else "Choose --out in a folder you can write to"
+        raise OutputWriteError(f"{out}: cannot write the model file ({os_reason(exc)}); {kept}. {fix} and fit "
+                               f"again.") from None

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import sys
 import time
 from pathlib import Path
 
-from cli.common import DEVICE_HELP
+from cli.common import DEVICE_HELP, plural
+
+COLUMNS = ["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "overlay", "error"]
+"""Columns of predictions.csv."""
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,6 +20,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pr.add_argument("paths", nargs="+", help="image files and/or folders")
     pr.add_argument("--out", required=True, metavar="DIR", help="folder for predictions.csv and overlays/")
     pr.add_argument("--no-overlays", action="store_true", help="write predictions.csv only, no overlay images")
+    pr.add_argument("--resume", action="store_true",
+                    help="continue the predictions.csv in --out (after a stop, a full disk or a crash): images "
+                         "that already have a row are not inspected again, overlays already written are kept. "
+                         "Give the same model and paths. Without it an earlier run's results are moved aside")
     pr.add_argument("--recursive", action="store_true", help="also read sub-folders of the given folders")
     pr.add_argument("--device", default="auto", help=DEVICE_HELP)
     pr.add_argument("--weights", metavar="FILE", help="backbone weight file, if not where it was at fit time")
@@ -27,7 +33,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from engine.images import expand_paths
     from engine.model import InspectionModel
-    from engine.overlay import normalise, outline_level, overlay, save_png
+    from engine.overlay import normalise, outline_level, overlay
     from engine.progress import TqdmProgress
 
     from engine.errors import DatasetError
@@ -40,56 +46,53 @@ def run(args) -> int:
     paths = list(dict.fromkeys(paths))  # a file given twice (directly and through its folder) is inspected once
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
+    prepare_out(out)  # before the model loads: a read-only --out is said at once
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
-    out.mkdir(parents=True, exist_ok=True)
-    csv_path = out / "predictions.csv"
-    if csv_path.exists():  # an earlier run's results: move them aside together, never overwrite
-        prev = out / f"previous-{time.strftime('%Y%m%d-%H%M%S', time.localtime(csv_path.stat().st_mtime))}"
-        prev.mkdir(exist_ok=True)
-        for item in (csv_path, out / "overlays"):
-            if item.exists():
-                shutil.move(str(item), str(prev / item.name))
-        print(f"{out} held an earlier run's results: moved to {prev}", file=sys.stderr)
+    thr = "" if model.threshold is None else f"{model.threshold:.6g}"
+    results = open_results(out, args.resume, thr, model.backbone.name)
+    done = {r["file"] for r in results.rows}
+    if args.resume:
+        total = len(paths)
+        paths = [p for p in paths if str(p) not in done]
+        print(f"resuming {results.path}: {plural(len(results.rows), 'row')} already there, "
+              f"{plural(total - len(paths), 'image')} of these paths done", file=sys.stderr)
     rng = model.color_range()
     print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
-    n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
-    thr = "" if model.threshold is None else f"{model.threshold:.6g}"
+    n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0, "overlay": 0}
     prog = TqdmProgress(not args.quiet)
-    with open(csv_path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "overlay",
-                    "error"])
-        used_names: set[str] = set()
+    used_names = {Path(r["overlay"]).name for r in results.rows if r["overlay"]}
+    try:
         for path, pred, img, err in model.predict_paths(paths, progress=prog):
             if err:
-                w.writerow([str(path), "", "", "error", thr, "", model.backbone.name, "", err])
+                append_row(results, [str(path), "", "", "error", thr, "", model.backbone.name, "", err], len(paths))
                 n["error"] += 1
                 print(f"{'' if args.quiet else chr(10)}error: {err}", file=sys.stderr)
                 continue
             norm = "" if rng is None else f"{float(normalise(pred.score, rng[1], rng[0])):.4f}"
-            name = ""
+            name, problem = "", ""
             if not args.no_overlays:
-                name = f"{path.parent.name}_{path.stem}.png"
-                k = 1
-                while name in used_names:  # same folder and file name from two places: keep both
-                    k += 1
-                    name = f"{path.parent.name}_{path.stem}_{k}.png"
-                used_names.add(name)
+                name = overlay_name(path, used_names)
                 if rng is None:
                     lo, hi = float(pred.anomaly_map.min()), float(pred.anomaly_map.max())
                     rng_i, level = (lo, (lo + hi) / 2), 0.5
                 else:  # outlined only when NOK, where the app outlines it (engine.overlay.outline_level)
                     rng_i = rng
                     level = outline_level(pred.score, rng[1], rng[0], model.calibration.get("pixel_threshold"))
-                save_png(out / "overlays" / name, overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0]),
-                                                          contour_level=level))
-                name = f"overlays/{name}"
-            w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, thr,
-                        f"{pred.latency_ms:.1f}", model.backbone.name, name, ""])
-            fh.flush()
+                name, problem = write_overlay(out, name, lambda: overlay(
+                    img, normalise(pred.anomaly_map, rng_i[1], rng_i[0]), contour_level=level), results, len(paths))
+                if problem:
+                    n["overlay"] += 1
+                    print(f"{'' if args.quiet else chr(10)}warning: {path}: {problem}", file=sys.stderr)
+            append_row(results, [str(path), f"{pred.score:.6g}", norm, pred.verdict, thr, f"{pred.latency_ms:.1f}",
+                                 model.backbone.name, name, problem], len(paths))
             n[pred.verdict] += 1
-    prog.close()
-    print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable; results in {csv_path}")
+    finally:
+        prog.close()
+        close_results(results)
+    print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable; results in {results.path}")
+    if n["overlay"]:
+        print(f"{plural(n['overlay'], 'overlay')} could not be written (reason in the error column of "
+              f"{results.path}); those images are inspected and have their rows", file=sys.stderr)
     from engine.calibration import weak_threshold_warning
 
     warn = weak_threshold_warning(model.calibration, args.model)
@@ -98,4 +101,132 @@ def run(args) -> int:
     if n["n/a"]:
         print(f"{n['n/a']} scored without a verdict: the model has no threshold; set one with "
               f"`python main.py calibrate --model {args.model} --good DIR [--defective DIR]`.")
-    return 0 if n["error"] == 0 else 1
+    return 0 if n["error"] == 0 and n["overlay"] == 0 else 1
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def prepare_out(out: Path) -> None:
+    """Create ``out`` and check a file can be written in it.
+
+    Raises:
+        DatasetError: one line with the system's reason (read-only file system, no permission).
+    """
+    from cli.common import check_writable
+    from engine.errors import DatasetError
+    from engine.outputs import os_reason
+
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatasetError(f"{out}: cannot create the folder ({os_reason(exc)}). Choose --out in a folder you "
+                           f"can write to.") from None
+    check_writable(out / "predictions.csv")
+
+
+def open_results(out: Path, resume: bool, thr: str, backbone: str):
+    """The :class:`engine.outputs.AppendOnlyCsv` of ``out/predictions.csv``: continued with ``resume``
+    (when it exists; its rows must come from the same threshold and backbone), else new, an earlier
+    run's CSV and overlays moved aside to ``previous-<time>/`` first (never overwritten).
+
+    Raises:
+        OutputWriteError: the earlier CSV cannot be continued, or the new one not written.
+    """
+    from engine.outputs import AppendOnlyCsv, OutputWriteError, os_reason
+
+    csv_path = out / "predictions.csv"
+    try:
+        if resume and csv_path.exists():
+            results = AppendOnlyCsv.resume(csv_path, COLUMNS)
+            other = {(r["threshold"], r["backbone"]) for r in results.rows} - {(thr, backbone)}
+            if other:
+                results.close()
+                t, b = sorted(other)[0]
+                raise OutputWriteError(
+                    f"{csv_path}: its rows were made with another model (threshold {t or 'none'}, backbone {b}; "
+                    f"this model: threshold {thr or 'none'}, backbone {backbone}). Resume with the same --model, "
+                    f"or run without --resume to start new results (the old ones are moved aside).")
+            return results
+        if resume:
+            print(f"--resume: {csv_path} does not exist yet; starting it", file=sys.stderr)
+        elif csv_path.exists():  # an earlier run's results: move them aside together, never overwrite
+            prev = out / f"previous-{time.strftime('%Y%m%d-%H%M%S', time.localtime(csv_path.stat().st_mtime))}"
+            prev.mkdir(exist_ok=True)
+            for item in (csv_path, out / "overlays"):
+                if item.exists():
+                    shutil.move(str(item), str(prev / item.name))
+            print(f"{out} held an earlier run's results: moved to {prev}", file=sys.stderr)
+        return AppendOnlyCsv.create(csv_path, COLUMNS)
+    except OSError as exc:
+        raise OutputWriteError(f"{csv_path}: cannot write the results ({os_reason(exc)}). Choose --out in a "
+                               f"folder you can write to.") from None
+
+
+def _stopped(results, exc: OSError, todo: int) -> Exception:
+    """The one-line error that ends a run whose results can no longer be written."""
+    from engine.outputs import OutputWriteError, is_disk_full, os_reason
+
+    saved = len(results.rows) + results.written
+    left = todo - results.written
+    fix = "Free some space" if is_disk_full(exc) else "Fix the folder's permissions"
+    where = exc.filename or results.path
+    return OutputWriteError(
+        f"{where}: cannot write ({os_reason(exc)}); stopped with {plural(saved, 'complete row')} saved in "
+        f"{results.path} (a row is written whole or not at all). {fix}, then run the same command with --resume "
+        f"to inspect the other {plural(left, 'image')}.")
+
+
+def append_row(results, row: list, todo: int) -> None:
+    """Append one row to predictions.csv, or stop the run with :func:`_stopped`'s message."""
+    try:
+        results.append(row)
+    except OSError as exc:
+        raise _stopped(results, exc, todo) from None
+
+
+def close_results(results) -> None:
+    try:
+        results.close()
+    except OSError as exc:
+        print(f"warning: {results.path}: the last rows may not have reached the disk ({exc.strerror or exc})",
+              file=sys.stderr)
+
+
+def overlay_name(path: Path, used: set[str]) -> str:
+    """``<folder>_<stem>.png`` for an input image, made safe and short (:func:`engine.outputs.short_stem`),
+    with ``_2``, ``_3``... when ``used`` already holds it (same names from two places); added to ``used``."""
+    from engine.outputs import short_stem
+
+    stem = short_stem(f"{path.parent.name}_{path.stem}")
+    name, k = f"{stem}.png", 1
+    while name in used:
+        k += 1
+        name = f"{stem}_{k}.png"
+    used.add(name)
+    return name
+
+
+def write_overlay(out: Path, name: str, render, results, todo: int) -> tuple[str, str]:
+    """Render (``render()`` -> RGB) and write ``out/overlays/<name>``.
+
+    Returns:
+        ``("overlays/<name>", "")`` when written, ``("", reason)`` when this image's overlay could not be
+        written (name refused, no permission, not encodable): the run goes on.
+
+    Raises:
+        OutputWriteError: the disk is full (nothing more can be written: the run stops, the CSV keeps every
+            complete row).
+    """
+    import cv2
+
+    from engine.outputs import is_disk_full, os_reason
+    from engine.overlay import save_png
+
+    try:
+        save_png(out / "overlays" / name, render())
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise _stopped(results, exc, todo) from None
+        return "", f"overlay not written ({os_reason(exc)}: overlays/{name})"
+    except (ValueError, cv2.error) as exc:
+        return "", f"overlay not written ({str(exc).strip().splitlines()[-1]}: overlays/{name})"
+    return f"overlays/{name}", ""

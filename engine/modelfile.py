@@ -41,10 +41,24 @@ def content_sha256(config_text: str, arrays: dict[str, np.ndarray]) -> str:
 
 
 def save_model_file(path: str | Path, config: dict, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``config`` (JSON-able) and ``arrays`` atomically (temp file + rename), with a content
-    checksum; the file gets the usual permissions of a new file (umask), readable by the station's
-    other users where the umask allows it."""
-    from safetensors.numpy import save_file
+    """Write ``config`` (JSON-able) and ``arrays`` with a content checksum, never leaving a half-written
+    model: the bytes go to a hidden temporary file in the same folder, are flushed to the disk
+    (fsync) and renamed over ``path`` in one step, then the folder is synced
+    (:func:`engine.outputs.replace_atomically`). A failure or a killed process before the rename
+    leaves an existing ``path`` exactly as it was. The file gets the usual permissions of a new file
+    (umask), readable by the station's other users where the umask allows it.
+
+    The file is serialised in memory first (``safetensors.numpy.save``, about the arrays' size in
+    extra memory for a moment) and written by Python, so a write error reaches the caller as the
+    OSError the system gave (ENOSPC, EFBIG, EACCES...): ``safetensors.numpy.save_file`` can lose a
+    write error of its last buffered bytes (measured: writing to /dev/full raised nothing).
+
+    Raises:
+        OSError: the file cannot be written; ``path`` is unchanged.
+    """
+    from safetensors.numpy import save
+
+    from .outputs import replace_atomically
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,26 +66,46 @@ def save_model_file(path: str | Path, config: dict, arrays: dict[str, np.ndarray
     text = json.dumps(config)
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "config": text,
             "sha256": content_sha256(text, arrays)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(arrays, str(tmp), metadata=meta)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    tmp.replace(path)
+    data = save(arrays, metadata=meta)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+    replace_atomically(path, write)
 
 
 def keep_backup(path: str | Path) -> Path | None:
-    """Copy an existing model file to ``<name>.bak`` (one generation) before it is replaced.
+    """Keep an existing model file as ``<name>.bak`` (one generation) before it is replaced.
 
+    The backup is a second name for the same bytes (a hard link, made under a temporary name and
+    renamed over the old backup, so it takes no space and is never half-made); where the file system
+    has no hard links, a copy written the same safe way (:func:`engine.outputs.replace_atomically`).
     Returns the backup's path, or None when ``path`` did not exist.
+
+    Raises:
+        OSError: the backup cannot be made; the model file and any older backup are unchanged.
     """
     import shutil
+    import tempfile
+
+    from .outputs import fsync_folder, replace_atomically
 
     path = Path(path)
     if not path.is_file():
         return None
     backup = path.with_name(path.name + ".bak")
-    shutil.copy2(path, backup)
+    tmp = Path(tempfile.mktemp(prefix=f".{backup.name}.", suffix=".tmp", dir=str(path.parent)))
+    try:
+        os.link(path, tmp)
+    except OSError:
+        replace_atomically(backup, lambda t: shutil.copyfile(path, t))
+        return backup
+    try:
+        os.replace(tmp, backup)
+    finally:
+        tmp.unlink(missing_ok=True)  # left only when the backup already was this very file (a no-op rename)
+    fsync_folder(path.parent)
     return backup
 
 

@@ -77,8 +77,17 @@ def panel(image: np.ndarray, unit_map: np.ndarray, mask: np.ndarray | None = Non
 
 
 def save_png(path: str | Path, rgb: np.ndarray) -> None:
-    """Write ``(H, W, 3) uint8`` RGB to PNG (creates the folder)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"{path}: could not write PNG (disk full or no permission?)")
+    """Write ``(H, W, 3) uint8`` RGB to PNG (creates the folder), whole or not at all.
+
+    Raises:
+        OSError: as the system reported it (``strerror``: "File name too long", "No space left on
+            device", "Permission denied"...); no partial file is left behind
+            (:func:`engine.outputs.write_bytes`).
+        ValueError: the array cannot be encoded as PNG.
+    """
+    from .outputs import write_bytes
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"{path}: the image could not be encoded as PNG (shape {np.shape(rgb)})")
+    write_bytes(path, buf.tobytes())

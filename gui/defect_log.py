@@ -1,8 +1,13 @@
 """The defect log: one row per inspection, in SQLite, written the moment the verdict is known.
 
 The database file lives in the data folder (:func:`gui.locations.data_dir`) and runs in WAL mode
-(write-ahead log: a crash loses at most the row being written, and a reader such as a quality
-engineer's spreadsheet import never blocks the station). Each row records what an auditor needs to
+(write-ahead log: a reader such as a quality engineer's spreadsheet import never blocks the station).
+Each row is its own transaction, committed before the window shows it, so a killed or crashed
+program loses no row it had shown (tests/test_crash_safety.py kills a running app with SIGKILL and
+checks every committed row and ``pragma integrity_check``). ``synchronous=NORMAL``: a commit reaches
+the operating system at once but the disk only at checkpoints, so a power cut (not a crash) can lose
+the last rows, never the database; ``FULL`` would flush the disk on every row (measured 2.2 ms per
+row here, on the GUI thread, more on a hard disk). Each row records what an auditor needs to
 trust the verdict later: when, which station, which recipe and backbone, which image (source and
 file), the image score, the threshold in force at that moment, the verdict and the latency.
 A row is never rewritten: a later threshold change does not touch the verdicts given before it.
@@ -163,7 +168,9 @@ class DefectLog:
                 [values[c] for c in cols])
             self._db.commit()
         except sqlite3.Error as exc:
-            raise DefectLogError(f"{self.path}: cannot write to the defect log ({exc}). Disk full?") from exc
+            raise DefectLogError(f"{self.path}: cannot write to the defect log ({exc}); this inspection is not "
+                                 f"logged, the rows before it are kept. Free some space or make the folder "
+                                 f"writable.") from exc
         return int(cur.lastrowid)
 
     def rows(self, nok_only: bool = False, limit: int | None = None, newest_first: bool = True) -> list[tuple]:

@@ -10,19 +10,25 @@ through ``SaveNokSignals.failed(message)``.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, Signal
 
+from engine.outputs import os_reason, short_stem
 from engine.overlay import overlay, save_png
 
 
+NOK_STEM_BYTES = 80
+"""Byte budget of the image's own name in a saved NOK file name (:func:`engine.outputs.short_stem`)."""
+
+
 def nok_paths(folder: str | Path, name: str, when: dt.datetime) -> tuple[Path, Path]:
-    """``(image, overlay)`` PNG paths for a NOK result, in a folder per day."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).stem)[:80] or "image"
+    """``(image, overlay)`` PNG paths for a NOK result, in a folder per day: ``<HHMMSS_mmm>_<stem>.png``
+    and ``..._overlay.png``, the stem made safe and short by the rule ``predict`` uses for its overlays
+    (:func:`engine.outputs.short_stem`, at most :data:`NOK_STEM_BYTES` bytes)."""
+    stem = short_stem(Path(name).stem, NOK_STEM_BYTES)
     day = Path(folder) / when.strftime("%Y-%m-%d")
     base = f"{when.strftime('%H%M%S_%f')[:-3]}_{stem}"
     return day / f"{base}.png", day / f"{base}_overlay.png"
@@ -55,4 +61,4 @@ class SaveNokJob(QRunnable):
             save_png(self.image_path, self.image)
             save_png(self.overlay_path, overlay(self.image, full, contour_level=self.contour_level))
         except Exception as exc:  # noqa: BLE001 - reported once, in the window
-            self.signals.failed.emit(f"could not save NOK image {self.image_path}: {exc}")
+            self.signals.failed.emit(f"could not save NOK image {self.image_path}: {os_reason(exc)}")
