@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import errno
+import glob
 import hashlib
 import io
 import os
@@ -125,7 +126,8 @@ def replace_atomically(path: str | Path, write) -> None:
     file (umask), renamed over ``path`` in one step (``os.replace``), and the folder is synced so
     the rename survives a power cut. If anything fails -- or the process is killed -- before the
     rename, ``path`` keeps its old content and the temporary file is removed (after a kill it stays
-    behind, hidden, and is never read as a model).
+    behind, hidden, never read as a model, until a later save of ``path`` removes it once it is
+    older than :data:`STALE_TEMPORARY_S`: :func:`remove_stale_temporaries`).
 
     Raises:
         OSError (or whatever ``write`` raises): nothing was replaced.
@@ -148,6 +150,32 @@ def replace_atomically(path: str | Path, write) -> None:
             pass
         raise
     fsync_folder(path.parent)
+    remove_stale_temporaries(path)
+
+
+STALE_TEMPORARY_S = 3600.0
+"""Age (s) after which a temporary file of :func:`replace_atomically` is taken as left by a killed writer."""
+
+
+def remove_stale_temporaries(path: str | Path, older_than_s: float = STALE_TEMPORARY_S) -> list[Path]:
+    """Delete the hidden ``.<name>.*.tmp`` files that killed writers of ``path`` left behind.
+
+    Only files older than ``older_than_s`` seconds are removed, so a writer still at work in
+    another process keeps its file. Errors are ignored (the files are never read anyway).
+
+    Returns:
+        the files removed.
+    """
+    path = Path(path)
+    now, gone = time.time(), []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                gone.append(tmp)
+        except OSError:
+            pass
+    return gone
 
 
 def _csv_bytes(rows: list[list[str]]) -> bytes:

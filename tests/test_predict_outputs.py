@@ -187,3 +187,26 @@ def test_resume_continues_the_csv_and_refuses_another_models_rows(tiny_model, tm
     assert main(["predict", "--model", str(tiny_model), str(paths[0]), "--out", str(out), "--quiet"]) == 0
     prev = [d for d in out.iterdir() if d.name.startswith("previous-")]
     assert len(prev) == 1 and len(_rows(prev[0] / "predictions.csv")) == 5
+
+
+def test_a_temporary_left_by_a_killed_writer_is_removed_by_a_later_save_once_stale(tmp_path):
+    """replace_atomically removes hidden .<name>.*.tmp files older than STALE_TEMPORARY_S (a kill
+    leaves them behind) and keeps younger ones (another writer may be at work) and other names'."""
+    import os
+    import time
+
+    from engine.outputs import STALE_TEMPORARY_S, replace_atomically
+
+    target = tmp_path / "m.dimodel"
+    old = tmp_path / ".m.dimodel.abc123.tmp"
+    young = tmp_path / ".m.dimodel.def456.tmp"
+    other = tmp_path / ".n.dimodel.abc123.tmp"
+    for f in (old, young, other):
+        f.write_bytes(b"partial")
+    past = time.time() - STALE_TEMPORARY_S - 60
+    os.utime(old, (past, past))
+    os.utime(other, (past, past))
+    replace_atomically(target, lambda tmp: open(tmp, "wb").write(b"new"))
+    assert target.read_bytes() == b"new"
+    assert not old.exists() and young.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [young.name, other.name]
