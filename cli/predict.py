@@ -27,7 +27,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from engine.images import expand_paths
     from engine.model import InspectionModel
-    from engine.overlay import normalise, outline_level, overlay, save_png
+    import numpy as np
+
+    from engine.overlay import DisplayScale, normalise, render_overlay, save_png
     from engine.progress import TqdmProgress
 
     from engine.errors import DatasetError
@@ -50,8 +52,10 @@ def run(args) -> int:
             if item.exists():
                 shutil.move(str(item), str(prev / item.name))
         print(f"{out} held an earlier run's results: moved to {prev}", file=sys.stderr)
-    rng = model.color_range()
+    rng, scale = model.color_range(), model.display_scale()  # one colour / outline rule (engine.overlay)
     print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
+    if scale is None and not args.no_overlays:
+        print(f"note: overlay {DisplayScale.per_image(np.zeros(1)).describe()}", file=sys.stderr)
     n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
     thr = "" if model.threshold is None else f"{model.threshold:.6g}"
     prog = TqdmProgress(not args.quiet)
@@ -75,14 +79,7 @@ def run(args) -> int:
                     k += 1
                     name = f"{path.parent.name}_{path.stem}_{k}.png"
                 used_names.add(name)
-                if rng is None:
-                    lo, hi = float(pred.anomaly_map.min()), float(pred.anomaly_map.max())
-                    rng_i, level = (lo, (lo + hi) / 2), 0.5
-                else:  # outlined only when NOK, where the app outlines it (engine.overlay.outline_level)
-                    rng_i = rng
-                    level = outline_level(pred.score, rng[1], rng[0], model.calibration.get("pixel_threshold"))
-                save_png(out / "overlays" / name, overlay(img, normalise(pred.anomaly_map, rng_i[1], rng_i[0]),
-                                                          contour_level=level))
+                save_png(out / "overlays" / name, render_overlay(img, pred.anomaly_map, scale, pred.score))
                 name = f"overlays/{name}"
             w.writerow([str(path), f"{pred.score:.6g}", norm, pred.verdict, thr,
                         f"{pred.latency_ms:.1f}", model.backbone.name, name, ""])
