@@ -105,6 +105,12 @@ class Thresholds:
         return display_scale(t, None if self.floor is None else {"floor": self.floor}, self.display_range,
                              self.top_fraction)
 
+    @property
+    def scale_floor(self) -> float:
+        """Raw score at colour 0 on the scale in use (0.0 when the recipe has no scale)."""
+        scale = self.scale()
+        return 0.0 if scale is None else scale.floor
+
     def scale_text(self, threshold: float | None = None) -> str:
         """The legend of the colour scale in use (:meth:`engine.overlay.DisplayScale.describe`)."""
         return (self.scale(threshold) or DisplayScale.per_image(np.zeros(1))).describe()

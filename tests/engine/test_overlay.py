@@ -171,3 +171,22 @@ def test_an_older_file_without_threshold_or_display_range_still_renders_per_imag
     p = old.predict([good])[0]
     out = render_overlay(good, p.anomaly_map, None, p.score)
     assert out.shape == good.shape and not white(out).any()  # stretched per image, never outlined
+
+
+def test_evaluate_report_panels_use_the_model_s_scale_and_outline(synthetic_mvtec, tmp_path):
+    """The report's overlay tile is the overlay predict and the app draw for the saved model."""
+    from engine.evaluate import MODEL_FILE, evaluate_category
+    from engine.images import read_image
+    from engine.model import InspectionModel
+
+    m = InspectionModel.create("efficientnet_lite0", "knn", size=64, device="cpu", scorer_params={"coreset_ratio": 0.5})
+    evaluate_category(synthetic_mvtec, m, tmp_path / "rep", fit_kwargs={"folds": 2, "synthetic": 2})
+    saved = InspectionModel.load(tmp_path / "rep" / MODEL_FILE, device="cpu")
+    panels = sorted((tmp_path / "rep" / "overlays").glob("*.png"))
+    assert panels
+    for png in panels:
+        kind, stem = png.stem.split("_", 1)
+        img = read_image(synthetic_mvtec / "test" / kind / f"{stem}.png")
+        p = saved.predict([img])[0]
+        tile = cv2.cvtColor(cv2.imread(str(png)), cv2.COLOR_BGR2RGB)[22:, 64:128]
+        assert np.array_equal(tile, render_overlay(img, p.anomaly_map, saved.display_scale(), p.score))

@@ -69,7 +69,8 @@ def test_without_a_threshold_the_recipe_s_display_range_is_the_scale_and_outline
     unit, outline = th.map_display(r)
     assert np.allclose(unit, np.clip(0.5 * (r.anomaly_map - 10.0) / 50.0, 0, 1), atol=1e-6)
     assert outline is not None and outline[0].size > 0  # no verdict: outlined where the map reaches 60
-    assert th.normalised(50.0) is None and "no threshold" in th.scale_text()
+    assert th.normalised(50.0) is None and "no threshold" in th.scale_text() and th.scale_floor == 10.0
     bare = Thresholds(recipe="old")  # an older file with neither: stretched per image, no outline
     unit, outline = bare.map_display(r)
     assert unit.min() == 0.0 and unit.max() == 1.0 and outline is None and "per image" in bare.scale_text()
+    assert bare.scale_floor == 0.0  # the threshold slider's range starts there
