@@ -95,11 +95,10 @@ class DisplayScale:
                     "refit or calibrate it to compare parts by colour); no outline")
         top = 2 * self.anchor - self.floor
         if self.source == "threshold":
-            mid = f"threshold {self.anchor:.4g}"
+            mid = f"threshold {self.anchor:.4g} (NOK parts outlined there)"
         else:
-            mid = f"{DISPLAY_QUANTILE:.1%} of good patch scores {self.anchor:.4g} (no threshold)"
-        return (f"colour scale: blue = typical good ({self.floor:.4g}), opaque from {mid} (outlined), "
-                f"red = {top:.4g} and above")
+            mid = f"{DISPLAY_QUANTILE:.1%} of good patch scores {self.anchor:.4g} (no threshold; outlined there)"
+        return f"colour scale: blue = typical good ({self.floor:.4g}), opaque from {mid}, dark red = {top:.4g} and above"
 
 
 def normalise(values, threshold: float, floor: float) -> np.ndarray:
