@@ -37,7 +37,7 @@ examples:
 Good images the model learned from are recognised by path; their stored scores are used. With
 --recursive, a sub-folder named 'good' under a --defective folder is skipped, so an MVTec-layout
 'test' folder can be given whole. Masks (<stem>_mask.png or <stem>.png) are looked up under --masks
-at the same relative path and set the contour threshold. The model is written back to --model
+at the same relative path and set the pixel threshold (pixel F1; overlays outline at the image threshold). The model is written back to --model
 unless --out names another file (the previous file is kept as <name>.bak)."""
 
 MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")
@@ -52,7 +52,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--defective", nargs="+", metavar="DIR",
                    help="folder(s) of labelled defective images (enables few-label calibration)")
     p.add_argument("--masks", help="folder of defect masks (<stem>_mask.png or <stem>.png, same sub-folders "
-                                   "as --defective): sets the contour threshold by pixel F1")
+                                   "as --defective): sets the pixel threshold by pixel F1")
     p.add_argument("--target-frr", type=in_range(0, 0.5, lo_open=True), default=None,
                    help="good-only: target false-reject rate, a fraction in (0, 0.5] (default: the model's, "
                         "usually 0.01)")
@@ -160,7 +160,8 @@ def run(args) -> int:
         kinds = ", ".join(f"{k} {v:.0%}" for k, v in s["by_kind"].items())
         print(f"synthetic defects detected at this threshold: {s['detection_rate']:.0%} of {s['n']} ({kinds})")
     if c.get("pixel_threshold") is not None:
-        print(f"contour (pixel) threshold {c['pixel_threshold']:.4g} ({c['pixel_method']})")
+        print(f"pixel threshold {c['pixel_threshold']:.4g} ({c['pixel_method']}; overlays outline where the "
+              f"map reaches the image threshold)")
     from engine.calibration import weak_threshold_warning
 
     warn = weak_threshold_warning(c, str(out))

@@ -33,7 +33,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     from engine.images import expand_paths
     from engine.model import InspectionModel
-    from engine.overlay import normalise, outline_level, overlay
+    import numpy as np
+
+    from engine.overlay import DisplayScale, normalise, render_overlay
     from engine.progress import TqdmProgress
 
     from engine.errors import DatasetError
@@ -56,8 +58,10 @@ def run(args) -> int:
         paths = [p for p in paths if str(p) not in done]
         print(f"resuming {results.path}: {plural(len(results.rows), 'row')} already there, "
               f"{plural(total - len(paths), 'image')} of these paths done", file=sys.stderr)
-    rng = model.color_range()
+    rng, scale = model.color_range(), model.display_scale()  # one colour / outline rule (engine.overlay)
     print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
+    if scale is None and not args.no_overlays:
+        print(f"note: overlay {DisplayScale.per_image(np.zeros(1)).describe()}", file=sys.stderr)
     n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0, "overlay": 0}
     prog = TqdmProgress(not args.quiet)
     used_names = {Path(r["overlay"]).name for r in results.rows if r["overlay"]}
@@ -72,14 +76,8 @@ def run(args) -> int:
             name, problem = "", ""
             if not args.no_overlays:
                 name = overlay_name(path, used_names)
-                if rng is None:
-                    lo, hi = float(pred.anomaly_map.min()), float(pred.anomaly_map.max())
-                    rng_i, level = (lo, (lo + hi) / 2), 0.5
-                else:  # outlined only when NOK, where the app outlines it (engine.overlay.outline_level)
-                    rng_i = rng
-                    level = outline_level(pred.score, rng[1], rng[0], model.calibration.get("pixel_threshold"))
-                name, problem = write_overlay(out, name, lambda: overlay(
-                    img, normalise(pred.anomaly_map, rng_i[1], rng_i[0]), contour_level=level), results, len(paths))
+                name, problem = write_overlay(out, name, lambda: render_overlay(img, pred.anomaly_map, scale, pred.score),
+                                              results, len(paths))
                 if problem:
                     n["overlay"] += 1
                     print(f"{'' if args.quiet else chr(10)}warning: {path}: {problem}", file=sys.stderr)

@@ -56,12 +56,14 @@ Few labels (some labelled good and defective images)
     a handful of labels leaves a wide range of equally good thresholds, and the labelled defect's
     own score -- what a plain F1-max returns -- is the worst of them.
 
-Pixel threshold (where the defect contour is drawn)
+Pixel threshold (stored with the calibration; a segmentation threshold in anomaly-map units)
     From good images only: the 99.5 % quantile of all pixels of good anomaly maps, so about 0.5 % of
-    a good part's area lies inside a contour (``pixel_threshold_from_good``). With defect masks:
-    pixel-level F1-max over all pixels (``pixel_threshold_from_masks``).
+    a good part's area lies above it (``pixel_threshold_from_good``). With defect masks:
+    pixel-level F1-max over all pixels (``pixel_threshold_from_masks``). The overlays do not use
+    it: they outline where the map reaches the image threshold (:mod:`engine.overlay`), which a
+    good part's map does not reach, while the 99.5 % quantile lies far below it.
 
-Display scale: :func:`engine.overlay.normalise` maps ``floor`` (median good patch score) to 0 and the
+Display scale: :mod:`engine.overlay` maps ``floor`` (median good patch score) to 0 and the
 image threshold to 0.5, ``n(v) = clip(0.5 (v - floor) / (threshold - floor), 0, 1)``.
 
 See also: :mod:`engine.metrics` (definitions of precision, recall, F1-max), :mod:`engine.synthetic_defects`.
@@ -609,7 +611,7 @@ def pixel_threshold_from_good(good_maps, area_fraction: float = 0.005, max_pixel
                               seed: int = 0) -> dict:
     """Contour threshold from good anomaly maps only: the ``1 - area_fraction`` quantile of their pixels.
 
-    About ``area_fraction`` of a typical good part's area then lies inside a contour.
+    About ``area_fraction`` of a typical good part's area then lies above it.
 
     Args:
         good_maps: sequence of ``(H, W)`` score maps of good images the scorer did not learn.

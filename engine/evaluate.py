@@ -26,7 +26,7 @@ from .anomaly_map import shrink_map
 from .calibration import weak_threshold_warning
 from .images import read_mask
 from .model import InspectionModel
-from .overlay import normalise, panel, save_png
+from .overlay import report_panel, save_png
 from .scorers import ProgressFn
 
 
@@ -255,11 +255,7 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
     """metrics.json, summary.md and example overlays (module docstring)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "metrics.json").write_text(json.dumps(result, indent=2))
-    rng = model.color_range()
-    if rng is None:
-        allv = np.concatenate([e[2].anomaly_map.ravel()[::97] for e in examples])
-        lo, hi = np.percentile(allv, [1, 99.5])
-        rng = (float(lo), float(lo + (hi - lo) / 2))
+    scale = model.display_scale()  # the colour / outline rule of the app and predict (engine.overlay)
     good = [e for e in examples if e[0].label == 0]
     bad = [e for e in examples if e[0].label == 1]
     pick = good[: max(1, n_examples // 3)] + bad[:: max(1, len(bad) // max(1, n_examples - n_examples // 3))][
@@ -269,7 +265,7 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
         mask = read_mask(s.mask_path, img.shape[:2]) if s.mask_path else (np.zeros(img.shape[:2], bool) if s.label == 0 else None)
         title = f"{s.defect_type} score={pred.score:.3g} {pred.verdict}"
         name = f"overlays/{s.defect_type}_{s.path.stem}.png"
-        save_png(report_dir / name, panel(img, normalise(pred.anomaly_map, rng[1], rng[0]), mask, title))
+        save_png(report_dir / name, report_panel(img, pred.anomaly_map, scale, pred.score, mask, title))
         written.append(name)
     m = result["metrics"]
     rows = [(name + (" at the model's threshold" if k in ("precision", "recall", "f1") else ""),

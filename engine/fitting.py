@@ -7,6 +7,7 @@ inherits it (the split keeps ``model.py`` to construction, prediction and files)
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import time
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from .anomaly_map import anomaly_map
 from .calibration import describe_calibration
 from .errors import DatasetError
 from .images import read_image
+from .overlay import display_range_from_patches
 from .scorers import ProgressFn, Scorer
 
 
@@ -47,6 +49,10 @@ class FitReport:
     @property
     def total_seconds(self) -> float:
         return self.feature_seconds + self.scorer_seconds
+
+
+DISPLAY_LEARN, DISPLAY_SCORED = 32, 16
+"""Most images learned / scored for the display range of a model fitted without calibration."""
 
 
 def cross_fit_folds(n: int, k: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -112,7 +118,7 @@ class FitMixin:
             raise DatasetError(f"need at least 2 readable good images to fit, got {n}.")
         rng = np.random.default_rng(seed)
         t1 = time.perf_counter()
-        held = None
+        held, probe = None, None
         if folds >= 2 and holdout_fraction > 0:
             k = min(int(folds), n)
             fold_idx = cross_fit_folds(n, k, rng)
@@ -126,10 +132,14 @@ class FitMixin:
             n_hold = max(n_hold, 1) if n >= 5 and holdout_fraction > 0 else n_hold
             perm = rng.permutation(n)
             hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
+            probe = copy.deepcopy(self.scorer) if n_hold == 0 else None  # for the display range, below
             self.scorer.fit(feats[torch.from_numpy(fit_idx)], progress=progress)
             if n_hold:
                 held = self._score_held_out(feats, used, [(hold, self.scorer)], 1, hold, progress, synthetic, seed)
             source = f"hold-out, {n_hold} images"
+        # the colour scale's range (engine.overlay): from the held-out patches, else from a split
+        self.display_range = held["display_range"] if held is not None else \
+            self._display_range_by_split(feats, probe, seed, progress)
         t_score = time.perf_counter() - t1
         calib = None
         if held is not None:
@@ -192,7 +202,27 @@ class FitMixin:
             progress(n_folds, n_folds, "cross-fit")
         assert len(scores) == n_hold
         return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
+                "display_range": dict(display_range_from_patches(np.concatenate(medians)), source="held-out"),
                 "syn_scores": syn_scores, "syn_kinds": syn_kinds, "syn_seconds": t_syn}
+
+    def _display_range_by_split(self, feats: torch.Tensor, probe: Scorer, seed: int,
+                                progress: ProgressFn | None) -> dict:
+        """Display range of a model fitted without calibration (``holdout_fraction <= 0``).
+
+        ``probe`` (an unfitted copy of the scorer) learns a random half of the images (at most
+        :data:`DISPLAY_LEARN` of them) and scores up to :data:`DISPLAY_SCORED` of the others; their
+        patch scores give :func:`engine.overlay.display_range_from_patches`. A smaller bank than the
+        final one, so the range sits a little high (good parts look a little cooler): a bounded
+        cost of one small fit, against none but a per-image stretch.
+        """
+        n = len(feats)
+        perm = np.random.default_rng(seed + 2).permutation(n)
+        half = max(1, n // 2)
+        learn, scored = np.sort(perm[:half][:DISPLAY_LEARN]), np.sort(perm[half:][:DISPLAY_SCORED])
+        probe.fit(feats[torch.from_numpy(learn)], progress=progress)
+        patch = probe.score(feats[torch.from_numpy(scored)]).numpy()
+        return dict(display_range_from_patches(patch), source=f"split: {len(learn)} images learned, "
+                                                             f"{len(scored)} scored")
 
     def _good_only_calibration(self, held: dict, target_frr: float, method: str, source: str,
                                rule: str = "balanced") -> dict:

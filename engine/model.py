@@ -105,6 +105,7 @@ class InspectionModel(FitMixin, CalibrationMixin):
         self.threshold: float | None = None
         self.calibration: dict = {}
         self.provenance: dict = {}
+        self.display_range: dict | None = None  # colour scale without a threshold (engine.overlay)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -217,6 +218,7 @@ class InspectionModel(FitMixin, CalibrationMixin):
                                "std": list(self.pre.std)},
                 "anomaly_map": {"sigma": self.sigma, "score_mode": self.score_mode, "top_fraction": self.top_fraction},
                 "threshold": self.threshold, "calibration": self.calibration, "provenance": self.provenance,
+                "display_range": self.display_range,
                 "batch_size": self.batch_size}
 
     def save(self, path: str | Path) -> None:
@@ -268,4 +270,5 @@ class InspectionModel(FitMixin, CalibrationMixin):
         m.threshold = cfg.get("threshold")
         m.calibration = cfg.get("calibration") or {}
         m.provenance = cfg.get("provenance") or {}
+        m.display_range = cfg.get("display_range")  # None in files from before it was stored
         return m

@@ -35,18 +35,17 @@ class CalibrationMixin:
             return None
         return frr_at(good, float(t), self.calibration.get("tail"))
 
-    def contour_level(self, threshold: float | None = None) -> float:
-        """Where to draw the defect contour on the :func:`engine.overlay.normalise` scale [0, 1].
+    def contour_level(self, threshold: float | None = None) -> float | None:
+        """Where the defect outline lies on the colour scale [0, 1] of ``threshold`` (default: the model's).
 
-        :func:`engine.overlay.contour_level` of the pixel threshold with the image threshold
-        ``threshold`` (default: the model's) -> 0.5 rule; 0.5 when there is none.
+        :data:`engine.overlay.CONTOUR_LEVEL` (0.5: the map reaches the image threshold, or the
+        display range's stand-in without one), the level every renderer uses
+        (:mod:`engine.overlay`); None when the model has no scale at all (per-image fallback,
+        no outline).
         """
-        from .overlay import contour_level
+        from .overlay import CONTOUR_LEVEL
 
-        rng = self.color_range(threshold)
-        if rng is None:
-            return 0.5
-        return contour_level(self.calibration.get("pixel_threshold"), rng[1], rng[0])
+        return None if self.display_scale(threshold) is None else CONTOUR_LEVEL
 
     def apply_threshold(self, value: float, by: str = "operator") -> dict:
         """Set the image threshold by hand (an operator's choice), keeping the previous one.
@@ -204,13 +203,23 @@ class CalibrationMixin:
         self.calibration = calib
         return calib
 
-    def color_range(self, threshold: float | None = None) -> tuple[float, float] | None:
-        """``(floor, threshold)`` for :func:`engine.overlay.normalise`, or None when uncalibrated.
+    def display_scale(self, threshold: float | None = None):
+        """The model's colour scale and outline rule (:func:`engine.overlay.display_scale`).
 
         ``threshold``: the image threshold to anchor at 0.5 (default: the model's), e.g. one being
-        previewed.
+        previewed. Returns a :class:`engine.overlay.DisplayScale`, or None when the model has
+        neither a threshold nor a display range (older files fitted with ``--holdout 0``).
         """
+        from .overlay import display_scale
+
         t = self.threshold if threshold is None else threshold
-        if t is None or "floor" not in self.calibration:
-            return None
-        return float(self.calibration["floor"]), float(t)
+        return display_scale(t, self.calibration, getattr(self, "display_range", None), self.top_fraction)
+
+    def color_range(self, threshold: float | None = None) -> tuple[float, float] | None:
+        """``(floor, anchor)`` of :meth:`display_scale` for :func:`engine.overlay.normalise`, or None.
+
+        The anchor is ``threshold`` (default: the model's); without a threshold, the display
+        range's stand-in. None when there is no scale.
+        """
+        scale = self.display_scale(threshold)
+        return None if scale is None else (scale.floor, scale.anchor)

@@ -61,6 +61,9 @@ class InspectionView(QWidget):
         self.fit_button.setToolTip("Show the whole image (also: double-click)")
         self.caption = QLabel("")
         self.caption.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.legend = QLabel("")  # what the colours and outlines mean (engine.overlay.DisplayScale.describe)
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color: #666666")
 
         controls = QHBoxLayout()
         controls.addWidget(self.overlay_check)
@@ -73,6 +76,7 @@ class InspectionView(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.caption)
+        layout.addWidget(self.legend)
         layout.addLayout(controls)
 
         self.overlay_check.toggled.connect(self._on_overlay_toggled)
@@ -127,6 +131,10 @@ class InspectionView(QWidget):
         x, y = contour_xy if contour_xy is not None else (np.empty(0), np.empty(0))
         self.contour_item.setData(x, y, connect="finite")
         self.contour_item.setVisible(self.contour_check.isChecked())
+
+    def set_legend(self, text: str) -> None:
+        """Describe the colour scale in use under the image (one line)."""
+        self.legend.setText(text)
 
     def clear(self, message: str = "No image yet: open images, a folder or a camera") -> None:
         self.image_item.clear()

@@ -39,9 +39,9 @@ class InspectionRecorder:
         if r.verdict == "NOK" and self.table.save_nok_check.isChecked() and r.image is not None:
             img_path, ovl_path = nok_paths(self.table.nok_folder, r.name, r.time)
             entry.nok_image, entry.nok_overlay = str(img_path), str(ovl_path)
-            unit, _ = thresholds.map_display(r, threshold=t, contours=False)
+            unit, level = thresholds.display(r, threshold=t)  # as on screen at that threshold
             QThreadPool.globalInstance().start(SaveNokJob(r.image, unit, img_path, ovl_path, self._save_signals,
-                                                          contour_level=thresholds.contour_level(t)))
+                                                          contour_level=level))
         r.log_id = self._add(entry)
 
     def record_threshold_change(self, old: float | None, new: float, info: dict, station: str,

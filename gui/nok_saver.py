@@ -1,9 +1,9 @@
 """Saving NOK images and their heatmap overlays as a one-shot background job.
 
 Each NOK inspection (when enabled) becomes a :class:`SaveNokJob` on the global ``QThreadPool``: it
-writes ``<stem>.png`` (the image) and ``<stem>_overlay.png`` (:func:`engine.overlay.overlay`, with
-the contour where the screen draws it) so PNG encoding never stalls the window. The file names are chosen
-up front (:func:`nok_paths`) so the log row can record them at once; a failed write is reported
+writes ``<stem>.png`` (the image) and ``<stem>_overlay.png`` (:func:`engine.overlay.blend`: the
+colours and outline the screen draws, by the engine's one display rule) so PNG encoding never
+stalls the window. The file names are chosen up front (:func:`nok_paths`) so the log row can record them at once; a failed write is reported
 through ``SaveNokSignals.failed(message)``.
 """
 
@@ -12,12 +12,11 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QObject, QRunnable, Signal
 
 from engine.outputs import os_reason, short_stem
-from engine.overlay import overlay, save_png
+from engine.overlay import blend, save_png
 
 
 NOK_STEM_BYTES = 80
@@ -44,11 +43,11 @@ class SaveNokJob(QRunnable):
     Args:
         image: ``(H, W, 3) uint8`` RGB.
         unit_map: ``(h, w)`` normalised anomaly map (0.5 = threshold) covering the image.
-        contour_level: where the contour lies on that scale (:func:`engine.overlay.contour_level`).
+        contour_level: the outline level on that scale (:func:`engine.overlay.outline_level`), or None.
     """
 
     def __init__(self, image: np.ndarray, unit_map: np.ndarray, image_path: Path, overlay_path: Path,
-                 signals: SaveNokSignals, contour_level: float = 0.5):
+                 signals: SaveNokSignals, contour_level: float | None = 0.5):
         super().__init__()
         self.image, self.unit_map, self.contour_level = image, unit_map, contour_level
         self.image_path, self.overlay_path = image_path, overlay_path
@@ -56,9 +55,7 @@ class SaveNokJob(QRunnable):
 
     def run(self) -> None:
         try:
-            H, W = self.image.shape[:2]
-            full = cv2.resize(np.asarray(self.unit_map, np.float32), (W, H), interpolation=cv2.INTER_LINEAR)
             save_png(self.image_path, self.image)
-            save_png(self.overlay_path, overlay(self.image, full, contour_level=self.contour_level))
+            save_png(self.overlay_path, blend(self.image, self.unit_map, self.contour_level))
         except Exception as exc:  # noqa: BLE001 - reported once, in the window
             self.signals.failed.emit(f"could not save NOK image {self.image_path}: {os_reason(exc)}")

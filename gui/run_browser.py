@@ -58,6 +58,7 @@ class RunBrowser:
         else:
             unit, contours = self.panel.thresholds.map_display(r)
             self.view.show_result(image, r.image_hw, unit, contours, _caption(r))
+            self.view.set_legend(self.panel.thresholds.scale_text())
         self.panel.show_result(r, self._position(i))
 
     def step(self, delta: int) -> None:
@@ -84,6 +85,7 @@ class RunBrowser:
             r = self.results[self.current]
             if r.error is None:
                 self.view.update_map(*self.panel.thresholds.map_display(r))
+                self.view.set_legend(self.panel.thresholds.scale_text())
             self.panel.show_result(r, self._position(self.current))
         self.panel.refresh_run(self.results, histogram=False)
 

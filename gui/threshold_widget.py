@@ -257,10 +257,10 @@ class ThresholdPanel(QWidget):
         th = self.thresholds
         vals = np.concatenate([self._good, self._inspected])
         marks = [t for t in (th.applied, th.preview) if t is not None]
-        lo = min([th.floor] + ([float(vals.min())] if vals.size else []) + marks)
+        lo = min([th.scale_floor] + ([float(vals.min())] if vals.size else []) + marks)
         hi_candidates = ([float(vals.max())] if vals.size else []) + marks
         if th.applied is not None:
-            hi_candidates.append(th.applied + (th.applied - th.floor))
+            hi_candidates.append(th.applied + (th.applied - th.scale_floor))
         hi = max(hi_candidates) if hi_candidates else lo + 1.0
         if hi <= lo:
             hi = lo + 1.0

@@ -8,8 +8,10 @@
   the log table's preview-verdict column); the logged verdicts stay as they were. "Apply" makes it
   the applied threshold (saved in the model file), "Revert" drops it.
 * **Threshold in use**: the preview while there is one, else the applied threshold. It anchors the
-  heatmap colours (``threshold -> 0.5``, :func:`engine.overlay.normalise`) and the contour level
-  (:func:`engine.overlay.contour_level`), exactly as the engine draws them for that threshold.
+  heatmap colours (``threshold -> 0.5``) and decides which parts are outlined, by the engine's one
+  display rule (:func:`engine.overlay.display_scale`, :func:`engine.overlay.outline_level`), exactly
+  as ``predict`` and ``evaluate`` draw them for that threshold. A recipe without a threshold uses
+  the model's display range (the same scale for every part).
 
 :class:`Thresholds` holds the three and turns an :class:`gui.run_results.InspectionResult` into
 what the screen shows (:meth:`Thresholds.screen_verdict`).
@@ -19,7 +21,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engine.overlay import contour_level, normalise, outline_level
+import numpy as np
+
+from engine.overlay import DisplayScale, display_scale, outline_level
 
 from .heatmap import contour_polyline
 from .run_results import InspectionResult, judge
@@ -56,16 +60,18 @@ class Thresholds:
         applied: the recipe's threshold (image-score units), None without one.
         calibrated: the threshold its calibration chose (``model.calibration["threshold"]``).
         preview: the slider's value while it differs from ``applied``, else None.
-        floor: typical good patch score, mapped to 0 on the colour scale.
-        pixel_threshold: calibrated contour level in raw anomaly-map units, or None.
+        floor: the calibration's typical good patch score (colour 0), or None.
+        display_range: the model's display range (``model.display_range``), or None.
+        top_fraction: the model's image-score share of patches (:func:`engine.overlay.outline_level`).
         recipe: the recipe's name (the log's ``recipe`` column).
     """
 
     applied: float | None = None
     calibrated: float | None = None
     preview: float | None = None
-    floor: float = 0.0
-    pixel_threshold: float | None = None
+    floor: float | None = None
+    display_range: dict | None = None
+    top_fraction: float = 0.01
     recipe: str = ""
 
     @classmethod
@@ -74,8 +80,8 @@ class Thresholds:
         if info is None:
             return cls()
         return cls(applied=info["threshold"], calibrated=info.get("calibrated_threshold", info["threshold"]),
-                   floor=0.0 if info.get("floor") is None else float(info["floor"]),
-                   pixel_threshold=info.get("pixel_threshold"), recipe=info["recipe"])
+                   floor=info.get("floor"), display_range=info.get("display_range"),
+                   top_fraction=float(info.get("top_fraction", 0.01)), recipe=info["recipe"])
 
     @property
     def in_use(self) -> float | None:
@@ -93,35 +99,52 @@ class Thresholds:
         self.preview = new
         return changed
 
+    def scale(self, threshold: float | None = None) -> DisplayScale | None:
+        """The colour scale of ``threshold`` (default: the one in use): :func:`engine.overlay.display_scale`."""
+        t = self.in_use if threshold is None else threshold
+        return display_scale(t, None if self.floor is None else {"floor": self.floor}, self.display_range,
+                             self.top_fraction)
+
+    @property
+    def scale_floor(self) -> float:
+        """Raw score at colour 0 on the scale in use (0.0 when the recipe has no scale)."""
+        scale = self.scale()
+        return 0.0 if scale is None else scale.floor
+
+    def scale_text(self, threshold: float | None = None) -> str:
+        """The legend of the colour scale in use (:meth:`engine.overlay.DisplayScale.describe`)."""
+        return (self.scale(threshold) or DisplayScale.per_image(np.zeros(1))).describe()
+
     def normalised(self, score: float | None, threshold: float | None = None) -> float | None:
-        """``score`` on the colour scale of ``threshold`` (default: the one in use), or None."""
+        """``score`` on the colour scale of ``threshold`` (default: the one in use), or None without one."""
         t = self.in_use if threshold is None else threshold
         if score is None or t is None:
             return None
-        return float(normalise(score, t, self.floor))
+        return float(self.scale(t).normalise(score))
 
-    def contour_level(self, threshold: float | None = None) -> float:
-        """Contour level on the colour scale of ``threshold`` (default: the one in use)."""
-        t = self.in_use if threshold is None else threshold
-        if t is None:
-            return 0.5
-        return contour_level(self.pixel_threshold, t, self.floor)
+    def contour_level(self, threshold: float | None = None) -> float | None:
+        """Outline level on the colour scale of ``threshold`` (default: the one in use), as
+        ``model.contour_level``: 0.5, or None without any scale."""
+        from engine.overlay import CONTOUR_LEVEL
+
+        return None if self.scale(threshold) is None else CONTOUR_LEVEL
+
+    def display(self, r: InspectionResult, threshold: float | None = None):
+        """``(unit map, outline level or None)`` of a result on the colour scale of ``threshold``
+        (default: the one in use), by the engine's rule; ``(None, None)`` without a map."""
+        if r.anomaly_map is None:
+            return None, None
+        scale = self.scale(threshold) or DisplayScale.per_image(r.anomaly_map)
+        unit = scale.normalise(r.anomaly_map)
+        return unit, outline_level(scale, r.score, unit)
 
     def map_display(self, r: InspectionResult, threshold: float | None = None, contours: bool = True):
         """``(unit map, contour polyline)`` of a result on the colour scale of ``threshold``
-        (default: the one in use); ``(None, None)`` without a map.
-
-        Without any threshold the map is stretched on its own range and contoured at mid-range.
-        """
-        if r.anomaly_map is None:
+        (default: the one in use); ``(None, None)`` without a map. Outlined only where
+        :func:`engine.overlay.outline_level` says (a NOK part, or any part without a threshold)."""
+        unit, level = self.display(r, threshold)
+        if unit is None:
             return None, None
-        t = self.in_use if threshold is None else threshold
-        if t is None:
-            lo, hi = float(r.anomaly_map.min()), float(r.anomaly_map.max())
-            unit, level = normalise(r.anomaly_map, (lo + hi) / 2, lo), 0.5
-        else:  # outlined only when NOK at the threshold in use (engine.overlay.outline_level)
-            unit = normalise(r.anomaly_map, t, self.floor)
-            level = None if r.score is None else outline_level(r.score, t, self.floor, self.pixel_threshold)
         return unit, (contour_polyline(unit, r.image_hw, level=level) if contours and level is not None else None)
 
     def screen_verdict(self, r: InspectionResult) -> ScreenVerdict:

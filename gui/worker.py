@@ -50,7 +50,6 @@ MIN_GOOD_IMAGES = 5
 def model_info(model, path: str | Path) -> dict:
     """Plain-data description of a loaded model for the window (recipe, backbone, threshold...)."""
     calib = model.calibration or {}
-    rng = model.color_range()
     return {
         "recipe": recipe_name(path),
         "path": str(path),
@@ -61,7 +60,9 @@ def model_info(model, path: str | Path) -> dict:
         "threshold": None if model.threshold is None else float(model.threshold),
         "calibrated_threshold": calib.get("threshold"),
         "threshold_history": list(calib.get("history") or []),
-        "floor": None if rng is None else float(rng[0]),
+        "floor": calib.get("floor"),
+        "display_range": model.display_range,
+        "top_fraction": float(model.top_fraction),
         "holdout_scores": [float(s) for s in calib.get("holdout_scores", [])],
         "tail": calib.get("tail"),
         "pixel_threshold": calib.get("pixel_threshold"),

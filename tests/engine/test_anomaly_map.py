@@ -29,19 +29,3 @@ def test_anomaly_map_is_in_image_pixels_and_lines_up():
     assert amap.shape == (120, 200)
     y, x = np.unravel_index(amap.argmax(), amap.shape)
     assert y < 120 / 8 and x > 200 * 7 / 8 - 1
-
-
-def test_outline_only_for_parts_judged_nok_at_the_threshold_in_use():
-    from engine.overlay import contour_level, outline_level, overlay
-
-    # OK at 66 (score 50): no outline, whatever the map does; NOK at 41.2: the pixel threshold 30 on the
-    # scale floor 10 -> 0, threshold -> 0.5, i.e. 0.5 * 20 / 31.2
-    assert outline_level(50.0, 66.0, 10.0, 30.0) is None
-    assert outline_level(50.0, 41.2, 10.0, 30.0) == pytest.approx(0.5 * 20 / 31.2)
-    assert outline_level(50.0, 50.0, 10.0, None) == 0.5 == contour_level(None, 50.0, 10.0)  # score == t: NOK
-    # and the PNG: white contour pixels only when a level is given
-    img = np.full((32, 32, 3), 100, np.uint8)
-    unit = np.zeros((32, 32), np.float32)
-    unit[8:20, 8:20] = 0.9
-    white = lambda a: int(np.all(a == 255, axis=2).sum())  # noqa: E731 - JET never yields pure white
-    assert white(overlay(img, unit, contour_level=None)) == 0 and white(overlay(img, unit, contour_level=0.5)) > 0

@@ -243,7 +243,9 @@ def test_fit_cross_fits_every_image_and_records_how(toy_model):
     assert c["threshold"] == cal.balanced_threshold(c["holdout_scores"], c["synthetic"]["scores"])["threshold"]
     assert c["synthetic_caught"] == pytest.approx(np.mean(np.asarray(c["synthetic"]["scores"]) >= c["threshold"]))
     assert {"floor", "pixel_threshold", "expected_frr"} <= set(c) and m.color_range()[1] == m.threshold
-    assert 0 < m.contour_level() <= 1 and m.frr_at()["n"] == 12
+    assert m.contour_level() == 0.5 and m.frr_at()["n"] == 12
+    # the display range comes from the same cross-fitted patches as the floor
+    assert m.display_range["floor"] == pytest.approx(c["floor"]) and m.display_range["anchor"] > c["floor"]
 
 
 def test_apply_threshold_keeps_the_previous_one_in_history_and_survives_save_load(toy_model, tmp_path):
@@ -267,11 +269,12 @@ def test_apply_threshold_keeps_the_previous_one_in_history_and_survives_save_loa
     assert m2.calibration["history"][-1]["chosen_by"] == "operator"
     with pytest.raises(ValueError, match="finite"):
         m2.apply_threshold(float("nan"))
-    # the contour level of any image threshold: the pixel threshold on that threshold's colour scale
-    floor, pt = m2.calibration["floor"], m2.calibration["pixel_threshold"]
-    assert m2.color_range(new) == (floor, new)
-    assert m2.contour_level(new) == pytest.approx(float(normalise(np.float32(pt), new, floor)))
-    assert m2.contour_level() == pytest.approx(0.5 * (pt - floor) / (calibrated - floor))
+    # the colour scale of any image threshold: the floor at 0, that threshold at 0.5, outlined there
+    floor = m2.calibration["floor"]
+    assert m2.color_range(new) == (floor, new) and m2.contour_level(new) == 0.5
+    assert float(m2.display_scale(new).normalise(new)) == pytest.approx(0.5)
+    assert float(m2.display_scale().normalise(calibrated)) == pytest.approx(0.5)
+    assert float(normalise(floor, new, floor)) == 0.0
 
 
 def test_recalibrate_with_labels_uses_f1_max_and_survives_save_load(toy_model, tmp_path):

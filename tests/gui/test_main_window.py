@@ -140,11 +140,12 @@ def test_folder_run_then_threshold_slider_previews_every_result_without_the_mode
     assert f is not None and panel.expected_frr() == f
     assert f"{f['exceed']} of {f['n']} calibration" in panel.frr_label.text()
     assert f"{f['estimate']:.1%}" in panel.frr_label.text()
-    # contours at the calibrated pixel threshold, as the engine places them
-    assert window.thresholds.contour_level() == pytest.approx(model.contour_level())
-    assert window.thresholds.contour_level() != pytest.approx(0.5)
+    # colours and outlines by the engine's one rule: the threshold in use at 0.5, outlined there
+    assert window.thresholds.scale() == model.display_scale()
+    assert window.thresholds.contour_level() == model.contour_level() == 0.5
     panel.set_threshold(s[1])  # while previewing, the engine's rule with the previewed threshold
-    assert window.thresholds.contour_level() == pytest.approx(model.contour_level(s[1]))
+    assert window.thresholds.scale() == model.display_scale(s[1])
+    assert f"threshold {s[1]:.4g}" in window.view.legend.text()  # the legend names the scale in use
 
 
 def test_log_exports_csv_with_header_all_rows_or_nok_only(qtbot, window, bottle_model, bottle_test, tmp_path):

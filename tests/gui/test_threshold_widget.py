@@ -94,6 +94,7 @@ def test_weak_threshold_warning_reaches_the_operator_message():
         calibration = {"threshold": 3.0, "chosen_by": "good-only", "holdout_scores": [1.0, 2.0],
                        "synthetic": {"detection_rate": 0.1, "n": 32}}
         provenance = {"n_fit": 2}
+        display_range, top_fraction = None, 0.01
 
         class backbone:
             name, weights_source = "efficientnet_lite0", "package"
@@ -103,9 +104,6 @@ def test_weak_threshold_warning_reaches_the_operator_message():
 
         class pre:
             size = 64
-
-        def color_range(self):
-            return (1.0, 3.0)
 
         def describe(self):
             return "fake"

@@ -45,17 +45,32 @@ def test_result_logged_before_an_apply_keeps_its_verdict_and_says_what_the_new_o
 
 
 def test_colours_and_contours_follow_the_threshold_in_use():
-    th = Thresholds(applied=66.0, calibrated=66.0, floor=10.0, pixel_threshold=80.0, recipe="bottle")
-    r = result(50.0, 66.0)
+    th = Thresholds(applied=66.0, calibrated=66.0, floor=10.0, recipe="bottle")
+    r = result(50.0, 66.0)  # map 0..100 over 8 rows, row-major
     for t in (66.0, 41.2):  # applied, then a preview
         th.set_preview(t)
         unit, outline = th.map_display(r)
         expected = np.clip(0.5 * (r.anomaly_map - 10.0) / (t - 10.0), 0, 1)
         assert np.allclose(unit, expected, atol=1e-6)
-        assert th.contour_level() == pytest.approx(min(0.5 * 70.0 / (t - 10.0), 1.0))
-        if t == 66.0:  # score 50 < 66: OK, nothing to outline although the map reaches 80
+        assert th.contour_level() == 0.5 and f"threshold {t:.4g}" in th.scale_text()
+        if t == 66.0:  # score 50 < 66: OK, nothing to outline although the map reaches 100
             assert outline is None
-        else:  # NOK in the preview: outlined where the map reaches the pixel threshold 80 (last rows)
-            assert outline[0].size > 0 and np.nanmax(outline[1]) > 60  # NaN separates curves
-    unit_logged, _ = th.map_display(r, threshold=66.0, contours=False)  # e.g. a NOK image saved when inspected
+        else:  # NOK in the preview: outlined where the map reaches 41.2 (from map row 3 of 8 down)
+            ys = outline[1][~np.isnan(outline[1])]
+            assert 20 <= ys.min() <= 40 and ys.max() > 70  # image pixels: the 8x8 map covers 80x80
+    unit_logged, level = th.display(r, threshold=66.0)  # e.g. a NOK image saved when inspected
     assert np.allclose(unit_logged, np.clip(0.5 * (r.anomaly_map - 10.0) / 56.0, 0, 1), atol=1e-6)
+    assert level is None  # OK at 66
+
+
+def test_without_a_threshold_the_recipe_s_display_range_is_the_scale_and_outlines_every_part():
+    th = Thresholds(display_range={"floor": 10.0, "anchor": 60.0}, recipe="r")
+    r = result(50.0, None)
+    unit, outline = th.map_display(r)
+    assert np.allclose(unit, np.clip(0.5 * (r.anomaly_map - 10.0) / 50.0, 0, 1), atol=1e-6)
+    assert outline is not None and outline[0].size > 0  # no verdict: outlined where the map reaches 60
+    assert th.normalised(50.0) is None and "no threshold" in th.scale_text() and th.scale_floor == 10.0
+    bare = Thresholds(recipe="old")  # an older file with neither: stretched per image, no outline
+    unit, outline = bare.map_display(r)
+    assert unit.min() == 0.0 and unit.max() == 1.0 and outline is None and "per image" in bare.scale_text()
+    assert bare.scale_floor == 0.0  # the threshold slider's range starts there
