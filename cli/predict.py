@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.common import DEVICE_HELP
+from cli.common import DEVICE_HELP, add_bit_depth_option, report_skipped
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pr.add_argument("--recursive", action="store_true", help="also read sub-folders of the given folders")
     pr.add_argument("--device", default="auto", help=DEVICE_HELP)
     pr.add_argument("--weights", metavar="FILE", help="backbone weight file, if not where it was at fit time")
+    add_bit_depth_option(pr)
     return pr
 
 
@@ -31,16 +32,18 @@ def run(args) -> int:
     from engine.progress import TqdmProgress
 
     from engine.errors import DatasetError
-    from engine.images import list_images
 
     out = Path(args.out)
-    paths = []
-    for p in map(Path, args.paths):
-        paths += list_images(p, recursive=True, exclude=out) if (p.is_dir() and args.recursive) else expand_paths([p])
-    paths = list(dict.fromkeys(paths))  # a file given twice (directly and through its folder) is inspected once
+    # a file given twice (directly and through its folder) is inspected once; every skip is counted
+    paths = expand_paths(args.paths, recursive=args.recursive, exclude=out, recursive_option="--recursive")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
+    if args.bit_depth:
+        from engine.value_range import ValueRange
+
+        model.value_range = ValueRange(bit_depth=args.bit_depth, float_range=model.value_range.float_range,
+                                       source="option", detail=f"--bit-depth {args.bit_depth}")
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "predictions.csv"
     if csv_path.exists():  # an earlier run's results: move them aside together, never overwrite
@@ -52,6 +55,7 @@ def run(args) -> int:
         print(f"{out} held an earlier run's results: moved to {prev}", file=sys.stderr)
     rng = model.color_range()
     print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
+    report_skipped(paths, " ".join(args.paths), hint=None if args.recursive else "add --recursive")
     n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
     thr = "" if model.threshold is None else f"{model.threshold:.6g}"
     prog = TqdmProgress(not args.quiet)
