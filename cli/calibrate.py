@@ -133,10 +133,10 @@ def run(args) -> int:
         v = getattr(args, name)
         if v is not None and not 0 < v <= 1:
             raise DatasetError(f"--{name.replace('_', '-')} must be in (0, 1], got {v}.")
-    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
-    good = list_images(args.good, recursive=args.recursive, recursive_option="--recursive")
+    good = list_images(args.good, recursive=args.recursive, recursive_option="--recursive")  # inputs before the model
     _report_skipped(good, args.good, args.recursive)
     labelled = list_defective(args.defective, args.recursive) if args.defective else []
+    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
     bad = [p for p, _ in labelled]
     if args.defective and not bad:
         raise DatasetError(f"{', '.join(args.defective)}: no defective image outside 'good' sub-folders.")

@@ -102,6 +102,20 @@ def report_skipped(listing, where, hint: str | None = None) -> None:
         print(f"note: {where}: {text}", file=sys.stderr)
 
 
+def route_engine_warnings() -> None:
+    """Print the engine's logged warnings (e.g. an image clipped to the model's bit depth) on stderr as
+    ``warning: ...`` lines, once per process however often it is called."""
+    import logging
+
+    class StderrWarnings(logging.Handler):
+        def emit(self, record):
+            print(f"warning: {record.getMessage()}", file=sys.stderr)  # the current stderr, not the first one
+
+    log = logging.getLogger("engine")
+    if not any(type(h).__name__ == "StderrWarnings" for h in log.handlers):
+        log.addHandler(StderrWarnings(logging.WARNING))
+
+
 def scorer_params(args) -> dict:
     keys = {"coreset_ratio": args.coreset_ratio, "k": args.k, "metric": args.metric}
     return {k: v for k, v in keys.items() if v is not None}

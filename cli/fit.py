@@ -26,6 +26,7 @@ def run(args) -> int:
     from engine.progress import TqdmProgress
 
     paths = list_images(args.good, recursive=args.recursive, recursive_option="--recursive")
+    report_skipped(paths, args.good, hint="add --recursive")
     out = Path(args.out)
     if out.is_dir():
         raise DatasetError(f"{out}: is a folder; --out needs a model file name, e.g. {out / 'model.dimodel'}")
@@ -33,7 +34,6 @@ def run(args) -> int:
     model = build_model(args)
     print(f"fitting on {plural(len(paths), 'image')} from {args.good}\n  {describe_unfitted(model)}",
           file=sys.stderr)
-    report_skipped(paths, args.good, hint="add --recursive")
     prog = TqdmProgress(not args.quiet)
     rep = model.fit(paths, progress=prog, **fit_kwargs(args))
     prog.close()

@@ -36,6 +36,7 @@ def run(args) -> int:
     out = Path(args.out)
     # a file given twice (directly and through its folder) is inspected once; every skip is counted
     paths = expand_paths(args.paths, recursive=args.recursive, exclude=out, recursive_option="--recursive")
+    report_skipped(paths, " ".join(args.paths), hint=None if args.recursive else "add --recursive")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
@@ -55,7 +56,6 @@ def run(args) -> int:
         print(f"{out} held an earlier run's results: moved to {prev}", file=sys.stderr)
     rng = model.color_range()
     print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
-    report_skipped(paths, " ".join(args.paths), hint=None if args.recursive else "add --recursive")
     n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0}
     thr = "" if model.threshold is None else f"{model.threshold:.6g}"
     prog = TqdmProgress(not args.quiet)
