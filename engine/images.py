@@ -28,6 +28,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import errno
 import warnings
 from pathlib import Path
 
@@ -42,6 +43,10 @@ MAX_PIXELS = 2 * 89_478_485
 """Largest image read, in pixels (~179 MP, e.g. 16000x11000): Pillow's own decompression-bomb error
 limit, checked from the header before decoding. 12000x9000 (108 MP) is read; a larger image is refused
 with a message that names it and says to downscale or crop it."""
+
+# Pillow warns from half that size on; the limit above is ours, checked on every read: no warning
+# (warnings.catch_warnings per call would not be thread-safe, and images are decoded in threads)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 UNSUPPORTED_SUFFIXES = {".heic": "HEIC", ".heif": "HEIF"}
 """Image types recognised by name that no installed reader decodes."""
@@ -124,10 +129,8 @@ def read_image(path: str | Path, value_range: ValueRange = STANDALONE) -> np.nda
             if is_deep(img, path):
                 arr = deep_to_rgb_uint8(decode_deep(path), value_range, path, png_info(path).get("sbit"))
             else:
-                with warnings.catch_warnings():  # size checked above against our own limit
-                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    img.load()
-                    img = ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
+                img.load()
+                img = ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
                 arr = to_rgb_uint8(img)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found. Check the path.") from None
@@ -138,6 +141,13 @@ def read_image(path: str | Path, value_range: ValueRange = STANDALONE) -> np.nda
                              f"copy it.") from None
     except ImageReadError:
         raise
+    except Image.DecompressionBombError as exc:  # Pillow refuses it already when opening (> MAX_PIXELS)
+        import re
+
+        n = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(n.group(1)) / 1e6:.0f} MP" if n else "its size"
+        raise ImageReadError(f"{path}: the image ({size}) is larger than the {MAX_PIXELS / 1e6:.0f} MP limit on "
+                             f"decoded images (a guard against decompression bombs). Downscale or crop it.") from None
     except UnidentifiedImageError as exc:  # Pillow does not know it (e.g. float RGB TIFF): OpenCV may
         try:
             arr = deep_to_rgb_uint8(decode_deep(path), value_range, path)
@@ -147,6 +157,9 @@ def read_image(path: str | Path, value_range: ValueRange = STANDALONE) -> np.nda
                                      f"Export the images as PNG or JPEG.") from None
             raise _decode_error(path, exc) from None
     except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            raise ImageReadError(f"{path}: file name too long for the file system "
+                                 f"({len(path.name.encode())} bytes, at most 255 per name). Rename the file.") from None
         if kind and not isinstance(exc, MemoryError):
             raise ImageReadError(f"{path}: {kind} images cannot be read here (no {kind} decoder installed). "
                                  f"Export the images as PNG or JPEG.") from None

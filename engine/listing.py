@@ -154,6 +154,15 @@ def _subfolders_with_images(folder: Path, limit: int = 200) -> bool:
     return False
 
 
+def _check_name_length(p: Path) -> None:
+    """DatasetError for a path with a name over 255 bytes (no file system holds one; ``Path.is_dir``
+    would raise a bare OSError)."""
+    long = next((part for part in p.parts if len(part.encode()) > 255), None)
+    if long is not None:
+        raise DatasetError(f"{p}: a name in it is too long ({len(long.encode())} bytes; file systems allow 255 "
+                           f"per name), so no such file or folder can exist. Check the name.")
+
+
 def list_images(folder: str | Path, recursive: bool = False, exclude: Path | None = None,
                 recursive_option: str | None = None, allow_empty: bool = False) -> ImageList:
     """Image files in ``folder`` sorted by path (suffixes in :data:`IMAGE_SUFFIXES`, any case).
@@ -172,6 +181,7 @@ def list_images(folder: str | Path, recursive: bool = False, exclude: Path | Non
             holds no image; the message says what it holds instead.
     """
     folder = Path(folder)
+    _check_name_length(folder)
     if not folder.is_dir():
         what = "not a folder" if folder.exists() else "no such folder"
         raise DatasetError(f"{folder}: {what}. Give a folder of images ({'/'.join(IMAGE_SUFFIXES)}).")
@@ -202,6 +212,7 @@ def expand_paths(paths: list[str | Path], recursive: bool = False, exclude: Path
     """
     out = ImageList()
     for p in map(Path, paths):
+        _check_name_length(p)
         if p.is_dir():
             out.extend_listing(list_images(p, recursive=recursive, exclude=exclude,
                                            recursive_option=recursive_option))
