@@ -36,7 +36,7 @@ UNSUPPORTED = "image type not supported (export as PNG/JPEG)"
 SUBFOLDER = "sub-folder, not searched"
 UNREADABLE = "unreadable folder"
 BROKEN_LINK = "broken link"
-LOOP = "link loop (a link to a folder that contains it)"
+LOOP = "link loop (to a folder that contains it)"
 SAME_FOLDER = "folder already listed through another path"
 SAME_FILE = "same file already listed through another path"
 MASKS = "mask folder"
@@ -67,7 +67,7 @@ class ImageList(list):
         return out
 
     def skipped_summary(self, examples: int = 2, hint: str | None = None) -> str:
-        """One line: ``"skipped 3 entries: 2 not an image type (a.txt, b.csv), 1 link loop (x)"``;
+        """One line: ``"skipped 3 entries: 2 not an image type: a.txt, b.csv; 1 broken link: x"``;
         ``""`` when nothing was skipped. ``hint`` is appended after the sub-folder reason (e.g.
         ``"add --recursive"``, only where the command has that option)."""
         if not self.skipped:
@@ -78,10 +78,10 @@ class ImageList(list):
         parts = []
         for why, ps in by.items():
             names = ", ".join(p.name or str(p) for p in ps[:examples]) + (", ..." if len(ps) > examples else "")
-            extra = f"; {hint}" if hint and why == SUBFOLDER else ""
-            parts.append(f"{len(ps)} {why} ({names}{extra})")
+            extra = f" ({hint})" if hint and why == SUBFOLDER else ""
+            parts.append(f"{len(ps)} {why}: {names}{extra}")
         n = len(self.skipped)
-        return f"skipped {n} entr{'y' if n == 1 else 'ies'}: " + ", ".join(parts)
+        return f"skipped {n} entr{'y' if n == 1 else 'ies'}: " + "; ".join(parts)
 
 
 def _scan(folder: Path, recursive: bool, exclude: Path | None, out: ImageList) -> None:

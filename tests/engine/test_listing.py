@@ -57,8 +57,8 @@ def test_link_loops_and_second_paths_are_visited_once_and_said(tmp_path):
         ("dangling.png", listing.BROKEN_LINK), ("notes.txt", listing.NOT_IMAGE), ("Thumbs.db", listing.NOT_IMAGE),
         ("photo.heic", listing.UNSUPPORTED)])
     text = found.skipped_summary()
-    assert text.startswith("skipped 7 entries: ") and "2 not an image type (Thumbs.db, notes.txt)" in text
-    assert "1 link loop" in text and "(back)" in text
+    assert text.startswith("skipped 7 entries: ") and "2 not an image type: Thumbs.db, notes.txt;" in text
+    assert "1 link loop (to a folder that contains it): back;" in text
 
 
 def test_non_recursive_listing_counts_sub_folders_and_names_the_option_only_when_given(tmp_path):
@@ -67,7 +67,7 @@ def test_non_recursive_listing_counts_sub_folders_and_names_the_option_only_when
     found = list_images(tmp_path)
     assert rel(found, tmp_path) == ["a.png"] and reasons(found, tmp_path) == [("sub", listing.SUBFOLDER)]
     assert found.skipped_summary(hint="add --recursive") == \
-        "skipped 1 entry: 1 sub-folder, not searched (sub; add --recursive)"
+        "skipped 1 entry: 1 sub-folder, not searched: sub (add --recursive)"
 
 
 def test_mask_and_output_folders_are_not_searched_and_said(tmp_path):
@@ -86,8 +86,8 @@ def test_empty_folder_and_folder_of_non_images_are_clear_errors(tmp_path):
     (tmp_path / "docs").mkdir()
     for n in ("a.txt", "b.csv", "c.pdf"):
         (tmp_path / "docs" / n).write_text("x")
-    with pytest.raises(DatasetError, match=r"It holds no image file; skipped 3 entries: 3 not an image type "
-                                           r"\(a\.txt, b\.csv, c\.pdf\)"):
+    with pytest.raises(DatasetError, match=r"It holds no image file; skipped 3 entries: 3 not an image type: "
+                                           r"a\.txt, b\.csv, c\.pdf\."):
         list_images(tmp_path / "docs")
     with pytest.raises(DatasetError, match="no such folder"):
         list_images(tmp_path / "missing")

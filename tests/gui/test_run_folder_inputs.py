@@ -1,0 +1,32 @@
+"""The app's Run folder follows linked sub-folders and says what it left out (engine.listing)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import texture
+from tests.gui.window_helpers import open_recipe, wait_idle
+
+
+def test_run_folder_follows_a_linked_folder_and_says_what_it_skipped(qtbot, window, toy_model, tmp_path):
+    rng = np.random.default_rng(5)
+    run = tmp_path / "run"
+    for rel in ("lineA/a0.png", "lineA/a1.png", "../far/lineB/b0.png", "../far/lineB/b1.png"):
+        p = (run / rel).resolve()
+        p.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(texture(rng)).save(p)
+    os.symlink(tmp_path / "far/lineB", run / "lineB")  # a mounted share / folder link
+    os.symlink(run, run / "lineA/back")  # a loop
+    (run / "notes.txt").write_text("shift 2")
+    open_recipe(qtbot, window, toy_model)
+    window.run_folder(run)
+    assert window.message_bar.level == "warning"
+    text = window.message_bar.label.text()
+    assert text == f"{run}: skipped 2 entries: 1 link loop (to a folder that contains it): back; " \
+                   f"1 not an image type: notes.txt"
+    wait_idle(qtbot, window)
+    names = sorted(os.path.basename(r.image_path) for r in window.results)
+    assert names == ["a0.png", "a1.png", "b0.png", "b1.png"]
