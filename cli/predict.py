@@ -36,7 +36,8 @@ def run(args) -> int:
     out = Path(args.out)
     # a file given twice (directly and through its folder) is inspected once; every skip is counted
     paths = expand_paths(args.paths, recursive=args.recursive, exclude=out, recursive_option="--recursive")
-    report_skipped(paths, " ".join(args.paths), hint=None if args.recursive else "add --recursive")
+    where = args.paths[0] + (f" (+{len(args.paths) - 1} more)" if len(args.paths) > 1 else "")
+    report_skipped(paths, where, hint=None if args.recursive else "add --recursive")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
