@@ -126,8 +126,8 @@ def make(kind: str, d: Path) -> Path:
         cv2.imwrite(str(d / "rgb16.png"), a[:, :, ::-1])
         return d / "rgb16.png"
     if kind == "palette PNG":
-        p = Image.fromarray(GRAD).convert("P")
-        return write(d / "pal.png", png_bytes(np.asarray(p), **{}) if False else _save(p, d / "pal.png"))
+        Image.fromarray(GRAD).convert("P").save(d / "pal.png")
+        return d / "pal.png"
     if kind == "palette PNG with transparency":
         p = Image.new("P", (16, 16), 1)
         p.putpalette([0, 0, 0, 200, 100, 50] + [0] * 762)
@@ -171,11 +171,6 @@ def make(kind: str, d: Path) -> Path:
     if kind == "missing file":
         return d / "gone.png"
     raise KeyError(kind)
-
-
-def _save(img: Image.Image, path: Path) -> bytes:
-    img.save(path)
-    return path.read_bytes()
 
 
 # ------------------------------------------------------------------------------------ checks
@@ -360,7 +355,6 @@ def make_model(kind: str, d: Path) -> Path:
         b[i] ^= 0x01  # "threshold" -> "uhreshold": still valid JSON
         return write(p, bytes(b))
     if kind == "newer format version":
-        cfg = {"backbone": {"name": "x"}}
         from safetensors.numpy import save_file
 
         save_file({"scorer/bank": np.zeros(4, np.float32)}, str(p), metadata={
