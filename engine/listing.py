@@ -25,8 +25,17 @@ from pathlib import Path
 
 from .errors import DatasetError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-"""File name endings taken as images (any case)."""
+def _avif() -> tuple[str, ...]:
+    try:
+        from PIL import features
+
+        return (".avif",) if features.check("avif") else ()
+    except Exception:  # noqa: BLE001 - an older Pillow without the feature check: not offered
+        return ()
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp") + _avif()
+"""File name endings taken as images (any case); ``.avif`` where this Pillow reads it."""
 
 MASK_FOLDERS = ("ground_truth",)
 """Sub-folders that hold defect masks (MVTec AD layout); a recursive listing skips them."""
@@ -43,7 +52,8 @@ MASKS = "mask folder"
 EXCLUDED = "output folder"
 GIVEN_TWICE = "given twice"
 
-UNSUPPORTED_IMAGE_SUFFIXES = (".heic", ".heif", ".avif", ".jxl", ".raw", ".dng", ".cr2", ".nef")
+UNSUPPORTED_IMAGE_SUFFIXES = tuple(s for s in (".heic", ".heif", ".avif", ".jxl", ".raw", ".dng", ".cr2", ".nef")
+                                   if s not in IMAGE_SUFFIXES)
 """Image files recognised by name that are not read here: skipped as :data:`UNSUPPORTED`."""
 
 

@@ -34,7 +34,7 @@ from PIL import Image
 
 from engine.errors import InspectError
 from engine.images import MAX_PIXELS, read_image
-from engine.listing import LOOP, expand_paths, list_images
+from engine.listing import IMAGE_SUFFIXES, LOOP, expand_paths, list_images
 from engine.modelfile import FORMAT_VERSION, load_model_file, save_model_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,6 +146,9 @@ def make(kind: str, d: Path) -> Path:
     if kind == "WEBP (lossless)":
         Image.fromarray(rgb(GRAD)).save(d / "w.webp", lossless=True)
         return d / "w.webp"
+    if kind == "AVIF":
+        Image.fromarray(np.full((16, 16, 3), 77, np.uint8)).save(d / "a.avif", quality=100)
+        return d / "a.avif"
     if kind == "HEIC":
         return write(d / "phone.heic", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\0" * 64)
     if kind == "RGBA PNG":
@@ -210,7 +213,8 @@ IMAGES = [  # kind, outcome, pixel check (read) or message pattern (error)
     ("palette PNG with transparency", READ, equals(PAL_TR)),
     ("animated GIF", READ, equals(np.full((16, 16, 3), (255, 0, 0), np.uint8))),
     ("multi-page TIFF", READ, equals(rgb(GRAD))),
-    ("WEBP (lossless)", READ, equals(rgb(GRAD))),
+    ("WEBP (lossless)", READ, equals(rgb(GRAD))),  # AVIF: read where this Pillow has the codec
+    *([("AVIF", READ, close_to(np.full((16, 16, 3), 77, np.uint8), 2))] if ".avif" in IMAGE_SUFFIXES else []),
     ("HEIC", ERROR, r"HEIC images cannot be read here .*Export the images as PNG or JPEG"),
     ("RGBA PNG", READ, equals(np.full((16, 16, 3), (round(200 * 128 / 255), 0, 0), np.uint8))),
     ("gray + alpha PNG", READ, equals(np.full((16, 16, 3), 100, np.uint8))),
