@@ -50,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
 
     for problem in weights_env_problems():  # every command finds backbone weights through that variable
         print(f"warning: {problem}", file=sys.stderr)
+    from cli.common import route_engine_warnings
+
+    route_engine_warnings()
 
     try:
         return importlib.import_module(f"cli.{args.command}").run(args)

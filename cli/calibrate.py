@@ -84,11 +84,19 @@ def list_defective(folders: list[str], recursive: bool) -> list[tuple[Path, Path
     out = []
     for folder in folders:
         root = Path(folder)
-        for p in list_images(root, recursive=recursive):
+        listing = list_images(root, recursive=recursive, recursive_option="--recursive")
+        _report_skipped(listing, root, recursive)
+        for p in listing:
             if any(part.lower() == "good" for part in p.relative_to(root).parts[:-1]):
                 continue
             out.append((p, root))
     return out
+
+
+def _report_skipped(listing, where, recursive: bool) -> None:
+    from cli.common import report_skipped
+
+    report_skipped(listing, where, hint=None if recursive else "add --recursive")
 
 
 def find_masks(defective: list[tuple[Path, Path]], mask_root: Path) -> dict[Path, Path]:
@@ -125,9 +133,10 @@ def run(args) -> int:
         v = getattr(args, name)
         if v is not None and not 0 < v <= 1:
             raise DatasetError(f"--{name.replace('_', '-')} must be in (0, 1], got {v}.")
-    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
-    good = list_images(args.good, recursive=args.recursive)
+    good = list_images(args.good, recursive=args.recursive, recursive_option="--recursive")  # inputs before the model
+    _report_skipped(good, args.good, args.recursive)
     labelled = list_defective(args.defective, args.recursive) if args.defective else []
+    model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
     bad = [p for p, _ in labelled]
     if args.defective and not bad:
         raise DatasetError(f"{', '.join(args.defective)}: no defective image outside 'good' sub-folders.")

@@ -58,6 +58,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=in_range(1, 1024, int), default=None,
                    help="images per backbone pass (default: 4 on the CPU, 32 on CUDA, the measured best)")
     g.add_argument("--device", default="auto", help=DEVICE_HELP)
+    add_bit_depth_option(g)
     g.add_argument("--precision", choices=("auto", "fp32", "bf16"), default="auto",
                    help="backbone arithmetic: auto = bf16 on CUDA and, for ViTs, on CPUs with native bf16 "
                         "(AMX / AVX512-BF16; about 2-3x faster there, patch features within ~1%% on average, a "
@@ -83,6 +84,36 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "the tail threshold, rejecting at most 30%% of the cross-fitted goods; tail = the good "
                         "scores alone (--calibration-method at --target-frr). docs/THRESHOLD.md compares them on "
                         "real data (default: %(default)s)")
+
+
+def add_bit_depth_option(p) -> None:
+    """``--bit-depth``: the significant bits of images deeper than 8 bits (engine.value_range)."""
+    p.add_argument("--bit-depth", type=int, choices=(8, 10, 12, 14, 16), default=None,
+                   help="significant bits of 16-bit (or signed) images, e.g. 12 for Mono12 cameras that store "
+                        "0..4095 in 16-bit PNG/TIFF; values above are clipped with a warning. Default: measured "
+                        "once from the good images at fit time and stored in the model; 8-bit files are never "
+                        "rescaled")
+
+
+def report_skipped(listing, where, hint: str | None = None) -> None:
+    """Print on stderr what a listing (engine.listing.ImageList) skipped and why, if anything."""
+    text = listing.skipped_summary(hint=hint) if hasattr(listing, "skipped_summary") else ""
+    if text:
+        print(f"note: {where}: {text}", file=sys.stderr)
+
+
+def route_engine_warnings() -> None:
+    """Print the engine's logged warnings (e.g. an image clipped to the model's bit depth) on stderr as
+    ``warning: ...`` lines, once per process however often it is called."""
+    import logging
+
+    class StderrWarnings(logging.Handler):
+        def emit(self, record):
+            print(f"warning: {record.getMessage()}", file=sys.stderr)  # the current stderr, not the first one
+
+    log = logging.getLogger("engine")
+    if not any(type(h).__name__ == "StderrWarnings" for h in log.handlers):
+        log.addHandler(StderrWarnings(logging.WARNING))
 
 
 def scorer_params(args) -> dict:
@@ -128,6 +159,10 @@ def build_model(args):
                                   device=args.device, allow_download=args.allow_download, precision=args.precision,
                                   scorer_params=scorer_params(args), score_mode=args.score_mode,
                                   batch_size=args.batch_size)
+    if getattr(args, "bit_depth", None):
+        from engine.value_range import ValueRange
+
+        model.value_range = ValueRange(bit_depth=args.bit_depth, source="option", detail=f"--bit-depth {args.bit_depth}")
     from engine.backbones.registry import DEFAULT_VIT
 
     if args.backbone == "auto" and model.backbone.name != DEFAULT_VIT:

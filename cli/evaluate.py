@@ -69,7 +69,7 @@ def check_report_folder(report: Path) -> None:
 
 
 def run(args) -> int:
-    from engine.datasets import find_categories
+    from engine.datasets import find_categories, load_category
     from engine.errors import DatasetError
     from engine.evaluate import evaluate_category
     from engine.progress import TqdmProgress
@@ -80,6 +80,9 @@ def run(args) -> int:
         raise DatasetError(f"{args.data}: no category in MVTec AD layout (<category>/train/good) found.")
     summary = []
     for cat in cats:
+        cat = load_category(cat)  # layout errors before the backbone is loaded
+        if cat.skipped:
+            print(f"note: {cat.root}: {cat.skipped_summary()}", file=sys.stderr)
         model = build_model(args)
         report = Path(args.report) / cat.name if len(cats) > 1 else Path(args.report)
         prog = TqdmProgress(not args.quiet)

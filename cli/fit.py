@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import add_model_options, build_model, check_writable, describe_unfitted, fit_kwargs, plural
+from cli.common import (add_model_options, build_model, check_writable, describe_unfitted, fit_kwargs, plural,
+                        report_skipped)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -23,7 +24,8 @@ def run(args) -> int:
     from engine.images import list_images
     from engine.progress import TqdmProgress
 
-    paths = list_images(args.good, recursive=args.recursive)
+    paths = list_images(args.good, recursive=args.recursive, recursive_option="--recursive")
+    report_skipped(paths, args.good, hint="add --recursive")
     out = Path(args.out)
     if out.is_dir():
         raise DatasetError(f"{out}: is a folder; --out needs a model file name, e.g. {out / 'model.dimodel'}")
@@ -76,6 +78,9 @@ def run(args) -> int:
             print(f"warning: {warn}", file=sys.stderr)
     else:
         print("no calibration (--holdout 0): the model has no threshold; set one with `main.py calibrate`.")
+    if model.value_range.detail:
+        print(f"image values: {model.value_range.detail} (mapped to 0..255 the same way at predict; "
+              f"--bit-depth overrides)")
     print(f"backbone: {model.backbone.name} [{model.backbone.weights_source}]")
     print(f"model written to {args.out}")
     return 0

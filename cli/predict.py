@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from cli.common import DEVICE_HELP, plural
+from cli.common import DEVICE_HELP, add_bit_depth_option, plural, report_skipped
 
 COLUMNS = ["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "overlay", "error"]
 """Columns of predictions.csv."""
@@ -27,6 +27,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pr.add_argument("--recursive", action="store_true", help="also read sub-folders of the given folders")
     pr.add_argument("--device", default="auto", help=DEVICE_HELP)
     pr.add_argument("--weights", metavar="FILE", help="backbone weight file, if not where it was at fit time")
+    add_bit_depth_option(pr)
     return pr
 
 
@@ -39,17 +40,21 @@ def run(args) -> int:
     from engine.progress import TqdmProgress
 
     from engine.errors import DatasetError
-    from engine.images import list_images
 
     out = Path(args.out)
-    paths = []
-    for p in map(Path, args.paths):
-        paths += list_images(p, recursive=True, exclude=out) if (p.is_dir() and args.recursive) else expand_paths([p])
-    paths = list(dict.fromkeys(paths))  # a file given twice (directly and through its folder) is inspected once
+    # a file given twice (directly and through its folder) is inspected once; every skip is counted
+    paths = expand_paths(args.paths, recursive=args.recursive, exclude=out, recursive_option="--recursive")
+    where = args.paths[0] + (f" (+{len(args.paths) - 1} more)" if len(args.paths) > 1 else "")
+    report_skipped(paths, where, hint=None if args.recursive else "add --recursive")
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
     prepare_out(out)  # before the model loads: a read-only --out is said at once
     model = InspectionModel.load(args.model, device=args.device, weights=args.weights)
+    if args.bit_depth:
+        from engine.value_range import ValueRange
+
+        model.value_range = ValueRange(bit_depth=args.bit_depth, float_range=model.value_range.float_range,
+                                       source="option", detail=f"--bit-depth {args.bit_depth}")
     thr = "" if model.threshold is None else f"{model.threshold:.6g}"
     results = open_results(out, args.resume, thr, model.backbone.name)
     done = {r["file"] for r in results.rows}

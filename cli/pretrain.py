@@ -127,6 +127,10 @@ def _run(args: argparse.Namespace) -> int:
 
     # Images are kept at up to twice the global crop side: enough detail for every crop.
     max_side = 2 * max(args.img_size, 32)
+    from cli.common import report_skipped
+    from engine.images import list_images
+
+    report_skipped(list_images(args.good), args.good)  # what load_images leaves out, said (sub-folders...)
     images = load_images(args.good, max_side=max_side)
     print(f"pretrain: {len(images)} good images from {args.good}")
 

@@ -9,16 +9,18 @@ Layout (Bergmann et al., "MVTec AD", CVPR 2019)::
     (also accepted: ground_truth/<defect>/<stem>.png, as battery_weld names them)
 
 A defective test image whose mask is absent gets ``mask_path=None``; pixel metrics then use only
-images that have masks (good images have an all-zero mask by definition).
+images that have masks (good images have an all-zero mask by definition). Entries of ``train/good``
+and ``test/<folder>`` that are not taken (not an image type, sub-folders...) are kept in
+``Category.skipped`` with their reason (:mod:`engine.listing`), for the report to say.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import DatasetError
-from .images import IMAGE_SUFFIXES, list_images
+from .listing import list_images
 
 
 @dataclass(frozen=True)
@@ -43,12 +45,20 @@ class Category:
     """A category folder in MVTec AD layout: ``train`` (good only) and ``test`` samples.
 
     ``title`` names a category built from elsewhere (the demo's package data); by default the
-    category is named after its folder."""
+    category is named after its folder. ``skipped``: ``(path, reason)`` of every entry of the
+    image folders that was not taken (:class:`engine.listing.ImageList`)."""
 
     root: Path
     train: list[Sample]
     test: list[Sample]
     title: str | None = None
+    skipped: list = field(default_factory=list)
+
+    def skipped_summary(self) -> str:
+        """One line on the skipped entries (:meth:`engine.listing.ImageList.skipped_summary`), or ``""``."""
+        from .listing import ImageList
+
+        return ImageList(skipped=self.skipped).skipped_summary()
 
     @property
     def name(self) -> str:
@@ -84,10 +94,20 @@ def load_category(root: str | Path) -> Category:
         )
     if not test_dir.is_dir():
         raise DatasetError(f"{root}: no test folder (expected test/good and test/<defect>).")
-    train = [Sample(p, 0, "good") for p in list_images(train_dir)]
+    try:
+        listing = list_images(train_dir)
+    except DatasetError as exc:  # the layout has no option to search deeper: say where images must be
+        raise DatasetError(f"{exc} (MVTec AD layout: the good training images sit directly in "
+                           f"{train_dir}, not in its sub-folders)") from None
+    train = [Sample(p, 0, "good") for p in listing]
+    skipped = list(listing.skipped)
     test: list[Sample] = []
-    for sub in sorted(d for d in test_dir.iterdir() if d.is_dir()):
-        files = sorted(p for p in sub.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    for sub in sorted(test_dir.iterdir()):
+        if not sub.is_dir():
+            skipped.append((sub, "not in a test/<good|defect> folder"))
+            continue
+        files = list_images(sub, allow_empty=True)
+        skipped += files.skipped
         if sub.name == "good":
             test.extend(Sample(p, 0, "good") for p in files)
         else:
@@ -95,7 +115,7 @@ def load_category(root: str | Path) -> Category:
             test.extend(Sample(p, 1, sub.name, _find_mask(gt_dir, p.stem)) for p in files)
     if not test:
         raise DatasetError(f"{test_dir}: no test images.")
-    return Category(root=root, train=train, test=test)
+    return Category(root=root, train=train, test=test, skipped=skipped)
 
 
 def find_categories(root: str | Path) -> list[Path]:

@@ -123,6 +123,8 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         "device": str(model.backbone.device), "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(), "metric_size": metric_size,
     }
+    # entries of the category's folders not taken (not images, sub-folders...), with the reason
+    out["inputs_skipped"] = [f"{p}: {why}" for p, why in cat.skipped]
     if report_dir is not None:
         write_report(Path(report_dir), out, examples, cat, model, n_examples, scores)
     return out
@@ -293,5 +295,7 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
           *threshold_lines(result, model)]
     if result["skipped"]:
         md += ["", "Skipped files:"] + [f"- {x}" for x in result["skipped"]]
+    if result.get("inputs_skipped"):
+        md += ["", f"Not taken from the folders ({cat.skipped_summary()}):"] + [f"- {x}" for x in result["inputs_skipped"]]
     md += ["", "Examples:", ""] + [f"![{w}]({w})" for w in written]
     (report_dir / "summary.md").write_text("\n".join(md) + "\n")

@@ -90,13 +90,21 @@ class FitMixin:
         ``target_frr``, also the balanced rule's upper bound). The synthetic detection rate at the
         threshold is stored (``synthetic=0`` turns synthetic defects off: then the tail rule).
 
+        Images deeper than 8 bits: the model's :class:`~engine.value_range.ValueRange` is measured
+        from ``paths`` first (:func:`engine.value_range.measure_value_range`), unless it was set
+        with source ``"option"`` (``--bit-depth``), whose depth is kept.
+
         Raises:
             DatasetError: fewer than 2 readable images.
         """
+        from .value_range import measure_value_range
+
         paths = [Path(p) for p in paths]
         if len(paths) < 2:
             raise DatasetError(f"need at least 2 good images to fit, got {len(paths)}.")
         t0 = time.perf_counter()
+        forced = self.value_range.bit_depth if self.value_range.source == "option" else None
+        self.value_range = measure_value_range(paths, bit_depth=forced)
         feats, used, skipped = self.extract_paths(paths, progress)
         if len(used) < 2:
             raise DatasetError(f"need at least 2 readable good images to fit, got {len(used)} of {len(paths)}; "
@@ -188,8 +196,9 @@ class FitMixin:
             chosen = [i for i in hold if int(i) in syn_pick]
             imgs, kinds = [], []
             for i in chosen:
-                img = read_image(used[i])
-                donor = read_image(used[(int(i) + 1 + int(rng.integers(len(used) - 1))) % len(used)])  # another image
+                img = read_image(used[i], self.value_range)
+                donor = read_image(used[(int(i) + 1 + int(rng.integers(len(used) - 1))) % len(used)],
+                                   self.value_range)  # another image
                 made, made_kinds = defects_of_every_kind(img, rng, donor)
                 imgs += made
                 kinds += made_kinds

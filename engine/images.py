@@ -3,51 +3,75 @@
 Every image the engine sees is converted the same documented way:
 
 * output: ``(H, W, 3) uint8`` RGB, C-contiguous, in the file's own pixel size (no resizing here);
-* grayscale (``L``, ``I;16``, ``I``, ``F``) is replicated to three channels;
-* 16-bit and float images are scaled linearly from their full dynamic range to 0..255
-  (``I;16``: divided by 257; 32-bit int/float: min-max of the image itself);
+* grayscale (``1``, ``L``) is replicated to three channels;
+* images deeper than 8 bits -- 16-bit gray or RGB(A) PNG/TIFF, signed integer and float TIFF --
+  are decoded with their true values (OpenCV) and mapped to 0..255 by a
+  :class:`~engine.value_range.ValueRange`: the model's (decided once from its good images, stored
+  in the model file, see :mod:`engine.value_range`), or without a model the standalone default
+  (16-bit: the PNG's declared ``sBIT`` bits when its values fit in them, else 0..65535 = divided
+  by 257; float: 0..1 when the image lies in it, else its own min..max). 8-bit files are never
+  rescaled;
 * RGBA / LA / P with transparency: alpha is composited over black (the background of a lit part);
-* palette (``P``) and CMYK are converted to RGB by Pillow;
-* EXIF orientation is *not* applied (cameras at a station are fixed; a rotated tag would misalign
-  masks).
+* palette (``P``) and CMYK are converted to RGB by Pillow; an animated GIF/WEBP gives its first frame;
+* EXIF orientation is applied (the picture as every viewer, and so every mask-drawing tool, shows it).
 
-Supported formats: PNG, JPEG, BMP, TIFF (and anything else Pillow decodes).
+Supported formats: PNG, JPEG, BMP, TIFF, WEBP (and anything else Pillow decodes); HEIC/HEIF are
+refused with the advice to export PNG/JPEG (no reader here). Images are 8x8 px at least and
+:data:`MAX_PIXELS` at most (a guard against decompression bombs: the size is read from the header
+and a larger file is refused before it is decoded).
 A file that cannot be decoded raises :class:`engine.errors.ImageReadError` naming the file;
 it is never silently replaced by zeros.
+
+Listing folders (:func:`list_images`, :func:`expand_paths`) lives in :mod:`engine.listing` and is
+re-exported here.
 """
 
 from __future__ import annotations
 
+import errno
+import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import DatasetError, ImageReadError
+from .errors import DatasetError, ImageReadError  # noqa: F401  (DatasetError: re-exported for callers)
+from .listing import IMAGE_SUFFIXES, MASK_FOLDERS, ImageList, expand_paths, list_images  # noqa: F401
+from .value_range import STANDALONE, ValueRange, decode_deep, is_deep, png_info, to_uint8
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+MAX_PIXELS = 2 * 89_478_485
+"""Largest image read, in pixels (~179 MP, e.g. 16000x11000): Pillow's own decompression-bomb error
+limit, checked from the header before decoding. 12000x9000 (108 MP) is read; a larger image is refused
+with a message that names it and says to downscale or crop it."""
+
+# Pillow warns from half that size on; the limit above is ours, checked on every read: no warning
+# (warnings.catch_warnings per call would not be thread-safe, and images are decoded in threads)
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+UNSUPPORTED_SUFFIXES = {".heic": "HEIC", ".heif": "HEIF"}
+"""Image types recognised by name that no installed reader decodes."""
+
+
+def _composite(rgba: np.ndarray, alpha_max: float) -> np.ndarray:
+    """``(H, W, 4)`` float RGBA, alpha in ``0..alpha_max`` -> ``(H, W, 3)`` over black."""
+    return rgba[:, :, :3] * (rgba[:, :, 3:4] / alpha_max)
 
 
 def to_rgb_uint8(img: Image.Image) -> np.ndarray:
-    """Convert a decoded Pillow image to ``(H, W, 3) uint8`` RGB (rules in the module docstring)."""
+    """Convert a decoded 8-bit Pillow image to ``(H, W, 3) uint8`` RGB (rules in the module docstring).
+
+    ``I;16`` / ``I`` / ``F`` images use the standalone :class:`~engine.value_range.ValueRange`."""
     mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        arr = np.asarray(img, dtype=np.uint16).astype(np.float32) / 257.0
-        arr = np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
-    if mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scale = 255.0 / (hi - lo) if hi > lo else 0.0
-        arr = np.clip(np.rint((arr - lo) * scale), 0, 255).astype(np.uint8)
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        dtype = np.uint16 if mode.startswith("I;16") else (np.float32 if mode == "F" else np.int32)
+        arr = to_uint8(np.asarray(img, dtype=dtype), STANDALONE)
         return np.ascontiguousarray(np.repeat(arr[:, :, None], 3, axis=2))
     if mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
         mode = "RGBA"
     if mode in ("RGBA", "LA", "PA"):
         rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
-        alpha = rgba[:, :, 3:4] / 255.0
-        rgb = np.clip(np.rint(rgba[:, :, :3] * alpha), 0, 255).astype(np.uint8)
+        rgb = np.clip(np.rint(_composite(rgba, 255.0)), 0, 255).astype(np.uint8)
         return np.ascontiguousarray(rgb)
     if mode in ("1", "L"):
         arr = np.asarray(img.convert("L"), dtype=np.uint8)
@@ -55,25 +79,91 @@ def to_rgb_uint8(img: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8))
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Read one image file as ``(H, W, 3) uint8`` RGB.
+def deep_to_rgb_uint8(arr: np.ndarray, value_range: ValueRange = STANDALONE, path: str | Path = "",
+                      sbit: int | None = None) -> np.ndarray:
+    """A deep image's true values (``(H, W)``, ``(H, W, 3)`` RGB or ``(H, W, 4)`` RGBA, any integer or
+    float dtype) -> ``(H, W, 3) uint8`` RGB by ``value_range`` (:func:`engine.value_range.to_uint8`);
+    alpha spans the dtype's full range (floats: 0..1) and is composited over black."""
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        alpha_max = 1.0 if arr.dtype.kind == "f" else float(np.iinfo(arr.dtype).max)
+        rgb8 = to_uint8(arr[:, :, :3], value_range, path, sbit).astype(np.float32)
+        alpha = np.clip(arr[:, :, 3:4].astype(np.float32) / alpha_max, 0, 1)
+        return np.ascontiguousarray(np.clip(np.rint(rgb8 * alpha), 0, 255).astype(np.uint8))
+    out = to_uint8(arr, value_range, path, sbit)
+    if out.ndim == 2:
+        out = np.repeat(out[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(out)
 
+
+def _decode_error(path: Path, exc: BaseException) -> ImageReadError:
+    detail = str(exc).replace("\n", " ").strip() or type(exc).__name__
+    if path.is_file() and path.stat().st_size == 0:
+        return ImageReadError(f"{path}: empty file (0 bytes): it was not written completely. Copy it again "
+                              f"from the camera or remove it from the folder.")
+    return ImageReadError(
+        f"{path}: cannot decode image ({detail}). The file is corrupt, truncated or not an "
+        f"image; re-export it as PNG/JPEG/BMP/TIFF or remove it from the folder.")
+
+
+def read_image(path: str | Path, value_range: ValueRange = STANDALONE) -> np.ndarray:
+    """Read one image file as ``(H, W, 3) uint8`` RGB (rules in the module docstring).
+
+    Args:
+        path: the image file.
+        value_range: how values deeper than 8 bits map to 0..255: a model's
+            (``model.value_range``), or the standalone default. 8-bit files ignore it.
     Raises:
-        ImageReadError: the file is missing, empty, truncated or not an image; the message names
+        ImageReadError: the file is missing, empty, truncated, not an image, of an unsupported
+            type, smaller than 8x8 or larger than :data:`MAX_PIXELS`; the one-line message names
             the file and the fix.
     """
     path = Path(path)
+    kind = UNSUPPORTED_SUFFIXES.get(path.suffix.lower())
     try:
         with Image.open(path) as img:
-            img.load()
-            arr = to_rgb_uint8(img)
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise ImageReadError(
+                    f"{path}: {w}x{h} px ({w * h / 1e6:.0f} MP) is larger than the {MAX_PIXELS / 1e6:.0f} MP "
+                    f"limit on decoded images (a guard against decompression bombs). Downscale or crop it.")
+            if is_deep(img, path):
+                arr = deep_to_rgb_uint8(decode_deep(path), value_range, path, png_info(path).get("sbit"))
+            else:
+                img.load()
+                img = ImageOps.exif_transpose(img) if img.getexif().get(0x0112, 1) != 1 else img
+                arr = to_rgb_uint8(img)
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found. Check the path.") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageReadError(
-            f"{path}: cannot decode image ({exc}). The file is corrupt, truncated or not an "
-            f"image; re-export it as PNG/JPEG/BMP/TIFF or remove it from the folder."
-        ) from exc
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder, not an image file.") from None
+    except PermissionError:
+        raise ImageReadError(f"{path}: permission denied. Make the file readable (e.g. chmod a+r) or "
+                             f"copy it.") from None
+    except ImageReadError:
+        raise
+    except Image.DecompressionBombError as exc:  # Pillow refuses it already when opening (> MAX_PIXELS)
+        import re
+
+        n = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(n.group(1)) / 1e6:.0f} MP" if n else "its size"
+        raise ImageReadError(f"{path}: the image ({size}) is larger than the {MAX_PIXELS / 1e6:.0f} MP limit on "
+                             f"decoded images (a guard against decompression bombs). Downscale or crop it.") from None
+    except UnidentifiedImageError as exc:  # Pillow does not know it (e.g. float RGB TIFF): OpenCV may
+        try:
+            arr = deep_to_rgb_uint8(decode_deep(path), value_range, path)
+        except Exception:  # noqa: BLE001 - neither reader decodes it: report Pillow's reason
+            if kind:
+                raise ImageReadError(f"{path}: {kind} images cannot be read here (no {kind} decoder installed). "
+                                     f"Export the images as PNG or JPEG.") from None
+            raise _decode_error(path, exc) from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            raise ImageReadError(f"{path}: file name too long for the file system "
+                                 f"({len(path.name.encode())} bytes, at most 255 per name). Rename the file.") from None
+        if kind and not isinstance(exc, MemoryError):
+            raise ImageReadError(f"{path}: {kind} images cannot be read here (no {kind} decoder installed). "
+                                 f"Export the images as PNG or JPEG.") from None
+        raise _decode_error(path, exc) from None
     if arr.shape[0] < 8 or arr.shape[1] < 8:
         raise ImageReadError(f"{path}: image is only {arr.shape[1]}x{arr.shape[0]} px; need at least 8x8.")
     return arr
@@ -99,62 +189,3 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     if shape is not None and arr.shape != tuple(shape):
         arr = cv2.resize(arr, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
     return arr > 0
-
-
-MASK_FOLDERS = ("ground_truth",)
-"""Sub-folders that hold defect masks (MVTec AD layout); a recursive listing skips them."""
-
-
-def list_images(folder: str | Path, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
-    """Image files in ``folder`` sorted by name (suffixes in :data:`IMAGE_SUFFIXES`, any case).
-
-    With ``recursive``, sub-folders are searched too, except mask folders (:data:`MASK_FOLDERS`,
-    so a mask is never taken for a part) and ``exclude`` (e.g. a results folder inside the input).
-
-    Raises:
-        DatasetError: the folder does not exist or holds no image (the message suggests
-            ``--recursive`` when only sub-folders hold images).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DatasetError(f"{folder}: not a folder. Give a folder of images (PNG/JPEG/BMP/TIFF).")
-    skip = None if exclude is None else Path(exclude).resolve()
-
-    def keep(p: Path) -> bool:
-        if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-            return False
-        if recursive:
-            rel = p.relative_to(folder).parts[:-1]
-            if any(part.lower() in MASK_FOLDERS for part in rel):
-                return False
-            if skip is not None and p.resolve().is_relative_to(skip):
-                return False
-        return True
-
-    it = folder.rglob("*") if recursive else folder.iterdir()
-    files = sorted(p for p in it if keep(p))
-    if not files:
-        hint = "Point to the folder that holds the image files."
-        if not recursive and any(q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES for q in folder.rglob("*")):
-            hint = "Its sub-folders hold images: point to one of them, or add --recursive."
-        raise DatasetError(f"{folder}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}). {hint}")
-    return files
-
-
-def expand_paths(paths: list[str | Path]) -> list[Path]:
-    """Files and folders given on a command line -> a flat, sorted list of image files.
-
-    Raises:
-        DatasetError: a path does not exist, or nothing at all was found.
-    """
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(list_images(p))
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise DatasetError(f"{p}: no such file or folder.")
-    if not out:
-        raise DatasetError("no images given.")
-    return out

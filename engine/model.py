@@ -32,6 +32,7 @@ from .errors import DatasetError, ImageReadError, ModelFileError
 from .fitting import FitMixin, FitReport, cross_fit_folds  # noqa: F401  (FitReport, cross_fit_folds: public here too)
 from .recalibration import CalibrationMixin
 from .images import read_image
+from .value_range import STANDALONE, ValueRange
 from .modelfile import load_model_file, save_model_file
 from .scorers import SCORERS, ProgressFn, Scorer, create_scorer
 
@@ -61,13 +62,15 @@ class Prediction:
         return "n/a" if self.is_defective is None else ("NOK" if self.is_defective else "OK")
 
 
-def iter_images(paths: Iterable[str | Path], prefetch: int = 8) -> Iterator[tuple[Path, np.ndarray | ImageReadError]]:
-    """Decode images in a background thread, in order: yields ``(path, image or ImageReadError)``."""
+def iter_images(paths: Iterable[str | Path], prefetch: int = 8, value_range: ValueRange = STANDALONE
+                ) -> Iterator[tuple[Path, np.ndarray | ImageReadError]]:
+    """Decode images in a background thread, in order: yields ``(path, image or ImageReadError)``;
+    images deeper than 8 bits are mapped by ``value_range`` (:mod:`engine.value_range`)."""
     paths = [Path(p) for p in paths]
 
     def load(p: Path):
         try:
-            return read_image(p)
+            return read_image(p, value_range)
         except ImageReadError as exc:
             return exc
 
@@ -106,6 +109,9 @@ class InspectionModel(FitMixin, CalibrationMixin):
         self.calibration: dict = {}
         self.provenance: dict = {}
         self.display_range: dict | None = None  # colour scale without a threshold (engine.overlay)
+        # how images deeper than 8 bits map to 0..255: measured from the good images by fit unless
+        # set beforehand with source "option" (--bit-depth); stored in the model file
+        self.value_range: ValueRange = STANDALONE
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -125,9 +131,11 @@ class InspectionModel(FitMixin, CalibrationMixin):
     def describe(self) -> str:
         """One line: backbone (+ weights source), scorer, input size, threshold."""
         t = "none" if self.threshold is None else f"{self.threshold:.4g}"
+        depth = self.value_range.describe()
         return (f"backbone={self.backbone.name} [{self.backbone.weights_source}] layers={list(self.backbone.layers)} "
                 f"{self.backbone.precision} "
-                f"scorer={self.scorer.name} input={self.pre.size}px ({self.pre.mode}) threshold={t}")
+                f"scorer={self.scorer.name} input={self.pre.size}px ({self.pre.mode}){f' {depth}' if depth else ''} "
+                f"threshold={t}")
 
     # ------------------------------------------------------------------ features
     def extract(self, images: list[np.ndarray]) -> torch.Tensor:
@@ -143,7 +151,7 @@ class InspectionModel(FitMixin, CalibrationMixin):
         """
         feats, used, skipped, batch, batch_paths = [], [], [], [], []
         total = len(paths)
-        for i, (p, img) in enumerate(iter_images(paths), start=1):
+        for i, (p, img) in enumerate(iter_images(paths, value_range=self.value_range), start=1):
             if isinstance(img, ImageReadError):
                 skipped.append(str(img))
             else:
@@ -197,7 +205,7 @@ class InspectionModel(FitMixin, CalibrationMixin):
                 yield p, pr, im, None
             batch.clear()
 
-        for i, (p, img) in enumerate(iter_images(paths), start=1):
+        for i, (p, img) in enumerate(iter_images(paths, value_range=self.value_range), start=1):
             if isinstance(img, ImageReadError):
                 yield from flush()
                 yield p, None, None, str(img)
@@ -219,7 +227,7 @@ class InspectionModel(FitMixin, CalibrationMixin):
                 "anomaly_map": {"sigma": self.sigma, "score_mode": self.score_mode, "top_fraction": self.top_fraction},
                 "threshold": self.threshold, "calibration": self.calibration, "provenance": self.provenance,
                 "display_range": self.display_range,
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "input": self.value_range.to_json()}
 
     def save(self, path: str | Path) -> None:
         """Write the fitted model to one file (:mod:`engine.modelfile`)."""
@@ -271,4 +279,5 @@ class InspectionModel(FitMixin, CalibrationMixin):
         m.calibration = cfg.get("calibration") or {}
         m.provenance = cfg.get("provenance") or {}
         m.display_range = cfg.get("display_range")  # None in files from before it was stored
+        m.value_range = ValueRange.from_json(cfg.get("input"))
         return m

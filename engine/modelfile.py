@@ -109,11 +109,44 @@ def keep_backup(path: str | Path) -> Path | None:
     return backup
 
 
+def _first_bytes(path: Path) -> bytes:
+    """The first 8 bytes; ModelFileError for an unreadable or empty file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror or exc}). Check its "
+                             f"permissions.") from None
+    if not head:
+        raise ModelFileError(f"{path}: empty file (0 bytes): it was not written completely. Re-fit the model or "
+                             f"restore it from its backup ({path.name}.bak).")
+    return head
+
+
+def _refuse_foreign(path: Path, head: bytes) -> None:
+    """Raise ModelFileError for a pickle or a zip (PyTorch) archive, told by its first bytes (called
+    once safetensors has refused the file, so a model whose header length happens to start alike is
+    never mistaken for one). Nothing is unpickled."""
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        what = "a Python pickle"
+    elif head[:4] == b"PK\x03\x04":
+        what = "a zip archive (a PyTorch .pt/.pth checkpoint?)"
+    else:
+        return
+    raise ModelFileError(f"{path}: {what}, not a DINOInspect model file; it is not opened (such files can run "
+                         f"code when loaded). Give a .dimodel written by `python main.py fit`; backbone weights go "
+                         f"to --weights of fit.")
+
+
 def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
-    """Read a model file -> ``(config, arrays)``.
+    """Read a model file -> ``(config, arrays)``. Nothing in it is executed: safetensors reads a
+    JSON header and raw arrays only; a pickle or PyTorch archive given as a model fails that and is
+    named as such from its first bytes, never unpickled.
 
     Raises:
-        ModelFileError: missing, damaged, not a DINOInspect model, or of a newer format.
+        ModelFileError: missing, a folder, empty, damaged (truncated, bits flipped: the content
+            checksum), a pickle / PyTorch file, a safetensors file of another tool, or of a newer
+            format; the one-line message names the file and what to do.
     """
     from safetensors import safe_open
 
@@ -122,29 +155,37 @@ def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
         raise ModelFileError(f"{path}: is a folder; give the model file itself (e.g. {path / 'model.dimodel'}).")
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found. Fit one with `python main.py fit`.")
+    head = _first_bytes(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as exc:  # noqa: BLE001 - any decode failure means a damaged file
+        _refuse_foreign(path, head)
+        detail = " ".join(str(exc).split())[:200]
         raise ModelFileError(
-            f"{path}: damaged or not a model file ({type(exc).__name__}: {exc}). Re-fit the model or "
+            f"{path}: damaged or not a model file ({type(exc).__name__}: {detail}). Re-fit the model or "
             f"restore the file from a backup."
         ) from exc
     if meta.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a DINOInspect model file (its header has format="
-                             f"{meta.get('format')!r}, expected {FORMAT!r}). Give a file written by "
-                             f"`python main.py fit` or the app's recipes.")
+        raise ModelFileError(f"{path}: a safetensors file, but not a DINOInspect model (its header has format="
+                             f"{meta.get('format')!r}, expected {FORMAT!r}; written by another tool?). Give a file "
+                             f"written by `python main.py fit` or the app's recipes.")
     try:
         version = int(meta.get("format_version", "0"))
-        config = json.loads(meta["config"])
-    except (ValueError, KeyError) as exc:
+    except ValueError as exc:
         raise ModelFileError(f"{path}: damaged model header ({exc}). Re-fit the model.") from exc
-    if version > FORMAT_VERSION:
+    if version > FORMAT_VERSION:  # before reading the config: a newer format may lay it out otherwise
         raise ModelFileError(
             f"{path}: model file format {version} is newer than this program understands "
             f"({FORMAT_VERSION}). Update DINOInspect."
         )
+    try:
+        config = json.loads(meta["config"])
+        if not isinstance(config, dict):
+            raise ValueError(f"config is a JSON {type(config).__name__}, not an object")
+    except (ValueError, KeyError) as exc:
+        raise ModelFileError(f"{path}: damaged model header ({exc}). Re-fit the model.") from exc
     if "sha256" in meta and content_sha256(meta["config"], arrays) != meta["sha256"]:
         raise ModelFileError(f"{path}: damaged model file (its content checksum does not match: the file was "
                              f"changed or corrupted after it was written). Re-fit the model or restore the file "

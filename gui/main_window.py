@@ -267,6 +267,8 @@ class MainWindow(QMainWindow):
         if self._can_start("batch", need_model=True):
             self.new_run()
             self._run_paths(paths, "folder", str(folder), f"Inspecting {len(paths)} images of {folder}")
+            if paths.skipped:  # nothing left out without a word (engine.listing)
+                self.show_message("warning", f"{folder}: {paths.skipped_summary()}")
 
     def run_images(self, paths: list[str | Path]) -> None:
         """Inspect single image files, appended to the current run."""

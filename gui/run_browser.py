@@ -50,7 +50,7 @@ class RunBrowser:
         image = r.image if image is None else image
         if image is None and r.image_path is not None and r.error is None:
             try:
-                image = read_image(r.image_path)
+                image = read_image(r.image_path, *([r.value_range] if r.value_range is not None else []))
             except ImageReadError as exc:
                 self._on_warning(str(exc))
         if r.error is not None:

@@ -55,6 +55,8 @@ class InspectionResult:
         error: why the image could not be inspected.
         threshold: the threshold in force when it was judged (the model's), or None.
         verdict: the verdict given then, :func:`judge` of ``score`` and ``threshold`` unless given.
+        value_range: the model's :class:`engine.value_range.ValueRange`, to read ``image_path`` again
+            the way it was inspected (images deeper than 8 bits); None = the standalone rule.
     """
 
     source: str
@@ -70,6 +72,7 @@ class InspectionResult:
     log_id: int | None = None
     threshold: float | None = None
     verdict: str | None = None
+    value_range: object = None
 
     def __post_init__(self) -> None:
         if self.verdict is None:

@@ -126,7 +126,8 @@ class InspectionWorker(QObject):
         return InspectionResult(source=source, name=name, score=float(pred.score),
                                 anomaly_map=shrink_map(pred.anomaly_map), image_hw=tuple(image.shape[:2]),
                                 latency_ms=float(pred.latency_ms), image_path=path, image=image,
-                                threshold=self._model.threshold, verdict=pred.verdict)
+                                threshold=self._model.threshold, verdict=pred.verdict,
+                                value_range=self._model.value_range)
 
     # ------------------------------------------------------------------ slots (worker thread)
     @Slot(int, object)

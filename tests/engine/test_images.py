@@ -81,4 +81,6 @@ def test_recursive_listing_skips_mask_folders_and_an_excluded_results_folder(tmp
                                                                        exclude=tmp_path / "results")]
     assert names == ["test/bad/b.png", "train/good/a.png"]
     with pytest.raises(DatasetError, match="add --recursive"):
-        list_images(tmp_path / "train")  # images only in sub-folders
+        list_images(tmp_path / "train", recursive_option="--recursive")  # images only in sub-folders
+    with pytest.raises(DatasetError, match=r"point to one of them\.$"):  # no option named unless the caller has it
+        list_images(tmp_path / "train")
