@@ -24,11 +24,13 @@ WAIT_MS = 60_000
 class ScriptedCamera:
     """A camera at about 60 fps whose behaviour the test switches: ``"moving"`` (a new picture
     each frame: the texture shifted by 5 px), ``"frozen"`` (the last picture again, bit-identical,
-    as drivers do after the cable is pulled) or ``"unplugged"`` (read fails)."""
+    as drivers do after the cable is pulled), ``"unplugged"`` (read fails) or ``"hung"`` (read
+    blocks until ``unhang`` is set)."""
 
     mode = "moving"
     reads = 0
     lock = threading.Lock()
+    unhang = threading.Event()
 
     def __init__(self, *args):
         self.base = texture(np.random.default_rng(5), 128)
@@ -50,6 +52,8 @@ class ScriptedCamera:
             n, mode = ScriptedCamera.reads, ScriptedCamera.mode
         if mode == "unplugged":
             return False, None
+        if mode == "hung":
+            ScriptedCamera.unhang.wait(WAIT_MS / 1000)
         if mode == "moving":
             self.last = np.roll(self.base, 5 * n, axis=1)
         return True, self.last.copy()
@@ -62,7 +66,9 @@ class ScriptedCamera:
 def scripted_camera(monkeypatch):
     monkeypatch.setattr(camera.cv2, "VideoCapture", ScriptedCamera)
     ScriptedCamera.mode, ScriptedCamera.reads = "moving", 0
-    return ScriptedCamera
+    ScriptedCamera.unhang.clear()
+    yield ScriptedCamera
+    ScriptedCamera.unhang.set()  # a hung read never outlives its test
 
 
 def set_mode(cam, mode):
@@ -142,3 +148,22 @@ def test_camera_unplugged_mid_session_says_so_stops_and_keeps_its_rows(qtbot, wi
     assert event.startswith("live stopped: Camera 0 stopped delivering frames")
     assert window.log.count() == window.live_stats["inspected"] >= 2  # every judged frame is in the log
     assert window.actions.live.isEnabled() and not window.run_state.path.exists()
+
+
+def test_a_camera_that_hangs_is_reported_as_sending_no_image(qtbot, window, toy_model, scripted_camera):
+    open_recipe(qtbot, window, toy_model)
+    window.start_live(CameraConfig(kind="camera", device=0, stale_seconds=1.0))
+    qtbot.waitUntil(lambda: window.live_stats["inspected"] >= 1, timeout=WAIT_MS)
+    set_mode(scripted_camera, "hung")
+    qtbot.waitUntil(lambda: window.live.stale, timeout=WAIT_MS)
+    assert window.message_bar.level == "warning"
+    text = window.message_bar.text
+    assert "Camera 0: no camera image since" in text and "hung or disconnected" in text
+    assert "STALE" in window.status_label.text()
+    set_mode(scripted_camera, "moving")
+    scripted_camera.unhang.set()
+    qtbot.waitUntil(lambda: not window.live.stale, timeout=WAIT_MS)
+    window.stop_live()
+    qtbot.waitUntil(lambda: not window.live_running, timeout=WAIT_MS)
+    settle(qtbot, window)
+    assert [m.split(": ", 1)[1][:20] for m in events(window)] == ["no camera image sinc", "camera image changin"]
