@@ -144,6 +144,8 @@ class LiveSession(QObject):
             event = self.guard.tick()
             if event is not None:
                 self._announce(event)
+            elif self.stale:  # no results come to update the counts: the status line says the feed is alive
+                self._report()
 
     def _announce(self, event: GuardEvent) -> None:
         if event.kind == "stale" and self.pending is not None:  # a copy of the stale picture: never judged
