@@ -17,14 +17,17 @@ own thread) and then judged by :meth:`LiveGuard.check` (the GUI thread). A frame
 * ``"blank"``: nothing to inspect, the grey thumbnail spans fewer than :data:`BLANK_RANGE` grey
   levels (black, saturated or uniform frame). Never inspected.
 * ``"still"``: within :data:`CHANGE_LEVEL` (mean absolute difference of the grey thumbnail, in grey
-  levels of 255) of the last *new* picture: sensor noise, JPEG re-encoding, nothing moved.
+  levels of 255) of the last *new* picture, and fewer than :data:`LOCAL_CELLS` thumbnail cells
+  changed by more than :data:`LOCAL_LEVEL`: sensor noise, JPEG re-encoding, nothing moved.
   Inspected during the stale period (a part may rest under the camera for a moment), not after it.
 * ``"new"``: anything else. Inspected; it becomes the reference that later frames are compared
   with (a reference, not the previous frame, so a slow creep adds up to a change).
 
 The thumbnail is the frame shrunk by area averaging to :data:`THUMB_SIDE` px on its longest side:
 averaging hundreds of pixels per cell removes sensor noise and compression artefacts, while a part
-moving, arriving or leaving changes many cells by many levels.
+moving, arriving or leaving changes many cells by many levels. The mean catches changes spread over
+the view (movement, light); the local rule catches a small part arriving in a large empty view,
+which moves the mean by less than a grey level.
 
 Design for a real station (the part changes between inspections, but the conveyor may be empty):
 the guard cannot tell a frozen driver that adds noise from a truly static scene (empty belt, line
@@ -51,6 +54,10 @@ STALE_SECONDS = 3.0
 CHANGE_LEVEL = 2.0
 """Mean absolute difference of the grey thumbnails (grey levels, 0..255) at or below which a
 frame counts as the same picture as the reference."""
+LOCAL_LEVEL = 24.0
+"""A thumbnail cell whose grey level changed by more than this has changed locally."""
+LOCAL_CELLS = 3
+"""This many locally changed cells make a new picture, whatever the mean difference."""
 BLANK_RANGE = 8.0
 """Peak-to-peak of the grey thumbnail (grey levels) below which a frame is blank."""
 THUMB_SIDE = 32
@@ -119,6 +126,16 @@ def thumb_difference(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         return float("inf")
     return float(np.mean(np.abs(a - b)))
+
+
+def is_new_picture(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether grey thumbnail ``a`` shows a different picture than ``b`` (both ``(h, w)`` float,
+    0..255): sizes differ, mean absolute difference above :data:`CHANGE_LEVEL`, or at least
+    :data:`LOCAL_CELLS` cells changed by more than :data:`LOCAL_LEVEL`."""
+    if a.shape != b.shape:
+        return True
+    diff = np.abs(a - b)
+    return float(diff.mean()) > CHANGE_LEVEL or int(np.count_nonzero(diff > LOCAL_LEVEL)) >= LOCAL_CELLS
 
 
 @dataclass(frozen=True)
@@ -243,7 +260,7 @@ class LiveGuard:
         if facts.identical or stuck:
             return "repeat"
         ref = self._reference
-        if ref is not None and ref.size == facts.size and thumb_difference(facts.thumb, ref.thumb) <= CHANGE_LEVEL:
+        if ref is not None and ref.size == facts.size and not is_new_picture(facts.thumb, ref.thumb):
             return "still"
         return "new"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from engine.live_guard import (BLANK_RANGE, CHANGE_LEVEL, THUMB_SIDE, LiveGuard, blank_kind, describe_frame,
-                               thumb_difference)
+                               is_new_picture, thumb_difference)
 
 H, W = 240, 320
 FPS = 10
@@ -130,6 +130,21 @@ def test_a_new_part_after_a_stale_period_resumes_and_says_how_long_the_gap_was()
     assert ev.at == START + dt.timedelta(seconds=10)
     assert "changing again at 14:00:10 after 0:00:10" in ev.message and "inspecting again" in ev.message
     assert ds2[1].kind == "repeat" and not ds2[1].inspect and not guard.stale  # the new period starts afresh
+
+
+def test_a_small_part_arriving_on_an_empty_belt_is_a_new_picture():
+    belt = scene(-500)  # the part far outside the view: stripes only
+    yy, xx = np.mgrid[0:H, 0:W]
+    small = belt.copy()
+    small[(xx - 160) ** 2 + (yy - 120) ** 2 < 12 ** 2] = 220  # 0.6 % of the view
+    a, b = describe_frame(belt).thumb, describe_frame(small).thumb
+    assert thumb_difference(a, b) < 1.0  # the mean alone would miss it
+    assert is_new_picture(b, a)
+    guard, clock = make_guard(stale=1.0)
+    feed(guard, clock, [belt] * (2 * FPS))
+    assert guard.stale
+    (d,) = feed(guard, clock, [small])
+    assert d.inspect and d.kind == "new" and d.event.kind == "resumed"
 
 
 @pytest.mark.parametrize("value, kind", [(0, "black"), (255, "saturated"), (128, "uniform")])
