@@ -1,5 +1,5 @@
 """Writing the defect log: each inspection with the verdict given at inspection time, each applied
-threshold change as an event row, and NOK images with their overlays when enabled."""
+threshold change and each live-source gap as an event row, and NOK images with their overlays when enabled."""
 
 from __future__ import annotations
 
@@ -49,6 +49,11 @@ class InspectionRecorder:
         """Log an applied threshold change (an event row); returns its id, None when not written."""
         return self._add(threshold_event(old, new, by, station=station, recipe=info["recipe"],
                                          backbone=info["backbone"]))
+
+    def record_event(self, entry: LogEntry) -> int | None:
+        """Log an event row (verdict ``event``: a live source that went stale or resumed, a lost
+        camera); returns its id, None when not written."""
+        return self._add(entry)
 
     def _add(self, entry: LogEntry) -> int | None:
         try:

@@ -17,7 +17,8 @@ ends; one left behind by a killed program is reported at the next start.
 Parts of the window live in their own modules: :class:`gui.recipe_bar.RecipeBar` (header),
 :class:`gui.inspection_panel.InspectionPanel` (verdict, threshold, counters),
 :class:`gui.inspection_recorder.InspectionRecorder` (log rows, NOK images),
-:class:`gui.live_session.LiveSession` (camera / video), :class:`gui.job_status.JobStatus` (status
+:class:`gui.live_session.LiveSession` (camera / video) with :class:`gui.live_controls.LiveControls`
+(its window side: start, stop, stale-source warnings), :class:`gui.job_status.JobStatus` (status
 bar) and :class:`gui.window_actions.WindowActions` (menus, toolbar, dialogs, drops).
 """
 
@@ -31,13 +32,12 @@ from PySide6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, Q
 from engine.errors import InspectError
 from engine.images import list_images
 
-from .camera import CameraConfig, save_camera_config
 from .defect_log import DefectLog, Preview
 from .image_view_widget import InspectionView
 from .inspection_panel import InspectionPanel
 from .inspection_recorder import InspectionRecorder
 from .job_status import JobStatus
-from .live_session import LiveSession
+from .live_controls import LiveControls
 from .locations import as_bool, data_dir, open_settings
 from .log_widget import DefectLogWidget
 from .message_bar import MessageBar
@@ -54,7 +54,7 @@ SHUTDOWN_WAIT_MS = 15000
 LIVE_SOURCES = ("camera", "video")
 
 
-class MainWindow(QMainWindow):
+class MainWindow(LiveControls, QMainWindow):
     """The application window (module docstring).
 
     Args:
@@ -160,11 +160,7 @@ class MainWindow(QMainWindow):
         self.worker_thread.finished.connect(self.worker.deleteLater)
         self.worker_thread.start()
 
-        self.live = LiveSession(self)
-        self.live.frame_ready.connect(self.frame_requested)
-        self.live.status_changed.connect(self._on_live_status)
-        self.live.failed.connect(lambda msg: self.show_message("error", msg))
-        self.live.ended.connect(self._on_live_ended)
+        self._connect_live()
 
     def _restore_settings(self) -> None:
         s = self.settings
@@ -215,10 +211,6 @@ class MainWindow(QMainWindow):
     @property
     def busy(self) -> bool:
         return self.job is not None
-
-    @property
-    def live_running(self) -> bool:
-        return self.live.running
 
     def show_message(self, level: str, text: str) -> None:
         self.message_bar.show_message(level, text)
@@ -275,19 +267,6 @@ class MainWindow(QMainWindow):
         if paths and self._can_start("batch", need_model=True):
             self._run_paths([Path(p) for p in paths], "image", f"{len(paths)} image file(s)",
                             f"Inspecting {len(paths)} image(s)")
-
-    def start_live(self, config: CameraConfig) -> None:
-        """Start a camera or a video file; frames are inspected newest-first as the model allows."""
-        if self.live_running or not self._can_start("live", need_model=True):
-            return
-        save_camera_config(self.settings, config)
-        self._run_started(config.kind, config.label)
-        self.live.start(config)
-        self._update_actions()
-
-    def stop_live(self) -> None:
-        """Stop the live source; a frame waiting for the model is dropped."""
-        self.live.stop()
 
     def cancel_job(self) -> None:
         """Cancel the running fit or batch between steps."""
@@ -402,16 +381,6 @@ class MainWindow(QMainWindow):
         self.browser.add(r)
         if r.source in LIVE_SOURCES:
             self.live.result_arrived()
-
-    def _on_live_status(self, text: str) -> None:
-        if not self._closing:
-            self.status_label.setText(text)
-
-    def _on_live_ended(self, _reason: str) -> None:
-        if self._closing:
-            return
-        self._warn(self.run_state.finish())
-        self._update_actions()
 
     # ================================================================== view updates
     def _on_preview_changed(self) -> None:

@@ -1,19 +1,24 @@
-"""Frame grabber: clear messages when a camera cannot open or stops delivering frames; video end."""
+"""Frame grabber: clear messages when a camera cannot open or stops delivering frames; video end;
+the facts the live guard needs (bit-identical repeats, the source's timestamps); the stale-period
+setting in the settings and the camera dialog."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
+from engine.live_guard import STALE_SECONDS
 from gui import camera
-from gui.camera import CameraConfig, FrameGrabber
+from gui.camera import CameraConfig, FrameGrabber, load_camera_config, save_camera_config
+from gui.camera_dialog import CameraDialog
 
 
 class Recorder:
     def __init__(self, grabber: FrameGrabber):
         self.events = []
         grabber.opened.connect(lambda d: self.events.append(("opened", d)))
-        grabber.frame_captured.connect(lambda f, n: self.events.append(("frame", n, f.shape)))
+        grabber.frame_captured.connect(lambda f, n, facts: self.events.append(("frame", n, f.shape, facts)))
         grabber.failed.connect(lambda m: self.events.append(("failed", m)))
         grabber.stopped.connect(lambda r: self.events.append(("stopped", r)))
 
@@ -70,7 +75,7 @@ def test_video_file_delivers_rgb_frames_then_ends(qapp, tmp_path):
     w.release()
     grabber = FrameGrabber()
     frames = []
-    grabber.frame_captured.connect(lambda f, n: frames.append(f))
+    grabber.frame_captured.connect(lambda f, n, facts: frames.append(f))
     rec = Recorder(grabber)
     grabber.run(CameraConfig(kind="video", video_path=str(path), max_fps=1000))
     assert len(frames) == 5 and frames[0].shape == (32, 48, 3)
@@ -83,3 +88,104 @@ def test_missing_video_file_is_named_in_the_message(qapp, tmp_path):
     rec = Recorder(grabber)
     grabber.run(CameraConfig(kind="video", video_path=str(tmp_path / "nope.avi")))
     assert rec.kinds() == ["failed", "stopped"] and "nope.avi not found" in rec.events[0][1]
+
+
+class FrozenDriverCamera:
+    """Two different frames, then the second one again and again; the driver's timestamp (ms)
+    advances with the first two and then stops, as with a pulled cable."""
+
+    def __init__(self, index):
+        self.reads = 0
+
+    def isOpened(self):  # noqa: N802
+        return True
+
+    def set(self, *args):
+        return True
+
+    def get(self, prop):
+        return 40.0 * min(self.reads, 2) if prop == cv2.CAP_PROP_POS_MSEC else 32.0
+
+    def read(self):
+        self.reads += 1
+        if self.reads > 6:
+            return False, None
+        return True, np.full((32, 32, 3), 50 if self.reads == 1 else 90, np.uint8)
+
+    def release(self):
+        pass
+
+
+def test_grabber_tells_repeats_and_passes_the_source_timestamps(qapp, monkeypatch):
+    monkeypatch.setattr(camera.cv2, "VideoCapture", FrozenDriverCamera)
+    monkeypatch.setattr(camera.time, "sleep", lambda s: None)
+    grabber = FrameGrabber()
+    rec = Recorder(grabber)
+    grabber.run(CameraConfig(kind="camera", device=0))
+    facts = [e[3] for e in rec.events if e[0] == "frame"]
+    assert [f.identical for f in facts] == [False, False, True, True, True, True]
+    assert [f.source_ms for f in facts] == [40.0, 80.0, 80.0, 80.0, 80.0, 80.0]
+    assert facts[0].thumb.shape == (32, 32) and float(facts[1].thumb.mean()) == 90.0
+
+
+class RaisingCamera(UnpluggedCamera):
+    """Delivers two frames, then raises cv2.error (some drivers do when the device goes away)."""
+
+    def read(self):
+        self.reads += 1
+        if self.reads > 2:
+            raise cv2.error("device gone")
+        return True, np.zeros((16, 16, 3), np.uint8)
+
+
+def test_a_driver_that_raises_counts_as_a_lost_camera(qapp, monkeypatch):
+    monkeypatch.setattr(camera.cv2, "VideoCapture", RaisingCamera)
+    monkeypatch.setattr(camera.time, "sleep", lambda s: None)
+    grabber = FrameGrabber()
+    rec = Recorder(grabber)
+    grabber.run(CameraConfig(kind="camera", device=2))
+    assert rec.kinds() == ["opened", "frame", "frame", "failed", "stopped"]
+    assert "Camera 2 stopped delivering frames at" in rec.events[3][1]
+
+
+class SixteenBitCamera(UnpluggedCamera):
+    def read(self):
+        return True, np.zeros((16, 16), np.uint16)
+
+
+def test_a_camera_in_a_16_bit_mode_gets_a_clear_message(qapp, monkeypatch):
+    monkeypatch.setattr(camera.cv2, "VideoCapture", SixteenBitCamera)
+    grabber = FrameGrabber()
+    rec = Recorder(grabber)
+    grabber.run(CameraConfig(kind="camera", device=0))
+    assert rec.kinds() == ["opened", "failed", "stopped"]
+    assert "uint16" in rec.events[1][1] and "8-bit" in rec.events[1][1]
+
+
+def test_stale_period_is_remembered_and_a_bad_stored_value_falls_back_to_the_default(qapp, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    save_camera_config(settings, CameraConfig(kind="camera", device=1, stale_seconds=7.5))
+    assert load_camera_config(settings).stale_seconds == 7.5
+    for bad in ("abc", "-2", "nan", "0"):
+        settings.setValue("camera/stale_seconds", bad)
+        assert load_camera_config(settings).stale_seconds == STALE_SECONDS
+
+
+def test_camera_dialog_sets_the_stale_period(qtbot):
+    dlg = CameraDialog(CameraConfig(stale_seconds=4.0))
+    qtbot.addWidget(dlg)
+    assert dlg.stale_spin.value() == 4.0
+    dlg.stale_spin.setValue(12.5)
+    assert dlg.config().stale_seconds == 12.5
+    dlg.stale_spin.setValue(0.0)  # below the range: clamped, never off
+    assert dlg.config().stale_seconds == 0.5
+
+
+@pytest.mark.parametrize("size", [(0, 0), (1280, 720), (800, 600)])
+def test_camera_dialog_gives_back_the_resolution_it_was_opened_with(qtbot, size):
+    dlg = CameraDialog(CameraConfig(kind="camera", device=3, width=size[0], height=size[1]))
+    qtbot.addWidget(dlg)
+    c = dlg.config()
+    assert (c.kind, c.device, c.width, c.height) == ("camera", 3, *size)

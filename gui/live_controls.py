@@ -1,0 +1,93 @@
+"""The window's live part: start and stop a camera or video file, show its state, log its gaps.
+
+:class:`LiveControls` is mixed into :class:`gui.main_window.MainWindow` (it uses the window's
+message bar, status label, recorder, run state and job bookkeeping). Frames and their checks live
+in :class:`gui.live_session.LiveSession`; here its events become what the operator and the auditor
+see: a warning in the message bar when the source goes stale ("camera image not changing since
+HH:MM:SS ..."), a note when it resumes, and an event row in the defect log for each (verdict
+``event``, like a threshold change), so a gap in the log is explained by the log itself. A camera
+lost during a session is logged the same way. Everything here runs in the GUI thread.
+"""
+
+from __future__ import annotations
+
+from engine.live_guard import GuardEvent
+
+from .camera import CameraConfig, save_camera_config
+from .defect_log import EVENT, LogEntry
+from .live_session import LiveSession
+
+
+class LiveControls:
+    """Live-source methods of the main window (module docstring)."""
+
+    def _connect_live(self) -> None:
+        """Create the live session and connect it (called once, while the window starts its threads)."""
+        self.live = LiveSession(self)
+        self.live.frame_ready.connect(self.frame_requested)
+        self.live.status_changed.connect(self._on_live_status)
+        self.live.failed.connect(self._on_live_failed)
+        self.live.ended.connect(self._on_live_ended)
+        self.live.source_event.connect(self._on_live_source_event)
+
+    @property
+    def live_running(self) -> bool:
+        """A live source is open (until it has stopped)."""
+        return self.live.running
+
+    @property
+    def live_stats(self) -> dict[str, int]:
+        """Frames of the live session: ``captured``, ``inspected``, ``dropped`` (replaced by a newer
+        one while waiting for the model) and ``skipped`` (not a new picture: repeated, blank, or
+        unchanged after the stale period)."""
+        return self.live.stats
+
+    @property
+    def _live_in_flight(self) -> bool:
+        """A live frame is with the model now (its result will still be logged)."""
+        return self.live.in_flight
+
+    def start_live(self, config: CameraConfig) -> None:
+        """Start a camera or a video file; new pictures are inspected newest-first as the model allows."""
+        if self.live_running or not self._can_start("live", need_model=True):
+            return
+        save_camera_config(self.settings, config)
+        self._run_started(config.kind, config.label)
+        self.live.start(config)
+        self._update_actions()
+
+    def stop_live(self) -> None:
+        """Stop the live source; a frame waiting for the model is dropped."""
+        self.live.stop()
+
+    def _on_live_status(self, text: str) -> None:
+        if not self._closing:
+            self.status_label.setText(text)
+
+    def _on_live_failed(self, message: str) -> None:
+        if self._closing:
+            return
+        self.show_message("error", message)
+        if self.live.guard is not None:  # lost after it opened: the log shows where its rows stop
+            self._log_live_event(f"live stopped: {message}")
+
+    def _on_live_ended(self, _reason: str) -> None:
+        if self._closing:
+            return
+        self._warn(self.run_state.finish())
+        self._update_actions()
+
+    def _on_live_source_event(self, event: GuardEvent) -> None:
+        """The source went stale (warn; nothing is judged until it changes) or resumed (say so)."""
+        if self._closing:
+            return
+        self.show_message("warning" if event.kind == "stale" else "info", event.message)
+        self._log_live_event(event.message, event.at.isoformat(timespec="milliseconds"))
+
+    def _log_live_event(self, message: str, time: str | None = None) -> None:
+        config = self.live.config
+        extra = {"time": time} if time else {}
+        self.recorder.record_event(LogEntry(
+            source=config.kind if config else "camera", file=config.label if config else "", verdict=EVENT,
+            station=self.station, recipe=self.info["recipe"] if self.info else "",
+            backbone=self.info["backbone"] if self.info else "", message=message, **extra))
