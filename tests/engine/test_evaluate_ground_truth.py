@@ -34,7 +34,9 @@ def _ring_masks(root):
         cv2.imwrite(str(f), j)
 
 
-def test_jpeg_ringed_masks_give_the_clean_pixel_metrics_and_a_warning(synthetic_mvtec, tmp_path):
+def test_jpeg_ringed_masks_give_the_clean_pixel_metrics_and_a_warning(synthetic_mvtec, tmp_path, capsys):
+    from cli.evaluate import print_eval
+
     ringed = tmp_path / "ringed"
     shutil.copytree(synthetic_mvtec, ringed)
     _ring_masks(ringed)
@@ -47,6 +49,9 @@ def test_jpeg_ringed_masks_give_the_clean_pixel_metrics_and_a_warning(synthetic_
     assert clean["ground_truth"]["non_binary"] == 0 and rep["ground_truth"]["non_binary"] == 4
     assert "4 mask(s) were not binary" in (tmp_path / "r_ringed" / "summary.md").read_text()
     assert "Ground truth" not in (tmp_path / "r_clean" / "summary.md").read_text()
+    capsys.readouterr()
+    print_eval(rep)  # the console says it once, on stderr
+    assert capsys.readouterr().err.count("mask(s) were not binary") == 1
 
 
 def test_empty_and_missing_masks_of_defects_are_left_out_of_pixel_metrics_and_named(synthetic_mvtec, tmp_path):
