@@ -14,11 +14,15 @@ kernel's ``ru_maxrss`` of the child from ``os.wait4``), so nothing here depends 
 * ``fit``: ``fit`` on the first 200 and 800 good images of a category (hard links in a temporary
   folder), per scorer; peak RSS and wall time. The backbone's features for N images are held once
   (``N x h x w x D float32``); cross-fitting must not add a copy per fold.
+* ``fit-features``: the cross-fit part alone (``fit_features``) on a feature array of a backbone's
+  shape, per scorer, optionally against another source tree (``--code``, e.g. an export of main):
+  the scorer's working memory above the features, without the time of a backbone on a shared CPU.
 
 Usage::
 
     python benchmarks/memory.py predict [--n 10000] [--backbone efficientnet_lite0 --size 128]
     python benchmarks/memory.py fit [--fit-n 200 800] [--scorers knn mahalanobis] [--backbone dinov2_vits14 --size 224]
+    python benchmarks/memory.py fit-features [--fit-n 200 800] [--grid 16 --dim 384] [--code /path/to/main-export]
     python benchmarks/memory.py report          # docs/MEMORY.md from docs/memory.json
 
 Results are merged into ``docs/memory.json`` (one entry per measurement, with command, machine and
@@ -170,7 +174,8 @@ def bench_predict(a) -> None:
              "command": f"python benchmarks/memory.py predict --n {a.n} --backbone {a.backbone} --size {a.size} "
                         f"--image-side {a.image_side}" + (" --no-overlays" if a.no_overlays else ""),
              "child": shown, "rc": res["rc"], "stopped_after_max_seconds": res["stopped_after_max_seconds"],
-             "images_done": max((x[2] for x in res["samples"]), default=0), "wall_s": res["wall_s"], "peak_rss_mb": res["peak_rss_mb"],
+             "images_done": max((x[2] for x in res["samples"]), default=0),
+             "trace_t_rss_images": res["samples"][:: max(1, len(res["samples"]) // 60)] + res["samples"][-1:], "wall_s": res["wall_s"], "peak_rss_mb": res["peak_rss_mb"],
              "rss_at_images": marks, "load_before": load0, "load_after": load1, "machine": _machine(),
              "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "output_tail": res["output_tail"][-400:]}
     _save(entry)
@@ -207,6 +212,54 @@ def bench_fit(a) -> None:
             print(n, scorer, a.label, res["rc"], res["wall_s"], "s", res["peak_rss_mb"], "MiB peak", flush=True)
 
 
+FEATURES_CHILD = r"""
+import os, sys, resource
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import numpy as np, torch
+from engine.model import InspectionModel
+n, h, d, scorer = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+torch.manual_seed(0)
+m = InspectionModel.create("efficientnet_lite0", scorer, size=64, device="cpu")
+feats = torch.randn(n, h, h, d)
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) // 1024
+base = rss()
+m.fit_features(feats, [Path(f"img{i}.png") for i in range(n)], synthetic=0)
+print("features_mb", round(feats.numel() * 4 / 2**20, 1), "rss_with_features_mb", base,
+      "peak_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, flush=True)
+"""
+
+
+def bench_fit_features(a) -> None:
+    """``fit_features`` (cross-fit, 5 folds, no synthetic defects) on a feature array of the shape a
+    backbone gives, filled with N(0, 1) values (memory, not accuracy, is measured), for each scorer,
+    with this tree's engine and with ``--code`` (e.g. an export of main) for comparison."""
+    codes = [("this branch", str(REPO))] + ([(a.code_label, a.code)] if a.code else [])
+    for label, code in codes:
+        for n in a.fit_n:
+            for scorer in a.scorers:
+                load0 = _load()
+                t0 = time.time()
+                p = subprocess.run([sys.executable, "-c", FEATURES_CHILD, code, str(n), str(a.grid), str(a.dim), scorer],
+                                   capture_output=True, text=True, cwd=code)
+                line = (p.stdout.strip().splitlines() or [""])[-1].split()
+                vals = dict(zip(line[::2], line[1::2])) if p.returncode == 0 else {}
+                entry = {"key": f"fitfeat-{n}-{scorer}-{a.grid}-{a.dim}-{label}", "kind": "fit_features", "n": n,
+                         "scorer": scorer, "grid": a.grid, "dim": a.dim, "label": label, "rc": p.returncode,
+                         "features_mb": float(vals.get("features_mb", "nan")),
+                         "rss_with_features_mb": float(vals.get("rss_with_features_mb", "nan")),
+                         "peak_rss_mb": float(vals.get("peak_mb", "nan")), "wall_s": round(time.time() - t0, 1),
+                         "command": f"python benchmarks/memory.py fit-features --fit-n {n} --scorers {scorer} "
+                                    f"--grid {a.grid} --dim {a.dim}" + (f" --code {a.code}" if a.code else ""),
+                         "load_before": load0, "load_after": _load(), "machine": _machine(),
+                         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                         "output_tail": (p.stdout + p.stderr)[-400:]}
+                _save(entry)
+                print(label, n, scorer, p.returncode, entry["features_mb"], entry["rss_with_features_mb"],
+                      entry["peak_rss_mb"], entry["wall_s"], "s", flush=True)
+
+
 def write_md(data: dict) -> None:
     runs = data["runs"]
     md = ["# Memory (peak RSS)", "",
@@ -226,6 +279,12 @@ def write_md(data: dict) -> None:
                       f"{r['backbone']}, {r['size']} px | {'yes' if r['overlays'] else 'no'} | {at} | "
                       f"{r['peak_rss_mb']} | {r['wall_s']} | {r['load_before']} -> {r['load_after']} |")
         md += ["", "Command: " + "; ".join(f"`{r['command']}`" for r in preds), ""]
+        for r in preds:
+            tr = r.get("trace_t_rss_images") or []
+            if tr:
+                pts = tr[:: max(1, len(tr) // 12)] + tr[-1:]
+                md += [f"RSS trace of the {r['n']}-image run (images done: RSS MiB): "
+                       + ", ".join(f"{int(x[2])}: {x[1]}" for x in pts), ""]
     fits = [r for r in runs if r["kind"] == "fit"]
     if fits:
         md += ["## fit: peak RSS by number of good images", "",
@@ -235,6 +294,19 @@ def write_md(data: dict) -> None:
             md.append(f"| {r['category']} | {r['n']} | {r['scorer']} | {r['backbone']}, {r['size']} px | {r['label']} | "
                       f"{r['peak_rss_mb']} | {r['wall_s']} | {r['load_before']} -> {r['load_after']} |")
         md += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in fits})), ""]
+    ff = [r for r in runs if r["kind"] == "fit_features"]
+    if ff:
+        md += ["## fit_features: cross-fit (5 folds) on a feature array held once", "",
+               "Features of the shape a backbone gives (N x grid x grid x D float32, N(0, 1) values: memory, not "
+               "accuracy), `fit_features(..., synthetic=0)` in a child process; 'above features' = peak RSS minus "
+               "the RSS once the features exist (the scorer's working memory).", "",
+               "| images | grid x D | features (MiB) | scorer | code | peak RSS (MiB) | above features (MiB) | "
+               "wall (s) | load before -> after |", "|---|---|---|---|---|---|---|---|---|"]
+        for r in sorted(ff, key=lambda r: (r["scorer"], r["n"], r["label"])):
+            md.append(f"| {r['n']} | {r['grid']}x{r['grid']} x {r['dim']} | {r['features_mb']} | {r['scorer']} | "
+                      f"{r['label']} | {r['peak_rss_mb']} | {round(r['peak_rss_mb'] - r['rss_with_features_mb'], 1)} | "
+                      f"{r['wall_s']} | {r['load_before']} -> {r['load_after']} |")
+        md += ["", "Commands: " + "; ".join(sorted({f"`{r['command']}`" for r in ff})), ""]
     notes = data.get("notes") or []
     if notes:
         md += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
@@ -245,7 +317,11 @@ def write_md(data: dict) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("predict", "fit", "report"))
+    ap.add_argument("what", choices=("predict", "fit", "fit-features", "report"))
+    ap.add_argument("--grid", type=int, default=16, help="fit-features: patch grid side (ViT-S/14 at 224 px: 16)")
+    ap.add_argument("--dim", type=int, default=384, help="fit-features: feature dimension (ViT-S: 384)")
+    ap.add_argument("--code", default=None, help="fit-features: another source tree to compare (e.g. main)")
+    ap.add_argument("--code-label", default="main", help="fit-features: its label in the table")
     ap.add_argument("--n", type=int, default=10000, help="predict: number of images (default %(default)s)")
     ap.add_argument("--distinct", type=int, default=8, help="predict: distinct real images linked (default %(default)s)")
     ap.add_argument("--image-side", type=int, default=160, help="predict: longer side of those images, px")
@@ -263,6 +339,10 @@ def main() -> int:
     a = ap.parse_args()
     if a.what == "report":
         write_md(json.loads(JSON_OUT.read_text()))
+        return 0
+    if a.what == "fit-features":
+        a.scorers = a.scorers if a.scorers != ["knn", "mahalanobis"] else ["knn", "mahalanobis", "padim"]
+        bench_fit_features(a)
         return 0
     if a.what == "predict":
         a.category = a.category or "mvtec_ad/bottle"
