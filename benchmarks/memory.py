@@ -235,7 +235,7 @@ def bench_fit_features(a) -> None:
     """``fit_features`` (cross-fit, 5 folds, no synthetic defects) on a feature array of the shape a
     backbone gives, filled with N(0, 1) values (memory, not accuracy, is measured), for each scorer,
     with this tree's engine and with ``--code`` (e.g. an export of main) for comparison."""
-    codes = [("this branch", str(REPO))] + ([(a.code_label, a.code)] if a.code else [])
+    codes = ([] if a.skip_this else [("this branch", str(REPO))]) + ([(a.code_label, a.code)] if a.code else [])
     for label, code in codes:
         for n in a.fit_n:
             for scorer in a.scorers:
@@ -322,6 +322,7 @@ def main() -> int:
     ap.add_argument("--dim", type=int, default=384, help="fit-features: feature dimension (ViT-S: 384)")
     ap.add_argument("--code", default=None, help="fit-features: another source tree to compare (e.g. main)")
     ap.add_argument("--code-label", default="main", help="fit-features: its label in the table")
+    ap.add_argument("--skip-this", action="store_true", help="fit-features: measure only --code")
     ap.add_argument("--n", type=int, default=10000, help="predict: number of images (default %(default)s)")
     ap.add_argument("--distinct", type=int, default=8, help="predict: distinct real images linked (default %(default)s)")
     ap.add_argument("--image-side", type=int, default=160, help="predict: longer side of those images, px")
