@@ -221,11 +221,13 @@ class MahalanobisScorer(Scorer):
         total = torch.zeros(d_in, dtype=torch.float64, device=self.device)
         for c in _chunks(x, self.device):
             total += c.double().sum(0)
+        del c  # a gathered chunk (fold fits) must not live on into the next pass
         mean = total / n
         cov = torch.zeros(d_in, d_in, dtype=torch.float64, device=self.device)
         for c in _chunks(x, self.device):
             cd = c.double() - mean
             cov += cd.T @ cd
+        del c, cd
         cov /= n - 1
         evals, evecs = torch.linalg.eigh(cov)  # ascending
         evals, evecs = evals.flip(0).clamp_min(0).cpu().numpy(), evecs.flip(1).float()
