@@ -26,9 +26,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def print_eval(res: dict) -> None:
     from engine.evaluate import (CANDIDATES_CAVEAT, PRECISION_UNDEFINED, calibrate_how, candidate_rows,
-                                 format_metrics, threshold_is_weak)
+                                 format_metrics, ground_truth_lines, threshold_is_weak)
 
     print(f"{res['name']}: {format_metrics(res['metrics'])}")
+    for line in ground_truth_lines(res):
+        print(f"warning: {line}", file=sys.stderr)
     print(f"backbone: {res['backbone']['name']} [{res['backbone']['weights_source']}]  input {res['input_size']} px  "
           f"scorer: {res['scorer']['name']}")
     print(f"fit {res['fit_seconds']} s ({plural(res['n_train'], 'image')})  inspection {res['ms_per_image']} "

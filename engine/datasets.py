@@ -6,12 +6,14 @@ Layout (Bergmann et al., "MVTec AD", CVPR 2019)::
     <category>/test/good/*                        normal test images
     <category>/test/<defect>/*                    defective test images
     <category>/ground_truth/<defect>/<stem>_mask.png   binary masks {0, 255}
-    (also accepted: ground_truth/<defect>/<stem>.png, as battery_weld names them)
+    (also accepted: <stem>.png as battery_weld names them, <stem>_label.png, <stem>_gt.png, and
+    .bmp/.tif/.tiff/.jpg/.jpeg masks: :data:`MASK_STEMS`, :data:`MASK_SUFFIXES`)
 
 A defective test image whose mask is absent gets ``mask_path=None``; pixel metrics then use only
 images that have masks (good images have an all-zero mask by definition). Entries of ``train/good``
 and ``test/<folder>`` that are not taken (not an image type, sub-folders...) are kept in
-``Category.skipped`` with their reason (:mod:`engine.listing`), for the report to say.
+``Category.skipped`` with their reason (:mod:`engine.listing`), for the report to say. How mask values become defect pixels:
+:func:`engine.images.read_mask`.
 """
 
 from __future__ import annotations
@@ -70,12 +72,65 @@ class Category:
         return any(s.mask_path is not None for s in self.test)
 
 
+MASK_STEMS = ("{stem}_mask", "{stem}", "{stem}_label", "{stem}_gt")
+"""Names a ground-truth mask of test image ``<stem>.*`` may have in ``ground_truth/<defect>/``, in the
+order tried: MVTec AD's ``_mask``, battery_weld's bare stem, KolektorSDD/DAGM-style ``_label``, ``_gt``."""
+
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+"""Mask file types tried for each name of :data:`MASK_STEMS` (lossless first)."""
+
+
 def _find_mask(gt_dir: Path, stem: str) -> Path | None:
-    for name in (f"{stem}_mask.png", f"{stem}.png", f"{stem}_mask.bmp", f"{stem}.bmp"):
-        p = gt_dir / name
-        if p.is_file():
-            return p
+    if not gt_dir.is_dir():
+        return None
+    for name in MASK_STEMS:
+        for suffix in MASK_SUFFIXES:
+            for suf in (suffix, suffix.upper()):
+                p = gt_dir / (name.format(stem=stem) + suf)
+                if p.is_file():
+                    return p
     return None
+
+
+def check_mask_sizes(cat: "Category") -> list[str]:
+    """Check, before any work, that every mask of ``cat`` can be laid on its test image.
+
+    Reads only the file headers (Pillow's lazy open). A mask of another size but the same aspect
+    ratio (within 1 %) is accepted -- :func:`engine.images.read_mask` resizes it nearest-neighbour --
+    and named in the returned list.
+
+    Returns:
+        one line per mask that will be resized: ``"<mask>: 256x256 px, image 512x512 px"``.
+    Raises:
+        DatasetError: a mask that cannot be opened, or whose aspect ratio differs from its image's
+            (one line naming the mask, both sizes and the fix). An unreadable *image* is not raised
+            here: inspection skips and reports it.
+    """
+    from PIL import Image
+
+    resized = []
+    for s in cat.test:
+        if s.mask_path is None:
+            continue
+        try:
+            with Image.open(s.mask_path) as m:
+                mw, mh = m.size
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise DatasetError(f"{s.mask_path}: cannot read mask ({exc}); re-export it as a PNG of 0 (good) and "
+                               f"255 (defect), or remove it (the image then counts for image metrics only).") from None
+        try:
+            with Image.open(s.path) as im:
+                w, h = im.size
+        except (OSError, ValueError, SyntaxError):
+            continue
+        if (mw, mh) == (w, h):
+            continue
+        if abs(mh * w - mw * h) > 0.01 * max(mh * w, mw * h):
+            raise DatasetError(f"{s.mask_path}: mask is {mw}x{mh} px but its image {s.path.name} is {w}x{h} px "
+                               f"(another aspect ratio, so it cannot be scaled onto the image); re-export the mask "
+                               f"at {w}x{h} px.")
+        resized.append(f"{s.mask_path}: {mw}x{mh} px, image {w}x{h} px")
+    return resized
 
 
 def load_category(root: str | Path) -> Category:

@@ -7,6 +7,25 @@ defective test images.
 Pixel metrics (pixel AUROC, AUPRO at FPR 0.3) are computed on anomaly maps and masks resized so
 the longer side is at most ``metric_size`` px (default 256; nearest-neighbour for masks, area for
 maps), which keeps memory and time bounded on 2 cores; use ``metric_size=0`` for full resolution.
+
+Memory: the test images stream through inspection like ``predict``; per image only the score, the
+label and the map + mask at ``metric_size`` are kept (float32 map, bool mask: the same values the
+pixel metrics would get from full lists), plus the few example images chosen up front from the
+labels (:func:`example_picks`), so peak memory no longer grows with full images x test-set size.
+
+Ground truth (:func:`engine.images.read_mask` reads masks; :func:`ground_truth_lines` reports):
+
+* non-binary masks (JPEG ringing, anti-aliasing) are binarised at mid-grey; their count is reported;
+* a mask of another size with the same aspect ratio is resized nearest-neighbour and named; one
+  with another aspect ratio stops the evaluation before the fit with a one-line error
+  (:func:`engine.datasets.check_mask_sizes`);
+* a defective image whose mask marks no pixel is *left out of both pixel metrics* and named. The
+  MVTec AD reference code (and anomalib, which follows it) would keep such an image with every
+  pixel counted as defect-free: then a detector that finds the real, unmarked defect is charged
+  with false positives and AUPRO/pixel AUROC drop for a labelling gap, not for the detector. Left
+  out, the figures describe only pixels whose truth is known; the count says how many were
+  dropped (magnetic_tile has 4 such "uneven" masks);
+* a defective image without any mask file is left out of the pixel metrics too, and counted.
 """
 
 from __future__ import annotations
@@ -21,7 +40,7 @@ import numpy as np
 import torch
 
 from . import metrics
-from .datasets import Category, load_category
+from .datasets import Category, Sample, check_mask_sizes, load_category
 from .anomaly_map import shrink_map
 from .calibration import weak_threshold_warning
 from .images import read_mask
@@ -61,15 +80,21 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         precision at the model's threshold, None without one), ``threshold_candidates``
         (:func:`engine.metrics.threshold_candidates` on the test split), ``model_file`` (path or
         None) and ``calibrate_command`` (a runnable ``calibrate`` command line, or None when the
-        test images are not sorted into good and defective folders).
+        test images are not sorted into good and defective folders), ``ground_truth``
+        (``non_binary`` count of binarised masks, ``resized`` masks, ``empty`` masks of defective
+        images, defective images with ``missing`` masks; module docstring).
     Raises:
-        DatasetError: the category folder is not in MVTec AD layout.
+        DatasetError: the category folder is not in MVTec AD layout, or a mask cannot be read or
+            has another aspect ratio than its image (before the fit).
         ValueError: the test split lacks good or defective images (the metrics are undefined).
     """
     cat = category if isinstance(category, Category) else load_category(category)
+    resized_masks = check_mask_sizes(cat) if cat.has_masks else []  # a mask that cannot fit stops us before the fit
     fit = model.fit([s.path for s in cat.train], progress=progress, **(fit_kwargs or {}))
     labels, scores, masks, maps, lat, names, skipped = [], [], [], [], [], [], list(fit.skipped)
-    examples: list[tuple] = []
+    gt = {"non_binary": 0, "resized": resized_masks, "empty": [], "missing": []}
+    pick = set(example_picks(cat.test, n_examples))
+    examples: list[tuple] = []  # only the picked ones: memory stays bounded whatever the test set's size
     by_path = {s.path: s for s in cat.test}
     t0 = time.perf_counter()
     for path, pred, img, err in model.predict_paths([s.path for s in cat.test], progress=progress):
@@ -81,14 +106,26 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         scores.append(pred.score)
         lat.append(pred.latency_ms)
         names.append(f"{s.defect_type}/{path.name}")
-        if cat.has_masks and (s.label == 0 or s.mask_path is not None):
-            m = read_mask(s.mask_path, img.shape[:2]) if s.mask_path else np.zeros(img.shape[:2], bool)
-            masks.append(shrink_map(m, metric_size, nearest=True))
+        mask = shown = None
+        if s.mask_path is not None:
+            notes: dict = {}
+            mask = shown = read_mask(s.mask_path, img.shape[:2], notes)
+            gt["non_binary"] += notes["non_binary"]
+            if s.label == 1 and not notes["n_defect"]:
+                gt["empty"].append(str(s.mask_path))
+                mask = None  # a defect with no marked pixel: left out of the pixel metrics (module docstring)
+        elif s.label == 0:
+            mask = shown = np.zeros(img.shape[:2], bool)
+        elif cat.has_masks:
+            gt["missing"].append(f"{s.defect_type}/{path.name}")
+        if cat.has_masks and mask is not None:
+            masks.append(shrink_map(mask, metric_size, nearest=True))
             maps.append(shrink_map(pred.anomaly_map, metric_size))
         else:
             masks.append(None)
             maps.append(None)
-        examples.append((s, img, pred))
+        if s in pick:
+            examples.append((s, img, pred, shown))
     wall = time.perf_counter() - t0
     res = metrics.compute_all(np.asarray(labels), np.asarray(scores),
                               masks=masks if cat.has_masks else None, maps=maps if cat.has_masks else None,
@@ -121,12 +158,12 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         "ms_per_image": round(float(np.mean(lat)), 2), "inspect_wall_seconds": round(wall, 2),
         "memory_bank_mb": round(model.scorer.state_nbytes() / 2**20, 2), "skipped": skipped,
         "device": str(model.backbone.device), "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(), "metric_size": metric_size,
+        "machine": platform.machine(), "metric_size": metric_size, "ground_truth": gt,
     }
     # entries of the category's folders not taken (not images, sub-folders...), with the reason
     out["inputs_skipped"] = [f"{p}: {why}" for p, why in cat.skipped]
     if report_dir is not None:
-        write_report(Path(report_dir), out, examples, cat, model, n_examples, scores)
+        write_report(Path(report_dir), out, examples, cat, model)
     return out
 
 
@@ -252,19 +289,48 @@ def describe_scorer(scorer: dict) -> str:
     return f"{scorer.get('name', '?')}" + (f" ({params})" if params else "")
 
 
-def write_report(report_dir: Path, result: dict, examples: list, cat: Category, model: InspectionModel,
-                 n_examples: int, scores: list[float]) -> None:
-    """metrics.json, summary.md and example overlays (module docstring)."""
+def example_picks(test: list[Sample], n_examples: int) -> list[Sample]:
+    """The test samples whose overlays the report shows, chosen from the labels alone (before any
+    inspection, so only these images are kept in memory): the first ``max(1, n // 3)`` good images
+    and the rest spread evenly over the defective ones, in test order."""
+    good = [s for s in test if s.label == 0]
+    bad = [s for s in test if s.label == 1]
+    n_bad = n_examples - n_examples // 3
+    return good[: max(1, n_examples // 3)] + bad[:: max(1, len(bad) // max(1, n_bad))][:n_bad]
+
+
+def ground_truth_lines(result: dict) -> list[str]:
+    """One line per ground-truth problem of an evaluation (``result["ground_truth"]``): masks that
+    were not binary, masks resized to their image, defect images whose mask marks nothing or is
+    missing; what each does to the pixel metrics. Empty when the masks were as the metrics assume."""
+    gt = result.get("ground_truth") or {}
+    out = []
+    if gt.get("non_binary"):
+        out.append(f"{gt['non_binary']} mask(s) were not binary (grey values such as JPEG ringing or anti-aliased "
+                   f"edges): binarised at mid-grey (> 127 of 255; > half the range for 16-bit masks), so faint grey "
+                   f"pixels count as good. Save masks as PNG with 0 and 255 only.")
+    if gt.get("resized"):
+        out.append(f"{len(gt['resized'])} mask(s) differ in size from their image (same aspect ratio): resized "
+                   f"nearest-neighbour; first: {gt['resized'][0]}")
+    if gt.get("empty"):
+        out.append(f"{len(gt['empty'])} defective image(s) have a mask with no defect pixel: left out of pixel "
+                   f"AUROC and AUPRO (their unmarked defect would count as good pixels); first: {gt['empty'][0]}")
+    if gt.get("missing"):
+        out.append(f"{len(gt['missing'])} defective image(s) have no mask in ground_truth/<defect>/: left out of "
+                   f"the pixel metrics; first: {gt['missing'][0]}")
+    return out
+
+
+def write_report(report_dir: Path, result: dict, examples: list, cat: Category, model: InspectionModel) -> None:
+    """metrics.json, summary.md and example overlays (module docstring).
+
+    ``examples``: ``(sample, image, prediction, mask or None)`` of the images to draw, rendered with the
+    model's display rule (:func:`engine.overlay.report_panel`)."""
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "metrics.json").write_text(json.dumps(result, indent=2))
     scale = model.display_scale()  # the colour / outline rule of the app and predict (engine.overlay)
-    good = [e for e in examples if e[0].label == 0]
-    bad = [e for e in examples if e[0].label == 1]
-    pick = good[: max(1, n_examples // 3)] + bad[:: max(1, len(bad) // max(1, n_examples - n_examples // 3))][
-        : n_examples - n_examples // 3]
     written = []
-    for s, img, pred in pick:
-        mask = read_mask(s.mask_path, img.shape[:2]) if s.mask_path else (np.zeros(img.shape[:2], bool) if s.label == 0 else None)
+    for s, img, pred, mask in examples:
         title = f"{s.defect_type} score={pred.score:.3g} {pred.verdict}"
         name = f"overlays/{s.defect_type}_{s.path.stem}.png"
         save_png(report_dir / name, report_panel(img, pred.anomaly_map, scale, pred.score, mask, title))
@@ -293,6 +359,8 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
           *([f"- {how_chosen}"] if how_chosen else []),
           *([f"- **warning**: {w}"] if (w := weak_threshold_warning(model.calibration, remedy=remedy)) else []),
           *threshold_lines(result, model)]
+    if ground_truth_lines(result):
+        md += ["", "## Ground truth", ""] + [f"- **warning**: {w}" for w in ground_truth_lines(result)]
     if result["skipped"]:
         md += ["", "Skipped files:"] + [f"- {x}" for x in result["skipped"]]
     if result.get("inputs_skipped"):

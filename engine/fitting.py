@@ -141,7 +141,7 @@ class FitMixin:
             perm = rng.permutation(n)
             hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
             probe = copy.deepcopy(self.scorer) if n_hold == 0 else None  # for the display range, below
-            self.scorer.fit(feats[torch.from_numpy(fit_idx)], progress=progress)
+            self.scorer.fit_images(feats, fit_idx, progress=progress)
             if n_hold:
                 held = self._score_held_out(feats, used, [(hold, self.scorer)], 1, hold, progress, synthetic, seed)
             source = f"hold-out, {n_hold} images"
@@ -182,16 +182,17 @@ class FitMixin:
         syn_pick = set(rng.permutation(held_idx)[:max(0, synthetic)].tolist())
         scores, pixels, medians, syn_scores, syn_kinds = [], [], [], [], []
         n_hold, t_syn = 0, 0.0
+        if progress is not None:  # before the first fold's scorer is fitted: its stages report inside this one
+            progress(0, n_folds, "cross-fit")
         for f, (hold, sc) in enumerate(fold_scorers):
-            if progress is not None:
-                progress(f, n_folds, "cross-fit")
             n_hold += len(hold)
-            patch = sc.score(feats[torch.from_numpy(hold)]).numpy()
-            for i, ps in zip(hold, patch):
-                scores.append(self._image_score(ps))
-                amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
-                pixels.append(amap[::4, ::4].ravel())
-                medians.append(ps.ravel())
+            for b in range(0, len(hold), self.batch_size):  # a batch at a time: no copy of the fold's features
+                patch = sc.score(feats[torch.from_numpy(hold[b:b + self.batch_size])]).numpy()
+                for ps in patch:
+                    scores.append(self._image_score(ps))
+                    amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
+                    pixels.append(amap[::4, ::4].ravel())
+                    medians.append(ps.ravel())
             t0 = time.perf_counter()
             chosen = [i for i in hold if int(i) in syn_pick]
             imgs, kinds = [], []
@@ -207,8 +208,8 @@ class FitMixin:
                 syn_scores.extend(self._image_score(p) for p in ps)
             syn_kinds.extend(kinds)
             t_syn += time.perf_counter() - t0
-        if progress is not None:
-            progress(n_folds, n_folds, "cross-fit")
+            if progress is not None:
+                progress(f + 1, n_folds, "cross-fit")
         assert len(scores) == n_hold
         return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
                 "display_range": dict(display_range_from_patches(np.concatenate(medians)), source="held-out"),

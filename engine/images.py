@@ -169,13 +169,34 @@ def read_image(path: str | Path, value_range: ValueRange = STANDALONE) -> np.nda
     return arr
 
 
-def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a ground-truth mask as ``(H, W) bool`` (any non-zero pixel is defect).
+def read_mask(path: str | Path, shape: tuple[int, int] | None = None, notes: dict | None = None) -> np.ndarray:
+    """Read a ground-truth mask as ``(H, W) bool`` (True = defect pixel).
+
+    How pixel values become defect / defect-free (``docs/EVALUATION.md`` has the reasons):
+
+    * grey masks (8-bit, 16-bit, 32-bit int, float): when the brightest value is above half of the
+      container's range (127 of 255, 32767 of 65535, 0.5 for floats in [0, 1]), a pixel is defect
+      when it is above that half: grey ringing left by JPEG compression or anti-aliased edges (values
+      1..~20 around a 255 defect) is background, as the mask's author drew it. When every value is
+      at most half the range (masks stored as 0/1, or label maps 0/1/2...), any non-zero pixel is
+      defect -- a mid-grey cut would erase them;
+    * colour masks (RGB, RGBA, palette): the brightest of the R, G, B channels is used as the grey
+      value (a red or green annotation counts like a white one; alpha is ignored);
+    * a mask is *non-binary* when it holds more than two distinct values, or two of which neither
+      is 0; ``notes["non_binary"]`` says so, so a caller can warn once for all masks.
 
     Args:
-        shape: expected ``(H, W)``; a mask of another size is resized nearest-neighbour to it.
+        path: mask file (PNG, BMP, TIFF, JPEG... anything Pillow decodes).
+        shape: expected ``(H, W)`` of the image the mask belongs to. A mask of another size with the
+            same aspect ratio (within 1 %) is resized nearest-neighbour to ``shape`` after
+            binarisation, and ``notes["resized_from"]`` is set to its ``(H, W)``.
+        notes: optional dict filled with ``non_binary`` (bool), ``resized_from`` (``(H, W)`` or None)
+            and ``n_defect`` (int, defect pixels after binarisation and resizing).
+    Returns:
+        ``(H, W) bool``, C-contiguous.
     Raises:
-        ImageReadError: unreadable mask file.
+        ImageReadError: unreadable mask file, or a mask whose aspect ratio differs from ``shape``'s
+            (the one-line message names the file, both sizes and the fix).
     """
     import cv2
 
@@ -183,9 +204,42 @@ def read_mask(path: str | Path, shape: tuple[int, int] | None = None) -> np.ndar
     try:
         with Image.open(path) as img:
             img.load()
-            arr = np.asarray(img.convert("L"), dtype=np.uint8)
-    except (FileNotFoundError, UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ImageReadError(f"{path}: cannot read mask ({exc}).") from exc
-    if shape is not None and arr.shape != tuple(shape):
-        arr = cv2.resize(arr, (shape[1], shape[0]), interpolation=cv2.INTER_NEAREST)
-    return arr > 0
+            mode = img.mode
+            if mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "LA"):
+                arr = np.asarray(img.convert("RGB"), dtype=np.uint8).max(axis=2)
+            elif mode == "1":
+                arr = np.asarray(img, dtype=np.uint8)
+            else:
+                arr = np.asarray(img)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: mask file not found. Check the ground_truth folder.") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise ImageReadError(f"{path}: cannot read mask ({exc}); re-export it as a PNG of 0 (good) and 255 "
+                             f"(defect).") from exc
+    if arr.ndim == 3:  # multi-channel modes Pillow returns as (H, W, C): the brightest channel
+        arr = arr.max(axis=2)
+    if arr.dtype == np.bool_:
+        arr = arr.astype(np.uint8)
+    if np.issubdtype(arr.dtype, np.floating):
+        top = float(np.nanmax(arr)) if arr.size else 0.0
+        full = 1.0 if top <= 1.0 else 255.0 if top <= 255.0 else 65535.0
+        arr = np.nan_to_num(arr, nan=0.0)
+    else:
+        top = int(arr.max()) if arr.size else 0
+        full = 255 if arr.dtype.itemsize == 1 or top <= 255 else 65535 if top <= 65535 else float(np.iinfo(arr.dtype).max)
+    half = full / 2
+    values = np.flatnonzero(np.bincount(arr.ravel(), minlength=256)) if arr.dtype == np.uint8 else np.unique(arr)
+    non_binary = len(values) > 2 or (len(values) == 2 and values[0] != 0)
+    out = arr > half if top > half else arr > 0
+    resized_from = None
+    if shape is not None and out.shape != tuple(shape):
+        (mh, mw), (h, w) = out.shape, tuple(shape)
+        if abs(mh * w - mw * h) > 0.01 * max(mh * w, mw * h):
+            raise ImageReadError(
+                f"{path}: mask is {mw}x{mh} px but its image is {w}x{h} px (another aspect ratio, so it cannot "
+                f"be scaled onto the image); re-export the mask at {w}x{h} px.")
+        resized_from = (mh, mw)
+        out = cv2.resize(out.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    if notes is not None:
+        notes.update(non_binary=bool(non_binary), resized_from=resized_from, n_defect=int(np.count_nonzero(out)))
+    return np.ascontiguousarray(out)

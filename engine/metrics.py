@@ -96,7 +96,10 @@ def _as_image_list(arrays, what: str) -> list[np.ndarray]:
 def _check_pixel_inputs(
     masks, anomaly_maps, what: str
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Return (list of bool (H,W) masks, list of float64 (H,W) maps) or raise ValueError."""
+    """Return (list of bool (H,W) masks, list of float32/float64 (H,W) maps) or raise ValueError.
+
+    float32 and float64 maps are passed through without a copy (a float32 -> float64 conversion is
+    exact, so sorting and ranking give the same result on either; other dtypes become float64)."""
     ms = _as_image_list(masks, "masks")
     mp = _as_image_list(anomaly_maps, "anomaly_maps")
     if len(ms) != len(mp):
@@ -116,10 +119,11 @@ def _check_pixel_inputs(
             )
         if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
             raise ValueError(f"{what}: image {i}: anomaly map must be real, got dtype {a.dtype}")
-        a = a.astype(np.float64)
+        if a.dtype not in (np.float32, np.float64):
+            a = a.astype(np.float64)
         if not np.isfinite(a).all():
             raise ValueError(f"{what}: image {i}: anomaly map contains NaN/inf values")
-        out_m.append(m.astype(bool))
+        out_m.append(m.astype(bool, copy=False))
         out_a.append(a)
     return out_m, out_a
 
@@ -445,10 +449,11 @@ def aupro(masks, anomaly_maps, fpr_limit: float = 0.3, num_thresholds: int | Non
         keep[-1] = True
         fpr, pro = fpr[keep], pro[keep]
     else:
-        thr = np.linspace(s_desc[0], s_desc[-1], int(num_thresholds))
-        thr[0], thr[-1] = s_desc[0], s_desc[-1]  # exact endpoints
+        s64 = s_desc.astype(np.float64, copy=False)
+        thr = np.linspace(s64[0], s64[-1], int(num_thresholds))
+        thr[0], thr[-1] = s64[0], s64[-1]  # exact endpoints
         # number of pixels with score >= t; the descending array is ascending in -score.
-        k = np.searchsorted(-s_desc, -thr, side="right")  # >= 1 since thr <= max
+        k = np.searchsorted(-s64, -thr, side="right")  # >= 1 since thr <= max
         fpr, pro = fpr[k - 1], pro[k - 1]
 
     x = np.concatenate(([0.0], np.minimum(fpr, 1.0)))

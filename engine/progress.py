@@ -1,4 +1,10 @@
-"""Terminal progress bars (tqdm) behind the engine's ``progress(done, total, stage)`` callback."""
+"""Terminal progress bars (tqdm) behind the engine's ``progress(done, total, stage)`` callback.
+
+A stage is named by the text before its first colon: ``"mahalanobis: pca"`` and
+``"mahalanobis: k-means"`` are one stage, ``mahalanobis``, whose bar shows the step after the colon
+(:func:`stage_base`). Every stage of the engine reports ``0`` at its start (or its first unit done)
+and ends at ``done == total``; its count never goes back (tests/engine/test_progress.py).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,14 @@ import sys
 from tqdm import tqdm
 
 
-UNITS = {"coreset": "centre", "cross-fit": "fold", "fold coresets": "fold"}
-"""Unit shown per stage (default: images)."""
+UNITS = {"coreset": "centre", "cross-fit": "fold", "fold coresets": "fold", "mahalanobis": "step",
+         "padim": "position"}
+"""Unit shown per stage base (default: images)."""
+
+
+def stage_base(stage: str) -> str:
+    """The stage a progress call belongs to: its name up to the first colon, stripped."""
+    return stage.split(":")[0].strip()
 
 OUTER_STAGES = frozenset({"cross-fit"})
 """Stages that report around other stages (each cross-fit fold fits a scorer, which reports its
@@ -30,16 +42,18 @@ class TqdmProgress:
     def __call__(self, done: int, total: int, stage: str) -> None:
         if not self.enabled:
             return
+        base = stage_base(stage)
         names = [name for name, _ in self._bars]
-        if stage in names:
-            self._close_from(names.index(stage) + 1)  # the outer stage moved on: its inner bars are done
+        if base in names:
+            self._close_from(names.index(base) + 1)  # the outer stage moved on: its inner bars are done
+            if self._bars[-1][1].desc != stage:
+                self._bars[-1][1].set_description_str(stage, refresh=False)  # the step running, same bar
         else:
             keep = len(self._bars)
             while keep and self._bars[keep - 1][0] not in OUTER_STAGES:
                 keep -= 1  # a new stage replaces the unfinished bars at its level
             self._close_from(keep)
-            base = stage.split(":")[0].strip()
-            self._bars.append((stage, tqdm(total=total, desc=stage, unit=UNITS.get(base, "img"), file=sys.stderr,
+            self._bars.append((base, tqdm(total=total, desc=stage, unit=UNITS.get(base, "img"), file=sys.stderr,
                                            dynamic_ncols=True, position=len(self._bars),
                                            leave=base in OUTER_STAGES)))
         bar = self._bars[-1][1]
@@ -54,7 +68,7 @@ class TqdmProgress:
 
     @property
     def stages(self) -> list[str]:
-        """The stages whose bars are open, outer first."""
+        """The stages (:func:`stage_base`) whose bars are open, outer first."""
         return [name for name, _ in self._bars]
 
     def _close_from(self, i: int) -> None:

@@ -36,6 +36,15 @@ class Scorer(ABC):
     def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
         """Learn normal from ``(N, h, w, D) float32`` patch features of good images."""
 
+    def fit_images(self, features: torch.Tensor, images: np.ndarray, progress: ProgressFn | None = None) -> None:
+        """:meth:`fit` on the images ``images`` (``int64`` indices into ``features``) only.
+
+        The default copies those images' features (``features[images]``); scorers that can read
+        the rows in place override it, so cross-fitting holds no per-fold copy of the feature array
+        (:class:`~engine.scorers.mahalanobis.MahalanobisScorer`, :class:`~engine.scorers.padim.PadimScorer`).
+        """
+        self.fit(features[torch.from_numpy(np.asarray(images, np.int64))], progress=progress)
+
     def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray],
                   progress: ProgressFn | None = None) -> Iterator[tuple[int, "Scorer"]]:
         """K-fold cross-fitting: yields ``(f, scorer_f)`` where ``scorer_f`` learned every image
@@ -44,7 +53,8 @@ class Scorer(ABC):
         Args:
             features: ``(N, h, w, D) float32`` patch features of N good images.
             folds: K disjoint ``int64`` index arrays that together cover ``range(N)``.
-        The default fits a fresh copy of this (unfitted) scorer per fold, K + 1 fits in all;
+        The default fits a fresh copy of this (unfitted) scorer per fold with :meth:`fit_images`
+        (no copy of the features where the scorer supports it), K + 1 fits in all;
         scorers with a cheaper way override it (:class:`engine.scorers.knn.KnnScorer`).
         Raises:
             ValueError: folds that do not partition ``range(N)``.
@@ -53,7 +63,7 @@ class Scorer(ABC):
         for f, hold in enumerate(folds):
             learn = np.setdiff1d(np.arange(len(features)), hold)
             sc = copy.deepcopy(self)
-            sc.fit(features[torch.from_numpy(learn)], progress=progress)
+            sc.fit_images(features, learn, progress=progress)
             yield f, sc
         self.fit(features, progress=progress)
 

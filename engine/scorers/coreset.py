@@ -60,7 +60,8 @@ def greedy_coreset(features: np.ndarray, k: int, start: int = 0, proj_dim: int |
         start: index of the first centre.
         proj_dim: if set and < D, distances are computed after a Gaussian random projection.
         n_clusters: clusters used for pruning (default ``~sqrt(N)``, at most 2048).
-        progress: called as ``progress(i, k, "coreset")`` every 1000 selections.
+        progress: called as ``progress(i, k, "coreset")`` (unit: centres chosen) with ``i = 0`` at the
+            start, every 1000 selections and ``i = k`` at the end.
     Returns:
         ``(k,) int64`` indices into ``features``, in selection order; identical to
         :func:`greedy_coreset_naive` on the same (projected) features, up to exact distance ties.
@@ -79,6 +80,8 @@ def greedy_coreset(features: np.ndarray, k: int, start: int = 0, proj_dim: int |
         x = np.ascontiguousarray(x @ proj)
     if k == n:
         return np.arange(n, dtype=np.int64)
+    if progress is not None:
+        progress(0, k, "coreset")
     c = n_clusters or int(min(2048, max(1, round(math.sqrt(n)))))
     c = max(1, min(c, n // 39))  # faiss k-means wants >= 39 points per centroid
     if c > 1:
@@ -123,6 +126,6 @@ def greedy_coreset(features: np.ndarray, k: int, start: int = 0, proj_dim: int |
                 upper[j] = math.sqrt(float(seg.max()))
         j = int(np.argmax(upper))
         pos = int(starts[j] + np.argmax(d[starts[j]:ends[j]]))
-        if progress is not None and (i + 1) % 1000 == 0:
+        if progress is not None and ((i + 1) % 1000 == 0 or i + 1 == k):
             progress(i + 1, k, "coreset")
     return chosen

@@ -125,6 +125,8 @@ class KnnScorer(Scorer):
         _check_folds(folds, n)
         rng = np.random.default_rng(self.seed)
         parts = []
+        if progress is not None:
+            progress(0, len(folds), "fold coresets")
         for f, hold in enumerate(folds):
             parts.append(self._coreset(self._flat(features[torch.from_numpy(np.sort(hold))]), len(hold) / n, rng))
             if progress is not None:

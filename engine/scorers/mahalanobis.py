@@ -55,10 +55,49 @@ _FIT_ROWS = 65536  # patches per chunk while fitting
 _STATS_PATCHES = 200_000  # normal patches used to standardise the two scores
 
 
-def _chunks(x: torch.Tensor, device: torch.device):
+def _chunks(x: "torch.Tensor | _PatchRows", device: torch.device):
     """``(N, D)`` rows in chunks of :data:`_FIT_ROWS`, as float32 on ``device``."""
+    if isinstance(x, _PatchRows):
+        yield from x.chunks()
+        return
     for start in range(0, x.shape[0], _FIT_ROWS):
         yield x[start : start + _FIT_ROWS].to(device, torch.float32)
+
+
+class _PatchRows:
+    """The patch rows ``(n, D)`` of some images of ``(N, h, w, D)`` features, without copying them.
+
+    ``images=None`` is every image: then chunks are exactly those of the flat array (same sums as
+    before this class existed); otherwise each chunk gathers whole images, about :data:`_FIT_ROWS`
+    rows at a time.
+    """
+
+    def __init__(self, features: torch.Tensor, images: np.ndarray | None, device: torch.device):
+        self.flat = features.reshape(-1, features.shape[-1])  # a view of contiguous features
+        self.hw = int(np.prod(features.shape[1:-1]))
+        self.images = None if images is None else np.asarray(images, np.int64)
+        self.device = device
+        self.d = int(features.shape[-1])
+        self.n = self.flat.shape[0] if images is None else len(self.images) * self.hw
+
+    def chunks(self):
+        if self.images is None:
+            yield from _chunks(self.flat, self.device)
+            return
+        per = max(1, _FIT_ROWS // max(1, self.hw))
+        for s in range(0, len(self.images), per):
+            yield self.rows_of_images(self.images[s : s + per])
+
+    def rows_of_images(self, imgs: np.ndarray) -> torch.Tensor:
+        idx = (imgs[:, None] * self.hw + np.arange(self.hw)[None, :]).ravel()
+        return self.flat[torch.from_numpy(idx)].to(self.device, torch.float32)
+
+    def rows(self, r: np.ndarray) -> torch.Tensor:
+        """Rows ``r`` (indices into the ``n`` selected rows), gathered as ``(len(r), D)``."""
+        r = np.asarray(r, np.int64)
+        if self.images is not None:
+            r = self.images[r // self.hw] * self.hw + r % self.hw
+        return self.flat[torch.from_numpy(r)]
 
 
 def whitening_factors(cov: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -163,20 +202,32 @@ class MahalanobisScorer(Scorer):
 
     # ------------------------------------------------------------------ fit
     def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
-        x = features.reshape(-1, features.shape[-1])
-        n, d_in = x.shape
+        self.fit_images(features, None, progress)
+
+    def fit_images(self, features: torch.Tensor, images: np.ndarray | None,
+                   progress: ProgressFn | None = None) -> None:
+        """:meth:`fit` on the images ``images`` of ``(N, h, w, D) float32`` features (None: all),
+        read in place a chunk of images at a time: no copy of the feature array (cross-fit folds).
+
+        Reports ``progress(done, 4, "mahalanobis: <step running>")`` from 0 to 4 (:class:`_Steps`).
+        """
+        patches = _PatchRows(features, images, self.device)
+        x = patches
+        n, d_in = patches.n, patches.d
         if n < 2:
             raise ValueError(f"need at least 2 normal patches to fit, got {n}")
-        step = _Steps(progress, 4)
+        step = _Steps(progress, ("pca", "k-means", "covariances", "standardise"))
         # mean and covariance in float64, a chunk of rows at a time (memory stays ~ D^2)
         total = torch.zeros(d_in, dtype=torch.float64, device=self.device)
         for c in _chunks(x, self.device):
             total += c.double().sum(0)
+        del c  # a gathered chunk (fold fits) must not live on into the next pass
         mean = total / n
         cov = torch.zeros(d_in, d_in, dtype=torch.float64, device=self.device)
         for c in _chunks(x, self.device):
             cd = c.double() - mean
             cov += cd.T @ cd
+        del c, cd
         cov /= n - 1
         evals, evecs = torch.linalg.eigh(cov)  # ascending
         evals, evecs = evals.flip(0).clamp_min(0).cpu().numpy(), evecs.flip(1).float()
@@ -207,7 +258,7 @@ class MahalanobisScorer(Scorer):
         self._prepare(p, d)
         # standardisation statistics on (at most _STATS_PATCHES of) the normal fit patches
         sub = x if n <= _STATS_PATCHES else \
-            x[torch.from_numpy(np.random.default_rng(self.seed).choice(n, _STATS_PATCHES, replace=False))]
+            patches.rows(np.random.default_rng(self.seed).choice(n, _STATS_PATCHES, replace=False))
         parts = [self._raw_scores(c) for c in _chunks(sub, self.device)]
         cl, res = torch.cat([a for a, _ in parts]), torch.cat([b for _, b in parts])
         self.arrays["score_stats"] = np.array([cl.mean().item(), cl.std().item(), res.mean().item(),
@@ -311,15 +362,22 @@ class MahalanobisScorer(Scorer):
 
 
 class _Steps:
-    """Reports ``progress(i, total, "mahalanobis: <stage>")`` after each fit stage."""
+    """Progress of the fit's steps as one stage, ``"mahalanobis"``: ``progress(0, n, "mahalanobis:
+    <first step>")`` at the start, then after each step ``progress(i, n, "mahalanobis: <next step>")``
+    and finally ``progress(n, n, "mahalanobis: done")`` (the text after the colon names the step
+    running; the count never goes back)."""
 
-    def __init__(self, progress: ProgressFn | None, total: int):
-        self.progress, self.total, self.done = progress, total, 0
+    def __init__(self, progress: ProgressFn | None, names: tuple[str, ...]):
+        self.progress, self.names, self.done = progress, names, 0
+        if progress is not None:
+            progress(0, len(names), f"mahalanobis: {names[0]}")
 
-    def __call__(self, stage: str) -> None:
+    def __call__(self, finished: str) -> None:
+        assert finished == self.names[self.done], (finished, self.names[self.done])
         self.done += 1
         if self.progress is not None:
-            self.progress(self.done, self.total, f"mahalanobis: {stage}")
+            nxt = self.names[self.done] if self.done < len(self.names) else "done"
+            self.progress(self.done, len(self.names), f"mahalanobis: {nxt}")
 
 
 __all__ = ["MahalanobisScorer", "whitened_sq_dist", "whitening_factors"]

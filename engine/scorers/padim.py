@@ -55,28 +55,43 @@ class PadimScorer(Scorer):
         self.arrays: dict[str, np.ndarray] = {}
 
     def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
-        n, h, w, d = features.shape
+        self.fit_images(features, None, progress)
+
+    def fit_images(self, features: torch.Tensor, images: np.ndarray | None,
+                   progress: ProgressFn | None = None) -> None:
+        """:meth:`fit` on the images ``images`` of ``(N, h, w, D) float32`` features (None: all).
+
+        Only the ``n_channels`` kept channels of those images are copied, never the whole array.
+        Reports ``progress(done, h * w, "padim: gaussians")`` in patch positions.
+        """
+        n_all, h, w, d = features.shape
+        n = n_all if images is None else len(images)
         if n < 2:
             raise ValueError(f"PaDiM needs at least 2 normal images to estimate covariances, got {n}")
         rng = np.random.default_rng(self.seed)
         idx = np.sort(rng.permutation(d)[: min(self.n_channels, d)]).astype(np.int64)
-        x = features[..., torch.from_numpy(idx)].reshape(n, h * w, -1)
+        x = features[..., torch.from_numpy(idx)]
+        if images is not None:
+            x = x[torch.from_numpy(np.asarray(images, np.int64))]
+        x = x.reshape(n, h * w, -1)
         c = len(idx)
         mean = torch.empty(h * w, c, dtype=torch.float64, device=self.device)
         cov = torch.empty(h * w, c, c, dtype=torch.float64, device=self.device)
         step = max(1, _CHUNK_BYTES // (8 * n * c))  # positions per chunk: bounded float64 working memory
+        if progress is not None:
+            progress(0, h * w, "padim: gaussians")
         for s in range(0, h * w, step):
             xs = x[:, s : s + step].to(self.device, torch.float64).transpose(0, 1)  # (positions, n, c)
             m = xs.mean(1)
             xc = xs - m[:, None]
             mean[s : s + step] = m
             cov[s : s + step] = xc.transpose(1, 2) @ xc / (n - 1)
+            if progress is not None:
+                progress(min(s + step, h * w), h * w, "padim: gaussians")
         cov += self.eps * torch.eye(c, dtype=cov.dtype, device=cov.device)
         self.arrays = {"channels": idx, "mean": mean.reshape(h, w, c).float().cpu().numpy(),
                        "covariances": cov.reshape(h, w, c, c).float().cpu().numpy()}
         self._prepare()
-        if progress is not None:
-            progress(1, 1, "padim: gaussians")
 
     def _prepare(self) -> None:
         a = self.arrays

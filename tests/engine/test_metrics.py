@@ -530,3 +530,18 @@ def test_compute_all_without_pixel_ground_truth_and_errors():
         compute_all(labels, scores, masks=[HAND_MASK], maps=maps)
     with pytest.raises(ValueError, match="only one class"):
         compute_all([1, 1], scores)
+
+
+def test_float32_maps_are_not_copied_to_float64_and_give_the_float64_result():
+    from engine.metrics import _check_pixel_inputs
+
+    rng = np.random.default_rng(1)
+    ms = [rng.random((32, 48)) < 0.05 for _ in range(6)]
+    ms[2][:] = False  # a good image
+    mp = [(m * 0.5 + rng.random(m.shape)).astype(np.float32) for m in ms]
+    _, kept = _check_pixel_inputs(ms, mp, "test")
+    assert all(k is a for k, a in zip(kept, mp))  # passed through, no float64 copy
+    mp64 = [a.astype(np.float64) for a in mp]
+    assert pixel_auroc(ms, mp) == pixel_auroc(ms, mp64)
+    assert aupro(ms, mp) == aupro(ms, mp64)
+    assert aupro(ms, mp, num_thresholds=50) == aupro(ms, mp64, num_thresholds=50)
