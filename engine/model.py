@@ -147,9 +147,11 @@ class InspectionModel(FitMixin, CalibrationMixin):
         """Features of image files, skipping unreadable ones.
 
         Returns:
-            ``(features (N, h, w, D) float32, paths used, messages of skipped files)``.
+            ``(features (N, h, w, D) float32, paths used, messages of skipped files)``; the features
+            are written into one array allocated for every path (skipped files leave its tail unused).
         """
-        feats, used, skipped, batch, batch_paths = [], [], [], [], []
+        used, skipped, batch, batch_paths = [], [], [], []
+        feats: torch.Tensor | None = None  # (total, h, w, D), filled in place: no second copy at the end
         total = len(paths)
         for i, (p, img) in enumerate(iter_images(paths, value_range=self.value_range), start=1):
             if isinstance(img, ImageReadError):
@@ -158,14 +160,17 @@ class InspectionModel(FitMixin, CalibrationMixin):
                 batch.append(img)
                 batch_paths.append(p)
             if len(batch) == self.batch_size or (i == total and batch):
-                feats.append(self.extract(batch))
+                f = self.extract(batch)
+                if feats is None:
+                    feats = torch.empty((total, *f.shape[1:]), dtype=f.dtype)
+                feats[len(used):len(used) + len(f)] = f
                 used.extend(batch_paths)
                 batch, batch_paths = [], []
             if progress is not None:
                 progress(i, total, stage)
-        if not feats:
+        if feats is None:
             raise DatasetError(f"none of the {total} images could be read: " + "; ".join(skipped[:3]))
-        return torch.cat(feats), used, skipped
+        return feats[:len(used)], used, skipped
 
     def _image_score(self, patch_scores: np.ndarray) -> float:
         return image_score(patch_scores, self.score_mode, self.top_fraction)
