@@ -20,6 +20,7 @@ as :data:`SUBFOLDER`.
 from __future__ import annotations
 
 import os
+import stat
 from collections import defaultdict
 from pathlib import Path
 
@@ -51,6 +52,7 @@ SAME_FILE = "same file already listed through another path"
 MASKS = "mask folder"
 EXCLUDED = "output folder"
 GIVEN_TWICE = "given twice"
+NOT_REGULAR = "not a regular file (pipe, socket or device: reading it could block)"
 
 UNSUPPORTED_IMAGE_SUFFIXES = tuple(s for s in (".heic", ".heif", ".avif", ".jxl", ".raw", ".dng", ".cr2", ".nef")
                                    if s not in IMAGE_SUFFIXES)
@@ -130,7 +132,9 @@ def _scan(folder: Path, recursive: bool, exclude: Path | None, out: ImageList) -
                     visit(p, chain + (key,))
                 continue
             suffix = p.suffix.lower()
-            if suffix not in IMAGE_SUFFIXES:
+            if not stat.S_ISREG(st.st_mode):
+                out.skipped.append((p, NOT_REGULAR))
+            elif suffix not in IMAGE_SUFFIXES:
                 out.skipped.append((p, UNSUPPORTED if suffix in UNSUPPORTED_IMAGE_SUFFIXES else NOT_IMAGE))
             elif key in seen_files:
                 out.skipped.append((p, SAME_FILE))
@@ -228,6 +232,8 @@ def expand_paths(paths: list[str | Path], recursive: bool = False, exclude: Path
                                            recursive_option=recursive_option))
         elif p.is_file():
             out.append(p)
+        elif p.exists():
+            raise DatasetError(f"{p}: {NOT_REGULAR}. Give image files or folders of them.")
         else:
             raise DatasetError(f"{p}: no such file or folder.")
     if not out:

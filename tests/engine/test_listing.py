@@ -150,3 +150,20 @@ def test_evaluate_layout_error_names_no_option_evaluate_lacks(synthetic_mvtec):
         load_category(synthetic_mvtec)
     msg = str(exc.value)
     assert "--" not in msg and "sit directly in" in msg and "point to one of them" in msg
+
+
+def test_pipes_are_skipped_not_read(tmp_path):
+    """A named pipe called *.png blocked predict for ever (opening it waits for a writer): listing
+    skips anything that is not a regular file, with its reason, and refuses one given directly."""
+    import os
+
+    from engine.errors import DatasetError
+    from engine.listing import NOT_REGULAR, expand_paths
+
+    img(tmp_path / "a.png")
+    os.mkfifo(tmp_path / "pipe.png")
+    got = expand_paths([tmp_path])
+    assert list(got) == [tmp_path / "a.png"]
+    assert (tmp_path / "pipe.png", NOT_REGULAR) in got.skipped
+    with pytest.raises(DatasetError, match="not a regular file"):
+        expand_paths([tmp_path / "pipe.png"])
