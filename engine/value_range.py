@@ -91,6 +91,10 @@ class ValueRange:
 STANDALONE = ValueRange()
 """The rule without a model (module docstring)."""
 
+EIGHT_BIT = ValueRange(source="measured", detail="8-bit: every good image has 8 bits per sample")
+"""A model whose good images were all 8-bit. A deeper image given to it is read by the standalone
+rule, with a warning (:func:`to_uint8`): its brightness may differ from what the model learned."""
+
 
 # ---------------------------------------------------------------------------------------- decoding
 def png_info(path: str | Path) -> dict:
@@ -219,7 +223,12 @@ def to_uint8(arr: np.ndarray, vr: ValueRange = STANDALONE, path: str | Path = ""
             a = a + 2 ** (bits - 1)
         lo, hi = 0.0, float(2 ** bits - 1)
         what = f"{bits}-bit range" + (" (signed, offset)" if arr.dtype.kind == "i" else "")
-    if vr.source and a.size and (a.min() < lo or a.max() > hi):
+    if vr.source == "measured" and (vr.float_range if arr.dtype.kind == "f" else vr.bit_depth) is None:
+        log.warning("%s: %s image (values %s..%s), but the model learned from 8-bit images; read as %s. If the "
+                    "camera's bit depth changed, re-fit on images like this one (or fit with --bit-depth), else "
+                    "verdicts may be wrong.", path, "float" if arr.dtype.kind == "f" else f"{arr.dtype.itemsize * 8}-bit",
+                    f"{float(np.min(a)):.6g}" if a.size else "?", f"{float(np.max(a)):.6g}" if a.size else "?", what)
+    elif vr.source and a.size and (a.min() < lo or a.max() > hi):
         n = int(((a < lo) | (a > hi)).sum())
         log.warning("%s: %d pixels lie outside the model's %s (%s); they are clipped. If such images are "
                     "normal, re-fit with their bit depth (--bit-depth).", path, n, what,
@@ -239,7 +248,7 @@ def measure_value_range(paths: Iterable[str | Path], bit_depth: int | None = Non
         paths: the good images.
         bit_depth: an explicit depth (``--bit-depth``): used as given (source ``"option"``).
     Returns:
-        :data:`STANDALONE` when no good image is deeper than 8 bits and no depth is given.
+        :data:`EIGHT_BIT` when no good image is deeper than 8 bits and no depth is given.
     """
     from PIL import Image
 
@@ -275,7 +284,7 @@ def measure_value_range(paths: Iterable[str | Path], bit_depth: int | None = Non
         return ValueRange(bit_depth=int(bit_depth), float_range=frange, source="option",
                           detail=f"--bit-depth {bit_depth}")
     if not n_int and not n_float:
-        return STANDALONE
+        return EIGHT_BIT
     depth, details = None, []
     if n_int:
         depth = needed_depth(int_lo, int_hi, signed)

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from engine.images import read_image
-from engine.value_range import STANDALONE, ValueRange, measure_value_range, png_info
+from engine.value_range import EIGHT_BIT, STANDALONE, ValueRange, measure_value_range, png_info
 
 
 def scene(rng, hi=4095, size=64):
@@ -149,7 +149,7 @@ def test_8bit_images_are_never_rescaled(tmp_path):
     Image.fromarray(a).save(tmp_path / "a.png")
     for vr in (STANDALONE, ValueRange(bit_depth=12, source="measured"), ValueRange(bit_depth=16, source="option")):
         assert (read_image(tmp_path / "a.png", vr) == a).all()
-    assert measure_value_range([tmp_path / "a.png"]) == STANDALONE
+    assert measure_value_range([tmp_path / "a.png"]) == EIGHT_BIT
 
 
 def test_value_range_round_trips_and_old_model_files_read_as_standalone():
@@ -196,3 +196,23 @@ def test_a_model_fitted_on_12bit_pngs_stores_its_depth_and_scores_like_the_8bit_
     assert cfg["input"]["bit_depth"] == 12 and cfg["input"]["source"] == "measured"
     assert load_model_file(tmp_path / "8.dimodel")[0]["input"]["bit_depth"] is None
     assert scores["16"] == pytest.approx(scores["8"], rel=1e-5)
+
+
+def test_a_deep_image_given_to_a_model_of_8bit_images_is_read_by_the_standalone_rule_and_warned(tmp_path, caplog):
+    """A station whose camera switched to Mono12 after an 8-bit fit: every part looked NOK and nothing
+    said why. The image is read as without a model (16-bit container -> /257) and a warning names it."""
+    Image.fromarray(np.full((16, 16, 3), 100, np.uint8)).save(tmp_path / "good.png")
+    vr = measure_value_range([tmp_path / "good.png"])
+    assert vr == EIGHT_BIT and ValueRange.from_json(vr.to_json()) == vr
+    deep = np.full((16, 16), 4080, np.uint16)
+    cv2.imwrite(str(tmp_path / "mono12.png"), deep)
+    with caplog.at_level("WARNING", logger="engine.value_range"):
+        got = read_image(tmp_path / "mono12.png", vr)
+    assert (got == read_image(tmp_path / "mono12.png", STANDALONE)).all()
+    assert (got == round(4080 / 257)).all()
+    assert any("mono12.png" in r.getMessage() and "learned from 8-bit images" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="engine.value_range"):
+        read_image(tmp_path / "mono12.png", STANDALONE)  # no model: nothing to compare with
+        read_image(tmp_path / "good.png", vr)  # an 8-bit image for an 8-bit model
+    assert not caplog.records
