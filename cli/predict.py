@@ -63,6 +63,10 @@ def run(args) -> int:
         paths = [p for p in paths if str(p) not in done]
         print(f"resuming {results.path}: {plural(len(results.rows), 'row')} already there, "
               f"{plural(total - len(paths), 'image')} of these paths done", file=sys.stderr)
+        if results.rows and total == len(paths):
+            print(f"warning: none of the {plural(len(results.rows), 'row')} already in {results.path} is for an "
+                  f"image given now: the new rows are added to the same file. --resume expects the paths of the "
+                  f"interrupted run (as given then); for other images, use another --out.", file=sys.stderr)
     rng, scale = model.color_range(), model.display_scale()  # one colour / outline rule (engine.overlay)
     print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
     if scale is None and not args.no_overlays:
@@ -124,6 +128,10 @@ def prepare_out(out: Path) -> None:
         raise DatasetError(f"{out}: cannot create the folder ({os_reason(exc)}). Choose --out in a folder you "
                            f"can write to.") from None
     check_writable(out / "predictions.csv")
+    overlays = out / "overlays"
+    if overlays.exists() and not overlays.is_dir():
+        raise DatasetError(f"{overlays}: exists and is not a folder, so no overlay can be written there. Move it "
+                           f"away or choose another --out.")
 
 
 def open_results(out: Path, resume: bool, thr: str, backbone: str):

@@ -67,8 +67,9 @@ def short_stem(text: str, max_bytes: int = MAX_STEM_BYTES) -> str:
     Characters other than letters, digits, ``_ . - `` and space (path separators, ``:*?"<>|``,
     control characters, undecodable bytes kept as surrogates) become ``_``; leading and trailing
     dots and spaces are dropped (Windows refuses them). When the result is longer than
-    ``max_bytes``, it is cut at a character boundary and ``~`` plus the first 8 hex digits of the
-    SHA-1 of ``text`` are appended, so different long texts stay different.
+    ``max_bytes``, its middle is cut out at character boundaries and replaced by ``~`` + the first 8
+    hex digits of the SHA-1 of ``text`` + ``~``: the beginning (e.g. the folder) and the end (the
+    file's own name) stay readable, and different long texts stay different.
 
     Args:
         text: any string, e.g. ``f"{folder}_{stem}"`` of an input file.
@@ -82,9 +83,12 @@ def short_stem(text: str, max_bytes: int = MAX_STEM_BYTES) -> str:
     stem = _UNSAFE.sub("_", text).strip(". ") or "image"
     if len(stem.encode("utf-8")) <= max_bytes:
         return stem
-    tag = "~" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8]
-    cut = stem.encode("utf-8")[:max_bytes - len(tag)].decode("utf-8", "ignore").rstrip(". ")
-    return cut + tag
+    tag = "~" + hashlib.sha1(text.encode("utf-8", "surrogatepass")).hexdigest()[:8] + "~"
+    raw = stem.encode("utf-8")
+    room = max_bytes - len(tag)
+    head = raw[:room - room // 2].decode("utf-8", "ignore").rstrip(". ")
+    tail = raw[len(raw) - room // 2:].decode("utf-8", "ignore").lstrip(". ")
+    return head + tag + tail
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -41,9 +41,10 @@ def test_short_stem_is_safe_bounded_deterministic_and_unique():
     assert len(a.encode()) <= 100 and len(b.encode()) <= 100
     assert a != b and a == short_stem(long_a)  # differ after the cut -> still differ; same text -> same name
     assert a.startswith("station_xxx") and "~" in a
+    assert a.endswith("x_a") and b.endswith("x_b")  # the end (the file's own name) stays readable
     # multi-byte characters are never cut in half, the budget counts bytes (255-byte file-name limit)
     c = short_stem("ü" * 300, 40)
-    assert len(c.encode()) <= 40 and c.startswith("ü" * 10)
+    assert len(c.encode()) <= 40 and c.startswith("ü" * 7) and c.endswith("ü" * 7)
     with pytest.raises(ValueError):
         short_stem("x", 8)
 
@@ -112,8 +113,10 @@ def test_predict_long_names_are_shortened_and_every_image_gets_its_row(tiny_mode
     names = [Path(r["overlay"]).name for r in rows]
     assert len(set(names)) == 3 and all(len(n.encode()) <= 104 for n in names)
     assert all((out / r["overlay"]).is_file() for r in rows)
-    # all three are cut inside the folder name: only the hash of the whole name tells them apart
-    assert all(re.fullmatch(r"station_camera_x+~[0-9a-f]{8}\.png", n) for n in names), names
+    # the middle is cut out: the folder's start, the hash of the whole name and the file's own end remain
+    assert all(re.fullmatch(r"station_camera_x+~[0-9a-f]{8}~[x7_]*[0-9a-z_]+\.png", n) for n in names), names
+    by_file = {r["file"]: Path(r["overlay"]).name for r in rows}
+    assert by_file[str(short)].endswith("_short.png") and by_file[str(long_b)].endswith("78.png")
     capsys.readouterr()
     out2 = tmp_path / "pred2"  # the same inputs get the same names (a resumed run finds them again)
     assert main(["predict", "--model", str(tiny_model), str(folder), "--out", str(out2), "--quiet"]) == 0
@@ -210,3 +213,27 @@ def test_a_temporary_left_by_a_killed_writer_is_removed_by_a_later_save_once_sta
     assert target.read_bytes() == b"new"
     assert not old.exists() and young.exists() and other.exists()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == [young.name, other.name]
+
+
+def test_resume_with_other_paths_warns_and_an_overlays_file_is_refused_before_work(tiny_model, tmp_path, capsys):
+    """--resume given paths none of whose images is in the CSV says so (rows of two runs would mix in
+    one file silently); an ``overlays`` that is a file is refused before any image is inspected."""
+    from main import main
+
+    model_file = tiny_model
+    first, second = tmp_path / "first", tmp_path / "second"
+    for i in range(4):
+        write_png((first if i < 2 else second) / f"{i}.png", i)
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(model_file), str(first), "--out", str(out), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["predict", "--model", str(model_file), str(second), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "none of the 2 rows already in" in capsys.readouterr().err
+    assert main(["predict", "--model", str(model_file), str(first), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "none of the" not in capsys.readouterr().err  # the same paths again: nothing to say
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "overlays").write_text("not a folder")
+    assert main(["predict", "--model", str(model_file), str(first), "--out", str(bad), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "overlays: exists and is not a folder" in err and not (bad / "predictions.csv").exists()
