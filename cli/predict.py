@@ -63,6 +63,9 @@ def run(args) -> int:
         paths = [p for p in paths if str(p) not in done]
         print(f"resuming {results.path}: {plural(len(results.rows), 'row')} already there, "
               f"{plural(total - len(paths), 'image')} of these paths done", file=sys.stderr)
+        if results.torn_row_dropped:
+            print("note: its last row had been cut off by the interruption and was removed; that image is "
+                  "inspected again", file=sys.stderr)
         if results.rows and total == len(paths):
             print(f"warning: none of the {plural(len(results.rows), 'row')} already in {results.path} is for an "
                   f"image given now: the new rows are added to the same file. --resume expects the paths of the "
@@ -96,7 +99,9 @@ def run(args) -> int:
     finally:
         prog.close()
         close_results(results)
-    print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable; results in {results.path}")
+    earlier = f" (this run; {plural(len(results.rows) + results.written, 'row')} in the file in all)" \
+        if results.rows else ""
+    print(f"{n['OK']} OK, {n['NOK']} NOK, {n['error']} unreadable{earlier}; results in {results.path}")
     if n["overlay"]:
         print(f"{plural(n['overlay'], 'overlay')} could not be written (reason in the error column of "
               f"{results.path}); those images are inspected and have their rows", file=sys.stderr)

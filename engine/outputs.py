@@ -201,6 +201,7 @@ class AppendOnlyCsv:
     def __init__(self, path: Path, fd: int, header: list[str], rows: list[dict[str, str]]):
         self.path, self._fd, self.header, self.rows = path, fd, header, rows
         self.written = 0
+        self.torn_row_dropped = False  # set by resume: a row cut off by the interruption was removed
         self._synced = time.monotonic()
 
     @classmethod
@@ -253,7 +254,9 @@ class AppendOnlyCsv:
         if len(good) < len(data):
             os.ftruncate(fd, len(good))
         rows = [dict(zip(header, r)) for r in parsed[1:keep]]
-        return cls(path, fd, list(header), rows)
+        self = cls(path, fd, list(header), rows)
+        self.torn_row_dropped = len(good) < len(data)
+        return self
 
     def append(self, row: list) -> None:
         """Append one row (values as text; None -> empty), whole or not at all.

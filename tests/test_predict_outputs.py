@@ -76,8 +76,11 @@ def test_csv_rows_are_whole_and_a_torn_last_row_is_dropped_on_resume(tmp_path):
     with AppendOnlyCsv.resume(path, HEADER) as out:
         assert [r["file"] for r in out.rows] == ["a, with comma.png", 'b "quoted"\nnewline.png']
         assert path.read_bytes() == whole  # the torn row is cut off before anything is appended
+        assert out.torn_row_dropped
         out.append(["c.png", 3.5, "OK"])
     assert [r["score"] for r in _rows(path)] == ["1.5", "2.5", "3.5"]
+    with AppendOnlyCsv.resume(path, HEADER) as out:  # a whole file: nothing removed, nothing said
+        assert not out.torn_row_dropped and len(out.rows) == 3
     for stopped_at in (b"", b"file,sco"):  # killed before the header was whole: the file starts again
         path.write_bytes(stopped_at)
         with AppendOnlyCsv.resume(path, HEADER) as out:
@@ -170,7 +173,9 @@ def test_resume_continues_the_csv_and_refuses_another_models_rows(tiny_model, tm
     first = (out / "predictions.csv").read_bytes()
     overlay_0 = (out / "overlays" / "in_000.png").stat().st_mtime_ns
     assert main(["predict", "--model", str(tiny_model), str(folder), "--out", str(out), "--quiet", "--resume"]) == 0
-    assert "2 images of these paths done" in capsys.readouterr().err
+    said = capsys.readouterr()
+    assert "2 images of these paths done" in said.err
+    assert "(this run; 5 rows in the file in all)" in said.out
     assert (out / "predictions.csv").read_bytes().startswith(first)  # continued, not rewritten
     rows = _rows(out / "predictions.csv")
     assert [r["file"] for r in rows] == list(map(str, paths))  # each once, in order
