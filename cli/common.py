@@ -189,6 +189,7 @@ def check_writable(out: Path) -> None:
     import tempfile
 
     from engine.errors import DatasetError
+    from engine.outputs import os_reason
 
     folder = out.parent if str(out.parent) else Path(".")
     if not folder.is_dir():
@@ -198,5 +199,5 @@ def check_writable(out: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".dinoinspect-write-test-"):
             pass
     except OSError as exc:
-        raise DatasetError(f"{out}: cannot write to {folder} ({exc.strerror or exc}). Choose --out in a folder "
+        raise DatasetError(f"{out}: cannot write to {folder} ({os_reason(exc)}). Choose --out in a folder "
                            f"you can write to.") from None

@@ -71,7 +71,7 @@ def run(args) -> int:
                   f"image given now: the new rows are added to the same file. --resume expects the paths of the "
                   f"interrupted run (as given then); for other images, use another --out.", file=sys.stderr)
     rng, scale = model.color_range(), model.display_scale()  # one colour / outline rule (engine.overlay)
-    print(f"inspecting {len(paths)} image{'s' if len(paths) != 1 else ''}\n  {model.describe()}", file=sys.stderr)
+    print(f"inspecting {plural(len(paths), 'image')}\n  {model.describe()}", file=sys.stderr)
     if scale is None and not args.no_overlays:
         print(f"note: overlay {DisplayScale.per_image(np.zeros(1)).describe()}", file=sys.stderr)
     n = {"OK": 0, "NOK": 0, "n/a": 0, "error": 0, "overlay": 0}
@@ -200,10 +200,12 @@ def append_row(results, row: list, todo: int) -> None:
 
 
 def close_results(results) -> None:
+    from engine.outputs import os_reason
+
     try:
         results.close()
     except OSError as exc:
-        print(f"warning: {results.path}: the last rows may not have reached the disk ({exc.strerror or exc})",
+        print(f"warning: {results.path}: the last rows may not have reached the disk ({os_reason(exc)})",
               file=sys.stderr)
 
 

@@ -279,8 +279,8 @@ def good_only_threshold(good_scores: np.ndarray, target_frr: float = 0.01, metho
         # every good score is the same (identical images, or a scorer that gives them all 0): a
         # threshold equal to it would reject every such part (score >= threshold). Just above it,
         # such parts pass and anything scoring higher is flagged.
-        out.update(threshold=float(np.nextafter(s[-1], np.inf)), degenerate=True,
-                   expected_frr=0.0, frr_ci95=frr_at(s, float(np.nextafter(s[-1], np.inf)))["ci95"])
+        above = float(np.nextafter(s[-1], np.inf))
+        out.update(threshold=above, degenerate=True, expected_frr=0.0, frr_ci95=frr_at(s, above)["ci95"])
     return out
 
 

@@ -359,8 +359,8 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
           *([f"- {how_chosen}"] if how_chosen else []),
           *([f"- **warning**: {w}"] if (w := weak_threshold_warning(model.calibration, remedy=remedy)) else []),
           *threshold_lines(result, model)]
-    if ground_truth_lines(result):
-        md += ["", "## Ground truth", ""] + [f"- **warning**: {w}" for w in ground_truth_lines(result)]
+    if gt_lines := ground_truth_lines(result):
+        md += ["", "## Ground truth", ""] + [f"- **warning**: {w}" for w in gt_lines]
     if result["skipped"]:
         md += ["", "Skipped files:"] + [f"- {x}" for x in result["skipped"]]
     if result.get("inputs_skipped"):

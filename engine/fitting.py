@@ -211,8 +211,9 @@ class FitMixin:
             if progress is not None:
                 progress(f + 1, n_folds, "cross-fit")
         assert len(scores) == n_hold
-        return {"scores": scores, "pixels": pixels, "floor": float(np.median(np.concatenate(medians))),
-                "display_range": dict(display_range_from_patches(np.concatenate(medians)), source="held-out"),
+        shown = display_range_from_patches(np.concatenate(medians))  # its floor: the median patch score
+        return {"scores": scores, "pixels": pixels, "floor": shown["floor"],
+                "display_range": dict(shown, source="held-out"),
                 "syn_scores": syn_scores, "syn_kinds": syn_kinds, "syn_seconds": t_syn}
 
     def _display_range_by_split(self, feats: torch.Tensor, probe: Scorer, seed: int,

@@ -25,6 +25,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .errors import DatasetError
+from .outputs import os_reason
 
 def _avif() -> tuple[str, ...]:
     try:
@@ -71,13 +72,6 @@ class ImageList(list):
         self.extend(other)
         self.skipped.extend(getattr(other, "skipped", []))
 
-    def skipped_counts(self) -> dict[str, int]:
-        """``{reason: count}``, in order of first appearance."""
-        out: dict[str, int] = {}
-        for _, why in self.skipped:
-            out[why] = out.get(why, 0) + 1
-        return out
-
     def skipped_summary(self, examples: int = 2, hint: str | None = None) -> str:
         """One line: ``"skipped 3 entries: 2 not an image type: a.txt, b.csv; 1 broken link: x"``;
         ``""`` when nothing was skipped. ``hint`` is appended after the sub-folder reason (e.g.
@@ -106,7 +100,7 @@ def _scan(folder: Path, recursive: bool, exclude: Path | None, out: ImageList) -
             with os.scandir(d) as it:
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
-            out.skipped.append((d, f"{UNREADABLE} ({exc.strerror or exc})"))
+            out.skipped.append((d, f"{UNREADABLE} ({os_reason(exc)})"))
             return
         for e in entries:
             p = Path(e.path)

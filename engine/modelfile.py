@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelFileError
+from .outputs import os_reason
 
 FORMAT = "dinoinspect-model"
 FORMAT_VERSION = 1
@@ -115,7 +116,7 @@ def _first_bytes(path: Path) -> bytes:
         with open(path, "rb") as fh:
             head = fh.read(8)
     except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror or exc}). Check its "
+        raise ModelFileError(f"{path}: cannot read the model file ({os_reason(exc)}). Check its "
                              f"permissions.") from None
     if not head:
         raise ModelFileError(f"{path}: empty file (0 bytes): it was not written completely. Re-fit the model or "

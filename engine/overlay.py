@@ -35,6 +35,7 @@ version with ``fit --holdout 0``) has no model-derived scale; its overlays are s
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,9 +152,9 @@ def display_scale(threshold: float | None, calibration: dict | None, display_ran
     return None
 
 
-def display_map(amap: np.ndarray) -> np.ndarray:
-    """``(H, W) float32`` anomaly map -> ``(h, w) float32``, longer side at most :data:`MAP_SIDE` (area)."""
-    return np.ascontiguousarray(shrink_map(np.asarray(amap, np.float32), MAP_SIDE), dtype=np.float32)
+def display_map(amap: np.ndarray, max_side: int = MAP_SIDE) -> np.ndarray:
+    """``(H, W) float32`` anomaly map -> ``(h, w) float32``, longer side at most ``max_side`` (area)."""
+    return np.ascontiguousarray(shrink_map(np.asarray(amap, np.float32), max_side), dtype=np.float32)
 
 
 def outline_level(scale: DisplayScale, score: float | None, unit_map: np.ndarray | None = None) -> float | None:
@@ -185,13 +186,18 @@ def outline_mask(unit_map: np.ndarray, image_hw: tuple[int, int], level: float) 
     return upsample(unit_map, image_hw) >= level
 
 
+@functools.lru_cache(maxsize=1)
 def heatmap_lut() -> np.ndarray:
-    """``(256, 4) uint8`` RGBA colour table for scale values 0..1 (JET, alpha ramp; module docstring)."""
+    """``(256, 4) uint8`` RGBA colour table for scale values 0..1 (JET, alpha ramp; module docstring).
+
+    Built once and shared: the array is read-only."""
     ramp = np.arange(256, dtype=np.uint8).reshape(-1, 1)
     rgb = cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB).reshape(256, 3)
     u = np.linspace(0.0, 1.0, 256)
     alpha = np.clip((u - ALPHA_START) / (CONTOUR_LEVEL - ALPHA_START), 0.0, 1.0) * 255
-    return np.ascontiguousarray(np.column_stack([rgb, np.rint(alpha)]).astype(np.uint8))
+    lut = np.ascontiguousarray(np.column_stack([rgb, np.rint(alpha)]).astype(np.uint8))
+    lut.setflags(write=False)
+    return lut
 
 
 def lut_index(unit_map: np.ndarray) -> np.ndarray:

@@ -134,20 +134,21 @@ class CalibrationMixin:
                 if err:
                     skipped.append(err)
                     continue
+                small = shrink_map(pred.anomaly_map)
                 if label == 0:
                     g_scores.append(pred.score)
                     g_used.append(str(path.resolve()))
-                    g_pix.append(shrink_map(pred.anomaly_map)[::2, ::2].ravel())
+                    g_pix.append(small[::2, ::2].ravel())
                     if len(g_imgs) < max(0, synthetic):
                         g_imgs.append(img)
                     if masks:
-                        px_maps.append(shrink_map(pred.anomaly_map))
-                        px_masks.append(np.zeros(px_maps[-1].shape, bool))
+                        px_maps.append(small)
+                        px_masks.append(np.zeros(small.shape, bool))
                 else:
                     d_scores.append(pred.score)
                     mp = masks.get(str(path.resolve()))
                     if mp is not None:
-                        px_maps.append(shrink_map(pred.anomaly_map))
+                        px_maps.append(small)
                         px_masks.append(shrink_map(read_mask(mp, img.shape[:2]), nearest=True))
         stored = list(old.get("holdout_scores") or [])
         pool = stored + g_scores

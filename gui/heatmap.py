@@ -11,21 +11,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from engine.overlay import ALPHA_START, CONTOUR_LEVEL, MAP_SIDE, heatmap_lut, outline_mask  # noqa: F401 (re-exported)
-from engine.overlay import display_map as _display_map
+from engine.overlay import CONTOUR_LEVEL, MAP_SIDE, heatmap_lut, outline_mask  # noqa: F401 (MAP_SIDE, heatmap_lut re-exported)
+from engine.overlay import display_map as shrink_map  # noqa: F401 (the app's maps: the engine's display size)
 
 MAX_CONTOURS = 100
 """Most outlines drawn (the largest regions)."""
-
-
-def shrink_map(amap: np.ndarray, max_side: int = MAP_SIDE) -> np.ndarray:
-    """``(H, W) float32`` anomaly map -> ``(h, w) float32`` with ``max(h, w) <= max_side`` (area average);
-    at the default size exactly :func:`engine.overlay.display_map`."""
-    if max_side == MAP_SIDE:
-        return _display_map(amap)
-    from engine.anomaly_map import shrink_map as _shrink
-
-    return np.ascontiguousarray(_shrink(np.asarray(amap, np.float32), max_side), dtype=np.float32)
 
 
 def contour_polyline(unit_map: np.ndarray, image_hw: tuple[int, int], level: float = CONTOUR_LEVEL,

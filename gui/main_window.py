@@ -302,14 +302,15 @@ class MainWindow(LiveControls, QMainWindow):
         self._refresh_recent()
         if self.job in ("fit", "load"):
             self.new_run()
+        note = calibration_note(info)
         if self.job == "load":
             text = (f"Recipe {info['recipe']} active ({info['backbone']}, threshold {fmt_threshold(info['threshold'])})."
-                    + calibration_note(info))
+                    + note)
             level = "warning" if self._startup_note else "info"
             self.show_message(level, (self._startup_note + " " + text).strip())
             self._startup_note = ""
-        elif self.job == "fit" and calibration_note(info):
-            self.show_message("warning", self.message_bar.text + calibration_note(info))
+        elif self.job == "fit" and note:
+            self.show_message("warning", self.message_bar.text + note)
         if self.job in ("fit", "load", "save"):
             self._end_job()
         self.panel.refresh_run(self.results)

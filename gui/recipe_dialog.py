@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QCompleter, QDialog, QDialo
 
 from engine.backbones import BACKBONES, find_local_weights, resolve_backbone_name
 from engine.images import IMAGE_SUFFIXES
+from engine.outputs import os_reason
 from engine.scorers import SCORERS
 
 from .locations import recipes_dir
@@ -85,7 +86,7 @@ def count_images(folder: str) -> tuple[int | None, str]:
         with os.scandir(path) as entries:
             n = sum(1 for e in entries if Path(e.name).suffix.lower() in IMAGE_SUFFIXES and e.is_file())
     except OSError as exc:
-        return None, (f"{path}: cannot be read ({exc.strerror or exc}). Choose a folder this user may read, or "
+        return None, (f"{path}: cannot be read ({os_reason(exc)}). Choose a folder this user may read, or "
                       f"ask for read permission on it.")
     if n == 0:
         return 0, f"{path}: no images found (looked for {', '.join(IMAGE_SUFFIXES)}). Point to the folder that holds them."

@@ -36,6 +36,17 @@ def texture(rng: np.random.Generator, size: int = 64) -> np.ndarray:
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
+def write_textures(folder: Path, n: int, rng: np.random.Generator) -> list[Path]:
+    """``n`` :func:`texture` PNGs ``00.png``, ``01.png``... in ``folder`` (created); their paths, sorted."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{i:02d}.png" for i in range(n)]
+    for p in paths:
+        Image.fromarray(texture(rng)).save(p)
+    return paths
+
+
 @pytest.fixture
 def synthetic_mvtec(tmp_path: Path) -> Path:
     """A tiny MVTec-layout category: 12 train good, 4 test good, 4 test 'scratch' with masks."""

@@ -70,10 +70,8 @@ class PadimScorer(Scorer):
             raise ValueError(f"PaDiM needs at least 2 normal images to estimate covariances, got {n}")
         rng = np.random.default_rng(self.seed)
         idx = np.sort(rng.permutation(d)[: min(self.n_channels, d)]).astype(np.int64)
-        x = features[..., torch.from_numpy(idx)]
-        if images is not None:
-            x = x[torch.from_numpy(np.asarray(images, np.int64))]
-        x = x.reshape(n, h * w, -1)
+        x = features if images is None else features[torch.from_numpy(np.asarray(images, np.int64))]
+        x = x[..., torch.from_numpy(idx)].reshape(n, h * w, -1)  # images first: only the fold's are copied
         c = len(idx)
         mean = torch.empty(h * w, c, dtype=torch.float64, device=self.device)
         cov = torch.empty(h * w, c, c, dtype=torch.float64, device=self.device)

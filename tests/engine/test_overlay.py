@@ -112,17 +112,14 @@ def test_maps_are_displayed_at_256_px_and_blend_draws_the_outline_it_is_given():
 @pytest.fixture(scope="module")
 def uncalibrated(tmp_path_factory):
     """A toy model fitted with holdout 0 (no threshold), saved and loaded again; a good and a defective part."""
-    from PIL import Image
-
     from engine.model import InspectionModel
-    from tests.conftest import texture
+    from tests.conftest import texture, write_textures
 
     root = tmp_path_factory.mktemp("uncal")
     rng = np.random.default_rng(3)
-    for i in range(8):
-        Image.fromarray(texture(rng)).save(root / f"{i:02d}.png")
+    paths = write_textures(root, 8, rng)
     m = InspectionModel.create("efficientnet_lite0", "knn", size=64, device="cpu", scorer_params={"coreset_ratio": 0.5})
-    m.fit(sorted(root.glob("*.png")), holdout_fraction=0)
+    m.fit(paths, holdout_fraction=0)
     m.save(root / "m.dimodel")
     good = texture(rng)
     bad = texture(rng)

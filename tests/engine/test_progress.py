@@ -8,12 +8,11 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine.model import InspectionModel
 from engine.progress import UNITS, TqdmProgress, stage_base
 from engine.scorers.coreset import greedy_coreset
-from tests.conftest import texture
+from tests.conftest import write_textures
 
 IMAGE_STAGES = {"features", "inspect"}  # counted in images (TqdmProgress's default unit)
 
@@ -39,11 +38,7 @@ def stage_runs(calls: list[tuple[int, int, str]]) -> list[tuple[str, list[tuple[
 
 @pytest.fixture(scope="module")
 def good_images(tmp_path_factory):
-    d = tmp_path_factory.mktemp("good")
-    rng = np.random.default_rng(0)
-    for i in range(12):
-        Image.fromarray(texture(rng)).save(d / f"{i:02d}.png")
-    return sorted(d.glob("*.png"))
+    return write_textures(tmp_path_factory.mktemp("good"), 12, np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("scorer, folds, inner", [

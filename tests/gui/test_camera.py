@@ -26,6 +26,18 @@ class Recorder:
         return [e[0] for e in self.events]
 
 
+def run_grabber(monkeypatch, driver, device: int, skip_sleep: bool = True) -> "Recorder":
+    """Run a FrameGrabber to its end on camera ``device`` with ``cv2.VideoCapture`` replaced by
+    ``driver`` (and the grabber's sleeps skipped unless ``skip_sleep`` is False); its recorded events."""
+    monkeypatch.setattr(camera.cv2, "VideoCapture", driver)
+    if skip_sleep:
+        monkeypatch.setattr(camera.time, "sleep", lambda s: None)
+    grabber = FrameGrabber()
+    rec = Recorder(grabber)
+    grabber.run(CameraConfig(kind="camera", device=device))
+    return rec
+
+
 class UnpluggedCamera:
     """Delivers three frames, then nothing (cable pulled)."""
 
@@ -58,11 +70,7 @@ def test_missing_camera_reports_which_device_and_what_to_check(qapp):
 
 
 def test_unplugged_camera_fails_with_message_after_its_frames(qapp, monkeypatch):
-    monkeypatch.setattr(camera.cv2, "VideoCapture", UnpluggedCamera)
-    monkeypatch.setattr(camera.time, "sleep", lambda s: None)
-    grabber = FrameGrabber()
-    rec = Recorder(grabber)
-    grabber.run(CameraConfig(kind="camera", device=1))
+    rec = run_grabber(monkeypatch, UnpluggedCamera, 1)
     assert rec.kinds() == ["opened", "frame", "frame", "frame", "failed", "stopped"]
     assert "stopped delivering frames" in rec.events[4][1] and rec.events[5][1] == "failed"
 
@@ -117,11 +125,7 @@ class FrozenDriverCamera:
 
 
 def test_grabber_tells_repeats_and_passes_the_source_timestamps(qapp, monkeypatch):
-    monkeypatch.setattr(camera.cv2, "VideoCapture", FrozenDriverCamera)
-    monkeypatch.setattr(camera.time, "sleep", lambda s: None)
-    grabber = FrameGrabber()
-    rec = Recorder(grabber)
-    grabber.run(CameraConfig(kind="camera", device=0))
+    rec = run_grabber(monkeypatch, FrozenDriverCamera, 0)
     facts = [e[3] for e in rec.events if e[0] == "frame"]
     assert [f.identical for f in facts] == [False, False, True, True, True, True]
     assert [f.source_ms for f in facts] == [40.0, 80.0, 80.0, 80.0, 80.0, 80.0]
@@ -139,11 +143,7 @@ class RaisingCamera(UnpluggedCamera):
 
 
 def test_a_driver_that_raises_counts_as_a_lost_camera(qapp, monkeypatch):
-    monkeypatch.setattr(camera.cv2, "VideoCapture", RaisingCamera)
-    monkeypatch.setattr(camera.time, "sleep", lambda s: None)
-    grabber = FrameGrabber()
-    rec = Recorder(grabber)
-    grabber.run(CameraConfig(kind="camera", device=2))
+    rec = run_grabber(monkeypatch, RaisingCamera, 2)
     assert rec.kinds() == ["opened", "frame", "frame", "failed", "stopped"]
     assert "Camera 2 stopped delivering frames at" in rec.events[3][1]
 
@@ -154,10 +154,7 @@ class SixteenBitCamera(UnpluggedCamera):
 
 
 def test_a_camera_in_a_16_bit_mode_gets_a_clear_message(qapp, monkeypatch):
-    monkeypatch.setattr(camera.cv2, "VideoCapture", SixteenBitCamera)
-    grabber = FrameGrabber()
-    rec = Recorder(grabber)
-    grabber.run(CameraConfig(kind="camera", device=0))
+    rec = run_grabber(monkeypatch, SixteenBitCamera, 0, skip_sleep=False)
     assert rec.kinds() == ["opened", "failed", "stopped"]
     assert "uint16" in rec.events[1][1] and "8-bit" in rec.events[1][1]
 
