@@ -1,6 +1,7 @@
-"""The right-hand column of the inspection tab: the verdict of the shown part, the threshold (a
-preview until applied) and the run's counters and trend -- everything that depends on which
-threshold judges what (:mod:`gui.verdict`)."""
+"""The right-hand column of the inspection tab: the verdict of the shown part, the strip of the
+run's last verdicts under it (:mod:`gui.verdict_strip`), the threshold (a preview until applied)
+and the run's counters and trend -- everything that depends on which threshold judges what
+(:mod:`gui.verdict`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from .counters_widget import CountersPanel
 from .run_results import InspectionResult, RunResults
 from .threshold_widget import ThresholdPanel
 from .verdict import Thresholds
+from .verdict_strip import VerdictStrip
 from .verdict_widget import VerdictPanel
 
 
 class InspectionPanel(QWidget):
-    """Verdict + position + threshold + counters.
+    """Verdict + position + strip of the last verdicts + threshold + counters.
 
     Signals:
         preview_changed(): the previewed threshold changed (or ended); the window redraws the map
@@ -29,6 +31,7 @@ class InspectionPanel(QWidget):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.verdict_panel = VerdictPanel()
+        self.verdict_strip = VerdictStrip()
         self.threshold_panel = ThresholdPanel()
         self.counters_panel = CountersPanel()
         self.position_label = QLabel("")
@@ -37,6 +40,7 @@ class InspectionPanel(QWidget):
         layout.setContentsMargins(6, 0, 0, 0)
         layout.addWidget(self.verdict_panel)
         layout.addWidget(self.position_label)
+        layout.addWidget(self.verdict_strip)
         layout.addWidget(self.threshold_panel, 2)
         layout.addWidget(self.counters_panel, 2)
         self.threshold_panel.preview_changed.connect(self.preview_changed)

@@ -70,6 +70,7 @@ class LiveControls:
         self.show_message("error", message)
         if self.live.guard is not None:  # lost after it opened: the log shows where its rows stop
             self._log_live_event(f"live stopped: {message}")
+            self.strip.add_event(f"live stopped: {message}")
 
     def _on_live_ended(self, _reason: str) -> None:
         if self._closing:
@@ -83,6 +84,7 @@ class LiveControls:
             return
         self.show_message("warning" if event.kind == "stale" else "info", event.message)
         self._log_live_event(event.message, event.at.isoformat(timespec="milliseconds"))
+        self.strip.add_event(event.message, event.at)
 
     def _log_live_event(self, message: str, time: str | None = None) -> None:
         config = self.live.config

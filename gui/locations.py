@@ -61,3 +61,13 @@ def as_bool(value) -> bool:
     if isinstance(value, str):
         return value.lower() in ("1", "true", "yes")
     return bool(value)
+
+
+def as_count(value, default: int) -> int:
+    """A positive whole number read from the settings; ``default`` when it is missing or not one
+    (a hand-edited INI file)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        return default
+    return n if n >= 1 else default

@@ -14,9 +14,9 @@ the recipe's model file (history kept) and logs the change as an event row.
 Runs: a run-state file (:mod:`gui.run_state`) is written when a run starts and removed when it
 ends; one left behind by a killed program is reported at the next start.
 
-Parts of the window live in their own modules: :class:`gui.recipe_bar.RecipeBar` (header),
-:class:`gui.inspection_panel.InspectionPanel` (verdict, threshold, counters),
-:class:`gui.inspection_recorder.InspectionRecorder` (log rows, NOK images),
+Parts of the window live in their own modules: :class:`gui.recipe_bar.RecipeBar` (header, camera
+and line connection state), :class:`gui.inspection_panel.InspectionPanel` (verdict, strip of the
+last verdicts, threshold, counters), :class:`gui.inspection_recorder.InspectionRecorder` (log rows, NOK images),
 :class:`gui.live_session.LiveSession` (camera / video) with :class:`gui.live_controls.LiveControls`
 (its window side: start, stop, stale-source warnings), :class:`gui.job_status.JobStatus` (status
 bar) and :class:`gui.window_actions.WindowActions` (menus, toolbar, dialogs, drops).
@@ -38,7 +38,7 @@ from .inspection_panel import InspectionPanel
 from .inspection_recorder import InspectionRecorder
 from .job_status import JobStatus
 from .live_controls import LiveControls
-from .locations import as_bool, data_dir, open_settings
+from .locations import as_bool, as_count, data_dir, open_settings
 from .log_widget import DefectLogWidget
 from .message_bar import MessageBar
 from .recipe_bar import RecipeBar
@@ -84,6 +84,7 @@ class MainWindow(LiveControls, QMainWindow):
         self._build_ui()
         self.recorder = InspectionRecorder(self.log, self.log_widget, lambda msg: self.show_message("error", msg))
         self.browser = RunBrowser(self.view, self.panel, self._warn)
+        self.strip.result_clicked.connect(self.browser.select)
         self._start_threads(device)
         self._restore_settings()
         self._update_header()
@@ -104,6 +105,8 @@ class MainWindow(LiveControls, QMainWindow):
         self.panel = InspectionPanel()
         self.verdict_panel, self.threshold_panel = self.panel.verdict_panel, self.panel.threshold_panel
         self.counters_panel, self.position_label = self.panel.counters_panel, self.panel.position_label
+        self.strip, self.station_status = self.panel.verdict_strip, self.recipe_bar.station_status
+        self.strip.length_changed.connect(lambda n: self.settings.setValue("view/strip_length", n))
         splitter = QSplitter()
         splitter.addWidget(self.view)
         splitter.addWidget(self.panel)
@@ -161,6 +164,7 @@ class MainWindow(LiveControls, QMainWindow):
         self.worker_thread.start()
 
         self._connect_live()
+        self.station_status.watch_camera(self.live)  # LiveSession.camera_state_changed, where it has one
 
     def _restore_settings(self) -> None:
         s = self.settings
@@ -170,6 +174,7 @@ class MainWindow(LiveControls, QMainWindow):
         self.view.set_opacity(float(s.value("view/opacity", 0.6)))
         self.view.overlay_check.setChecked(as_bool(s.value("view/overlay", True)))
         self.view.contour_check.setChecked(as_bool(s.value("view/contours", True)))
+        self.strip.set_length(as_count(s.value("view/strip_length"), self.strip.length))
         self.log_widget.set_nok_saving(as_bool(s.value("log/save_nok", False)),
                                        str(s.value("log/nok_folder", str(data_dir() / "nok_images"))))
         self._refresh_recent()
@@ -332,6 +337,7 @@ class MainWindow(LiveControls, QMainWindow):
         old, new = entry["threshold"], entry["new_threshold"]
         self.info = info
         self.recorder.record_threshold_change(old, new, info, self.station, by=entry["replaced_by"])
+        self.strip.add_event(f"threshold changed {fmt_threshold(old)} → {fmt_threshold(new)}")
         self.threshold_panel.set_applied(new)  # the preview ends (preview_changed redraws)
         if self.job == "apply":
             self._end_job()

@@ -1,19 +1,21 @@
 """The recipe bar at the top of the window: the active recipe (recently used ones listed), its
-backbone, scorer, input size and threshold, and the station name."""
+backbone, scorer, input size and threshold, the station name, and the connection state of the
+station's camera and line (:class:`gui.station_status.StationStatus`, at the right)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QMenu, QSizePolicy, QWidget
 
 from .recipes import recipe_name
+from .station_status import StationStatus
 from .verdict import Thresholds, fmt_threshold
 
 
 class RecipeBar(QWidget):
-    """Recipe combo + header line.
+    """Recipe combo + header line + camera / line connection indicators.
 
     Signals:
         recipe_chosen(str path): the user picked another recent recipe.
@@ -28,11 +30,16 @@ class RecipeBar(QWidget):
         self.combo.setToolTip("Active recipe (recently used ones listed)")
         self.header_label = QLabel()
         self.header_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # the header may be cut at the right rather than widen the window past the screen (tooltip: all of it)
+        self.header_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.header_label.setMinimumWidth(200)
+        self.station_status = StationStatus()
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 2)
         layout.addWidget(QLabel("<b>Recipe</b>"))
         layout.addWidget(self.combo)
         layout.addWidget(self.header_label, 1)
+        layout.addWidget(self.station_status)
         self._active: str | None = None
         self.combo.activated.connect(self._on_combo)
 

@@ -3,7 +3,6 @@ back), drawn at the threshold in use (:mod:`gui.verdict`), with the run's counte
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -12,7 +11,7 @@ from engine.images import read_image
 
 from .image_view_widget import InspectionView
 from .inspection_panel import InspectionPanel
-from .run_results import InspectionResult, RunResults
+from .run_results import InspectionResult, RunResults, short_name
 
 
 class RunBrowser:
@@ -34,6 +33,7 @@ class RunBrowser:
         """A new result: keep it, show it when following, update the counters."""
         image = r.image  # the run keeps pixels only for results without a file; show them now anyway
         index = self.results.add(r)
+        self.panel.verdict_strip.add_result(index, r)
         if self.follow or self.current is None:
             self.show(index, image=image)
         self.panel.refresh_run(self.results)
@@ -60,6 +60,13 @@ class RunBrowser:
             self.view.show_result(image, r.image_hw, unit, contours, _caption(r))
             self.view.set_legend(self.panel.thresholds.scale_text())
         self.panel.show_result(r, self._position(i))
+        self.panel.verdict_strip.set_current(i)
+
+    def select(self, i: int) -> None:
+        """The operator picked result ``i`` (a tile of the verdict strip): show it; new results
+        are followed again only when it is the newest one."""
+        self.show(i)
+        self.follow = self.current == len(self.results) - 1
 
     def step(self, delta: int) -> None:
         """Show the previous (-1) or next (+1) result; following resumes at the newest one."""
@@ -76,6 +83,7 @@ class RunBrowser:
         self.follow = True
         self.view.clear()
         self.panel.clear_result()
+        self.panel.verdict_strip.clear()
         self.panel.refresh_run(self.results)
 
     def redraw(self) -> None:
@@ -90,15 +98,10 @@ class RunBrowser:
         self.panel.refresh_run(self.results, histogram=False)
 
     def _position(self, i: int) -> str:
-        return f"{i + 1} / {len(self.results)}   {_short_name(self.results[i].name)}"
+        return f"{i + 1} / {len(self.results)}   {short_name(self.results[i].name)}"
 
 
 def _caption(r: InspectionResult) -> str:
     note = "" if r.anomaly_map is not None else "   — anomaly map no longer kept (older result)"
     return f"{r.source}: {r.name}   ({r.image_hw[1]}x{r.image_hw[0]} px){note}"
 
-
-def _short_name(name: str) -> str:
-    """``folder/file`` of a path (enough to tell test/good/000.png from test/broken/000.png)."""
-    p = Path(name)
-    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name

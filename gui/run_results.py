@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -164,3 +165,10 @@ class RunResults:
             c.nok = int((a[valid] >= threshold).sum())
             c.ok = int(valid.sum()) - c.nok
         return c
+
+
+def short_name(name: str) -> str:
+    """``folder/file`` of an image path (enough to tell test/good/000.png from test/broken/000.png);
+    a frame name such as ``"camera 0 #15"`` stays as it is."""
+    p = Path(name)
+    return f"{p.parent.name}/{p.name}" if p.parent.name else p.name

@@ -88,6 +88,7 @@ def settle(qtbot, w):
 def test_frozen_camera_stops_verdicts_warns_and_resumes_when_pictures_change(qtbot, window, toy_model,
                                                                               scripted_camera):
     open_recipe(qtbot, window, toy_model)
+    window.strip.set_length(10_000)  # every part of the session on the verdict strip
     window.start_live(CameraConfig(kind="camera", device=0, stale_seconds=1.0))
     qtbot.waitUntil(lambda: window.live_stats["inspected"] >= 3, timeout=WAIT_MS)
     assert not window.live.stale
@@ -119,6 +120,10 @@ def test_frozen_camera_stops_verdicts_warns_and_resumes_when_pictures_change(qtb
     assert {r[SOURCE] for r in rows} == {"camera"}
     gap = [i for i, r in enumerate(rows) if r[VERDICT] == EVENT]
     assert gap[1] - gap[0] <= 2  # between the two events at most the frame that was with the model
+    # the operator view marks the gap where it happened, with the log's messages
+    strip = [(t.verdict, t.tooltip) for t in window.strip.tiles]
+    assert [v for v, _ in strip] == [r[VERDICT] for r in rows]
+    assert [tip.split(" · ", 1)[1] for v, tip in strip if v == EVENT] == events(window)
 
 
 def test_camera_delivering_changing_frames_keeps_being_inspected(qtbot, window, toy_model, scripted_camera):
@@ -146,6 +151,7 @@ def test_camera_unplugged_mid_session_says_so_stops_and_keeps_its_rows(qtbot, wi
     assert "live stopped" in window.message_bar.text
     (event,) = events(window)
     assert event.startswith("live stopped: Camera 0 stopped delivering frames")
+    assert [t.tooltip.split(" · ", 1)[1] for t in window.strip.tiles if t.is_event] == [event]
     assert window.log.count() == window.live_stats["inspected"] >= 2  # every judged frame is in the log
     assert window.actions.live.isEnabled() and not window.run_state.path.exists()
 
