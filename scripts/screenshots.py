@@ -6,10 +6,13 @@ grabs the window showing a NOK part, an OK part, a threshold being previewed wit
 screen and the log's preview column), the same threshold once applied, and the defect log with
 the threshold change, plus the New-recipe dialog (closed and with Advanced open) and the fit in
 progress.
-It also exports the log to CSV and prints its first lines.
+It also exports the log to CSV and prints its first lines. Last, the operator view
+(``operator_view.png``): a new run on test parts in the order a line might bring them (mostly good,
+a defective one now and then), with the strip of the last verdicts filled.
 
     python scripts/screenshots.py                        # data from ../shared/data
     python scripts/screenshots.py --data PATH/bottle --n-train 30 --out docs/screenshots
+    python scripts/screenshots.py --only operator_view   # just the fit and the operator view
 
 Data and settings go to a temporary folder (DINOINSPECT_DATA_DIR), never the user's own.
 """
@@ -36,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", default=None, help="where to export the defect log (default: temp folder)")
     p.add_argument("--quick", action="store_true",
                    help="inspect 10 test images instead of the whole test folder (all sub-folders)")
+    p.add_argument("--only", choices=["operator_view"], default=None,
+                   help="fit, then save only this screenshot")
     args = p.parse_args(argv)
 
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -81,20 +86,22 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.02)
         settle()
 
-    def grab(widget, name: str) -> None:
+    def grab(widget, name: str) -> Path:
         settle()
         path = out / name
         widget.grab().save(str(path))
         print(f"saved {path}")
+        return path
 
-    dialog = NewRecipeDialog(window, good_folder=str(good))
-    dialog.name_edit.setText("bottle")
-    dialog.max_images_spin.setValue(args.n_train)
-    dialog.show()
-    grab(dialog, "new_recipe_dialog.png")
-    dialog.set_advanced_visible(True)
-    grab(dialog, "new_recipe_dialog_advanced.png")
-    dialog.close()
+    if args.only is None:
+        dialog = NewRecipeDialog(window, good_folder=str(good))
+        dialog.name_edit.setText("bottle")
+        dialog.max_images_spin.setValue(args.n_train)
+        dialog.show()
+        grab(dialog, "new_recipe_dialog.png")
+        dialog.set_advanced_visible(True)
+        grab(dialog, "new_recipe_dialog_advanced.png")
+        dialog.close()
 
     spec = RecipeSpec(good_folder=str(good), model_path=str(tmp / "recipes" / "bottle.dimodel"),
                       backbone="efficientnet_lite0", size=args.size, max_images=args.n_train)
@@ -104,12 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     while window.busy and "features" not in window.progress_bar.format() and time.monotonic() < end:
         settle(0.1)
     settle(1.0)
-    grab(window, "fitting_progress.png")
+    if args.only is None:
+        grab(window, "fitting_progress.png")
     wait_idle()
     if window.info is None:
         print(f"error: fit failed: {window.message_bar.text}", file=sys.stderr)
         return 1
     print(f"fitted in {time.monotonic() - t0:.1f} s: {window.info['describe']}")
+    if args.only == "operator_view":
+        operator_view(window, category, tmp / "line", wait_idle, grab)
+        window.close()
+        return 0
 
     t0 = time.monotonic()
     if args.quick:
@@ -147,8 +159,38 @@ def main(argv: list[str] | None = None) -> int:
     with open(csv_path) as fh:
         for line in list(fh)[:4]:
             print("  " + line.rstrip())
+    window.tabs.setCurrentIndex(0)
+    operator_view(window, category, tmp / "line", wait_idle, grab)
     window.close()
     return 0
+
+
+def operator_view(window, category: Path, folder: Path, wait_idle, grab) -> None:
+    """A new run on ``category``'s test parts in line order -- good ones with every fifth part
+    defective, the defective ones left over at the end (links in ``folder``, numbered in that
+    order) -- then the window showing the newest part and the strip of the last verdicts, saved as
+    ``operator_view.png``."""
+    good = sorted((category / "test" / "good").glob("*.png"))
+    bad = sorted(p for d in sorted((category / "test").iterdir()) if d.name != "good" for p in d.glob("*.png"))
+    bad = bad[::max(1, len(bad) // 8)][:8]  # a few of each defect type
+    parts, g, b = [], iter(good), iter(bad)
+    for i in range(len(good) + len(bad)):
+        p = next(b, None) if i % 5 == 4 else next(g, None)
+        p = p or next(g, None) or next(b, None)
+        if p is not None:
+            parts.append(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, p in enumerate(parts):
+        os.symlink(p, folder / f"part{i:03d}_{p.parent.name}{p.suffix}")
+    window.run_folder(folder)
+    wait_idle()
+    strip = window.strip
+    print(f"operator view: {len(window.results)} parts, strip: {strip.summary_label.text()}")
+    path = grab(window, "operator_view.png")
+    from PIL import Image  # 256 colours (median cut) keep it under 300 kB; the other pictures stay as grabbed
+
+    Image.open(path).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    print(f"{path}: {path.stat().st_size / 1024:.0f} kB")
 
 
 if __name__ == "__main__":
