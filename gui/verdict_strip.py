@@ -4,7 +4,8 @@ One tile per inspected part, **oldest at the left, newest at the right**: the sa
 trend plot under it (inspection number grows to the right) and as a line's parts pass a reading
 operator; the strip fills from the right, so the newest tile is always at the same place. Tiles
 are coloured by the verdict given at inspection time (as logged; a previewed threshold does not
-recolour them): green OK, red NOK, grey n/a (no threshold), orange unreadable. Events of the run
+recolour them): green OK, red NOK (with a white cross, for operators who do not tell red from
+green), grey n/a (no threshold), orange unreadable. Events of the run
 (the source went stale or resumed, the threshold was changed) are thin blue markers between the
 tiles, so a gap or a change in verdicts is explained where it happened. The line above the tiles
 counts the NOKs among them ("3 NOK in the last 20", and "last 2 in a row" when the newest parts
@@ -21,7 +22,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from PySide6.QtCore import QEvent, QPoint, QRectF, Qt, Signal
+from PySide6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import QLabel, QMenu, QToolTip, QVBoxLayout, QWidget
 
@@ -205,18 +206,20 @@ class VerdictStrip(QWidget):
             if errors:
                 text += f", {errors} unreadable"
         self.summary_label.setText(text)
-        self.summary_label.setStyleSheet(f"QLabel {{ color: {TILE_COLOURS['NOK']}; font-weight: bold; }}"
-                                         if nok else "")
+        style = f"QLabel {{ color: {TILE_COLOURS['NOK']}; font-weight: bold; }}" if nok else ""
+        if style != self.summary_label.styleSheet():  # restyling on every live frame would cost time
+            self.summary_label.setStyleSheet(style)
         self.bar.update()
 
-    def _choose_length(self, global_pos: QPoint) -> None:
+    def length_menu(self) -> QMenu:
+        """The right-click menu: one checkable "Show the last N" per :data:`LENGTH_CHOICES`."""
         menu = QMenu(self)
         for n in LENGTH_CHOICES:
             act = menu.addAction(f"Show the last {n}")
             act.setCheckable(True)
             act.setChecked(n == self._length)
             act.triggered.connect(lambda _=False, n=n: (self.set_length(n), self.length_changed.emit(n)))
-        menu.exec(global_pos)
+        return menu
 
 
 class _TileBar(QWidget):
@@ -242,6 +245,12 @@ class _TileBar(QWidget):
             p.setPen(Qt.PenStyle.NoPen)
             p.setBrush(QColor(tile.colour))
             p.drawRoundedRect(rect, 2, 2)
+            if tile.verdict == "NOK" and rect.width() >= 8:  # a cross too: NOK is told from OK without colour
+                c = rect.center()
+                d = min(rect.width(), rect.height()) * 0.22
+                p.setPen(QPen(QColor("white"), 1.6))
+                p.drawLine(QPointF(c.x() - d, c.y() - d), QPointF(c.x() + d, c.y() + d))
+                p.drawLine(QPointF(c.x() - d, c.y() + d), QPointF(c.x() + d, c.y() - d))
             if tile.index is not None and tile.index == self.strip.current:
                 p.setPen(QPen(QColor("#202124"), 2))
                 p.setBrush(Qt.BrushStyle.NoBrush)
@@ -257,7 +266,9 @@ class _TileBar(QWidget):
         super().mousePressEvent(event)
 
     def contextMenuEvent(self, event) -> None:  # noqa: N802
-        self.strip._choose_length(event.globalPos())
+        menu = self.strip.length_menu()
+        menu.exec(event.globalPos())
+        menu.deleteLater()
 
     def event(self, event) -> bool:
         if event.type() == QEvent.Type.ToolTip:

@@ -118,6 +118,19 @@ def test_length_can_change_and_must_be_positive(strip):
         strip.set_length(0)
 
 
+def test_the_right_click_menu_sets_the_length(strip, qtbot):
+    for i in range(5):
+        strip.add_result(i, result(i, 0.1 * i))
+    menu = strip.length_menu()
+    assert [a.text() for a in menu.actions()] == [f"Show the last {n}" for n in (10, 20, 50, 100)]
+    assert not any(a.isChecked() for a in menu.actions())  # 5 is not offered: nothing checked
+    (ten,) = [a for a in menu.actions() if a.text() == "Show the last 10"]
+    with qtbot.waitSignal(strip.length_changed) as sig:
+        ten.trigger()
+    assert sig.args == [10] and strip.length == 10
+    assert [a.text() for a in strip.length_menu().actions() if a.isChecked()] == ["Show the last 10"]
+
+
 def test_clicking_a_tile_emits_its_run_index(strip, qtbot):
     for i in range(10, 15):
         strip.add_result(i, result(i, 0.3))
@@ -186,7 +199,9 @@ def test_window_strip_follows_the_run_log_and_click_shows_the_part(qtbot, window
 def test_the_strip_length_is_kept_in_the_settings(qtbot, data_dir):
     w = make_window(qtbot, restore_recipe=False)
     assert w.strip.length == 20
-    w.strip.length_changed.emit(50)
+    (fifty,) = [a for a in w.strip.length_menu().actions() if a.text() == "Show the last 50"]
+    fifty.trigger()
+    assert w.strip.length == 50
     w.close()
     w2 = make_window(qtbot, restore_recipe=False)
     assert w2.strip.length == 50
