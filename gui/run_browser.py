@@ -3,7 +3,6 @@ back), drawn at the threshold in use (:mod:`gui.verdict`), with the run's counte
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from engine.errors import ImageReadError

@@ -179,6 +179,7 @@ def test_window_strip_follows_the_run_log_and_click_shows_the_part(qtbot, window
     assert window.current == 3 and strip.current == 3
     assert window.position_label.text().startswith("4 / 7") and "03_defect.png" in window.position_label.text()
     assert window.verdict_panel.verdict_text == logged[3]
+    assert not window.browser.follow  # a live run would not jump away from the part picked
     window.step(+1)  # browsing with the keys moves the outline too
     assert strip.current == 4
 
@@ -188,6 +189,8 @@ def test_window_strip_follows_the_run_log_and_click_shows_the_part(qtbot, window
         window.apply_threshold(new)
     wait_idle(qtbot, window)
     assert strip.tiles[-1].is_event and "threshold changed" in strip.tiles[-1].tooltip
+    qtbot.mouseClick(strip.bar, Qt.MouseButton.LeftButton, pos=strip.tile_rects()[-2].center().toPoint())
+    assert window.current == 6 and window.browser.follow  # the newest part: new ones are followed again
 
     window.new_run()
     assert strip.tiles == [] and strip.current is None
