@@ -14,6 +14,10 @@ parameters whose explanation lists quoted choices (````"l2"`` or ``"cosine"````)
 those choices. So a new scorer needs no change here; only changed values are passed on, and
 :meth:`NewRecipeDialog.validate` builds the scorer once so its own checks name a bad value.
 
+"Region of interest…" opens :class:`gui.roi_editor.RoiEditorDialog` on the first readable image
+of the good folder (:func:`first_good_image`); the region drawn goes into the spec as JSON
+(``RecipeSpec.roi``) and a line beside the button says what it keeps.
+
 The good-images field never walks the file system while the operator types: completion comes from
 a ``QFileSystemModel`` (folders only, listed lazily by Qt in its own thread, one folder at a time),
 and the image count under the field is taken 400 ms after typing stops, from that one folder
@@ -28,24 +32,31 @@ import re
 from pathlib import Path
 
 import docstring_parser
+import numpy as np
 from PySide6.QtCore import QDir, Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QCompleter, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFileDialog, QFileSystemModel, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from engine.backbones import BACKBONES, find_local_weights, resolve_backbone_name
-from engine.images import IMAGE_SUFFIXES
+from engine.errors import DatasetError, InspectError
+from engine.images import IMAGE_SUFFIXES, list_images, read_image
 from engine.outputs import os_reason
+from engine.roi import RegionOfInterest
 from engine.scorers import SCORERS
 
 from .locations import recipes_dir
 from .recipes import MODEL_SUFFIX, RecipeSpec
+from .roi_editor import RoiEditorDialog
+from .roi_geometry import describe
 
 HIDDEN_SCORER_PARAMS = {"seed"}
 FOLDER_CHECK_DELAY_MS = 400
 """Quiet time after the last keystroke before the good-images folder is looked at."""
 ADVANCED_HEIGHT = 440
 """Height (px) of the Advanced section when opened; it scrolls beyond."""
+REFERENCE_TRIES = 10
+"""Images of the good folder tried, in name order, for one that reads, to draw the region on."""
 
 
 def scorer_defaults(name: str) -> dict:
@@ -93,6 +104,37 @@ def count_images(folder: str) -> tuple[int | None, str]:
     return n, f"{n} images"
 
 
+def first_good_image(folder: str) -> tuple[Path, np.ndarray]:
+    """The first readable image of ``folder`` (not its sub-folders, in name order), to draw the
+    region of interest on.
+
+    Returns:
+        ``(path, (H, W, 3) uint8 RGB pixels)``.
+    Raises:
+        InspectError: the folder is missing or holds no image, or none of its first
+            :data:`REFERENCE_TRIES` images reads; the message names the folder and the fix.
+    """
+    if not folder.strip():
+        raise DatasetError("Choose the folder of good images first: the region is drawn on one of them.")
+    paths = list_images(Path(folder.strip()).expanduser())
+    reasons = []
+    for path in paths[:REFERENCE_TRIES]:
+        try:
+            return path, read_image(path)
+        except InspectError as exc:
+            reasons.append(str(exc))
+    raise DatasetError(f"{folder}: none of the first {len(reasons)} images can be read, so there is nothing to draw "
+                       f"the region on (first: {reasons[0]})")
+
+
+def roi_summary(roi: RegionOfInterest | None) -> str:
+    """One line saying what ``roi`` keeps, measured on its reference size ("whole image" for None)."""
+    if roi is None:
+        return "whole image"
+    return (describe(roi, roi.ref_height, roi.ref_width).removeprefix("region: ")
+            + f" (drawn on {roi.ref_width}x{roi.ref_height})")
+
+
 class NewRecipeDialog(QDialog):
     """Collects a :class:`RecipeSpec` (module docstring); :meth:`spec` reads the fields."""
 
@@ -118,6 +160,12 @@ class NewRecipeDialog(QDialog):
         self._folder_timer.setInterval(FOLDER_CHECK_DELAY_MS)
         self.model_path_edit = QLineEdit()
         self.model_path_button = QPushButton("Save as…")
+        self.roi_button = QPushButton("Region of interest…")
+        self.roi_button.setToolTip("Draw where the part is judged on the first good image (the rest of the image "
+                                   "is ignored when learning and inspecting)")
+        self.roi_label = QLabel("")
+        self.roi_editor: RoiEditorDialog | None = None  # the editor while it is open
+        self._roi: RegionOfInterest | None = None
         self._model_path_touched = False
 
         self.backbone_combo = QComboBox()
@@ -166,6 +214,10 @@ class NewRecipeDialog(QDialog):
         form.addRow("Good images", folder_row)
         form.addRow("", self.folder_info)
         form.addRow("Model file", path_row)
+        roi_row = QHBoxLayout()
+        roi_row.addWidget(self.roi_button)
+        roi_row.addWidget(self.roi_label, 1)
+        form.addRow("Region", roi_row)
         form.addRow("Backbone", self.backbone_combo)
         form.addRow("Scorer", self.scorer_combo)
 
@@ -222,12 +274,14 @@ class NewRecipeDialog(QDialog):
         self._folder_timer.timeout.connect(self._check_folder)
         self.folder_button.clicked.connect(self._browse_folder)
         self.model_path_button.clicked.connect(self._browse_model_path)
+        self.roi_button.clicked.connect(self.edit_roi)
         self.model_path_edit.textEdited.connect(lambda _: setattr(self, "_model_path_touched", True))
         self.scorer_combo.currentIndexChanged.connect(lambda _: self._build_param_fields())
         self.advanced_button.toggled.connect(self.set_advanced_visible)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         self._on_name(self.name_edit.text())
+        self.set_roi(None)
         self._check_folder()
         self._build_param_fields()
 
@@ -244,7 +298,8 @@ class NewRecipeDialog(QDialog):
             backbone=self.backbone_combo.currentData(), scorer=self.scorer_combo.currentData(),
             size=self.size_spin.value() or None, scorer_params=params,
             holdout_fraction=self.holdout_spin.value() / 100.0, target_frr=self.frr_spin.value() / 100.0,
-            max_images=self.max_images_spin.value() or None)
+            max_images=self.max_images_spin.value() or None,
+            roi=None if self._roi is None else self._roi.to_json())
 
     def validate(self) -> str | None:
         """What is wrong with the fields, in words, or None."""
@@ -259,6 +314,32 @@ class NewRecipeDialog(QDialog):
         except (ValueError, TypeError) as exc:
             return f"Advanced › {spec.scorer} parameters: {exc}"
         return None
+
+    def roi(self) -> RegionOfInterest | None:
+        """The region of interest chosen (None = whole image)."""
+        return self._roi
+
+    def set_roi(self, roi: RegionOfInterest | None) -> None:
+        """Use ``roi`` for the new recipe (None = whole image) and say so beside the button."""
+        self._roi = roi
+        self.roi_label.setText(roi_summary(roi))
+
+    def edit_roi(self) -> None:
+        """Open the region editor on the first good image; the region chosen there replaces this one.
+        Without a readable image the reason is shown instead."""
+        try:
+            path, image = first_good_image(self.folder_edit.text())
+        except InspectError as exc:
+            self.error_label.setText(str(exc))
+            return
+        self.error_label.setText("")
+        self.roi_editor = RoiEditorDialog(image, self._roi, self, image_path=str(path))
+        try:
+            if self.roi_editor.exec():
+                self.set_roi(self.roi_editor.roi())
+        finally:
+            self.roi_editor.deleteLater()
+            self.roi_editor = None
 
     def set_advanced_visible(self, on: bool) -> None:
         """Open (True) or close the "Advanced" section."""

@@ -43,6 +43,10 @@ class WindowActions:
         self.last = self._action("Last", lambda: w.show_index(len(w.results) - 1), ["End"])
         self.settings = self._action("Station…", self.settings_dialog)
         self.quit = self._action("Quit", w.close, ["Ctrl+Q"])
+        self.show_roi = QAction("Region of interest outline", w, checkable=True, checked=True)
+        self.show_roi.setToolTip("Outline the recipe's region of interest on every image (when it has one)")
+        self.show_roi.toggled.connect(w.view.roi_check.setChecked)
+        w.view.roi_check.toggled.connect(self.show_roi.setChecked)
 
         bar = QToolBar("Main")
         bar.setObjectName("MainToolbar")
@@ -61,7 +65,10 @@ class WindowActions:
         recipe_menu.addAction(self.quit)
         menu.addMenu("&Inspect").addActions([self.open_images, self.open_folder, self.live, self.stop_live,
                                              self.new_run])
-        menu.addMenu("&View").addActions([self.prev, self.next, self.first, self.last])
+        view_menu = menu.addMenu("&View")
+        view_menu.addActions([self.prev, self.next, self.first, self.last])
+        view_menu.addSeparator()
+        view_menu.addAction(self.show_roi)
         menu.addMenu("&Station").addAction(self.settings)
 
     def update(self, idle: bool, have_model: bool, live_running: bool, on_view: bool) -> None:
