@@ -257,12 +257,17 @@ class NewRecipeDialog(QDialog):
         self.advanced_area.setMinimumHeight(ADVANCED_HEIGHT)
         self.advanced_area.setVisible(False)
 
+        self.note_label = QLabel("")  # what a re-fit of an existing recipe changes (prefill)
+        self.note_label.setWordWrap(True)
+        self.note_label.setVisible(False)
+        self._extra_params: dict = {}  # stored scorer parameters without a field here (prefill)
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color: #a50e0e;")
         self.error_label.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fit")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.note_label)
         layout.addLayout(form)
         layout.addWidget(self.advanced_button)
         layout.addWidget(self.advanced_area, 1)
@@ -293,6 +298,7 @@ class NewRecipeDialog(QDialog):
             value = self._param_value(widget)
             if value != self._param_defaults[key]:
                 params[key] = value
+        params.update(self._extra_params)
         return RecipeSpec(
             good_folder=self.folder_edit.text().strip(), model_path=self.model_path_edit.text().strip(),
             backbone=self.backbone_combo.currentData(), scorer=self.scorer_combo.currentData(),
@@ -314,6 +320,37 @@ class NewRecipeDialog(QDialog):
         except (ValueError, TypeError) as exc:
             return f"Advanced › {spec.scorer} parameters: {exc}"
         return None
+
+    def prefill(self, spec: RecipeSpec, notes: list[str] = ()) -> None:
+        """Fill the fields from ``spec`` to fit an existing recipe again (:mod:`gui.recipe_refit`),
+        with a line saying why and the ``notes`` on settings the re-fit does not reproduce."""
+        self._model_path_touched = True
+        self.name_edit.setText(spec.name)
+        self.model_path_edit.setText(spec.model_path)
+        self.folder_edit.setText(spec.good_folder)
+        if self.backbone_combo.findData(spec.backbone) < 0:
+            self.backbone_combo.addItem(f"{spec.backbone} (not registered)", spec.backbone)
+        self.backbone_combo.setCurrentIndex(self.backbone_combo.findData(spec.backbone))
+        self.scorer_combo.setCurrentIndex(self.scorer_combo.findData(spec.scorer))
+        self._build_param_fields()
+        for key, value in spec.scorer_params.items():
+            if key in self.param_widgets:
+                self._set_param_value(self.param_widgets[key], value)
+            else:
+                self._extra_params[key] = value
+        self.size_spin.setValue(spec.size or 0)
+        self.holdout_spin.setValue(100 * spec.holdout_fraction)
+        self.frr_spin.setValue(100 * spec.target_frr)
+        self.max_images_spin.setValue(spec.max_images or 0)
+        self.set_roi(RegionOfInterest.from_json(spec.roi, spec.model_path))
+        self.setWindowTitle(f"Re-fit recipe {spec.name}")
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Re-fit")
+        text = (f"Changing the region of interest needs a re-fit: recipe {spec.name} learned normal from the old "
+                f"region. The fields hold the settings it was fitted with; Re-fit replaces {spec.model_path}.")
+        if notes:
+            text += " Not reproduced by the app: " + "; ".join(notes) + " (re-fit with python main.py fit --roi)."
+        self.note_label.setText(text)
+        self.note_label.setVisible(True)
 
     def roi(self) -> RegionOfInterest | None:
         """The region of interest chosen (None = whole image)."""
@@ -402,6 +439,7 @@ class NewRecipeDialog(QDialog):
         while self.advanced_form.rowCount() > self._fixed_rows:
             self.advanced_form.removeRow(self._fixed_rows)
         self.param_widgets.clear()
+        self._extra_params = {}
         name = self.scorer_combo.currentData()
         self._param_defaults = scorer_defaults(name)
         self.param_help = scorer_param_help(name)
@@ -431,6 +469,17 @@ class NewRecipeDialog(QDialog):
                 w = QLineEdit(default)
             self.param_widgets[key] = w
             self._add_advanced(key, w, help_text or "(no description in the scorer's docstring)")
+
+    @staticmethod
+    def _set_param_value(widget: QWidget, value) -> None:
+        if isinstance(widget, QCheckBox):
+            widget.setChecked(bool(value))
+        elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+            widget.setValue(value)
+        elif isinstance(widget, QComboBox):
+            widget.setCurrentText(str(value))
+        else:
+            widget.setText(str(value))
 
     @staticmethod
     def _param_value(widget: QWidget):
