@@ -23,6 +23,7 @@ from gui.recipe_dialog import NewRecipeDialog
 from gui.roi_editor import RoiEditorDialog
 from gui.roi_geometry import (build_region, describe, distinct_vertices, image_to_view, outline_xy, percent,
                               polygon_problem, rectangle, view_to_image)
+from tests.gui.window_helpers import open_recipe, wait_idle
 
 W, H = 80, 64
 
@@ -345,3 +346,17 @@ def test_view_menu_switch_and_the_views_checkbox_stay_in_step_and_are_remembered
     assert str(window.settings.value("view/roi")).lower() == "false"
     window.view.roi_check.setChecked(True)
     assert window.actions.show_roi.isChecked()
+
+
+def test_window_outlines_the_loaded_recipes_region_on_inspected_images(qtbot, window, toy_copy, toy_images):
+    open_recipe(qtbot, window, toy_copy)
+    assert window.view.roi_outline("include")[0].size == 0  # the toy recipe has no region
+    region = RegionOfInterest(include=[rectangle((8, 8), (31, 23))], ref_width=32, ref_height=32)
+    window.worker.model_loaded.emit(dict(window.info, roi=region.to_json()))  # a recipe with a region (info["roi"])
+    window.run_images([toy_images / "000.png"])  # a 64 x 64 image: the region drawn on 32 x 32 is doubled
+    wait_idle(qtbot, window)
+    x, y = window.view.roi_outline("include")
+    assert list(x[:5]) == [16.5, 62.5, 62.5, 16.5, 16.5] and list(y[:5]) == [16.5, 16.5, 46.5, 46.5, 16.5]
+    assert window.view.roi_items["include"].isVisible()
+    window.worker.model_loaded.emit(dict(window.info, roi=None))
+    assert window.view.roi_outline("include")[0].size == 0
