@@ -171,10 +171,10 @@ def test_a_click_on_an_existing_shape_while_drawing_adds_a_corner_to_the_new_one
     assert editor.polygons("include") == [[(0, 0), (60, 0), (60, 50), (0, 50)]]  # untouched: no corner added
 
 
-def test_dragging_a_corner_moves_it(qtbot, editor):
-    editor.add_polygon("include", rectangle((10, 10), (30, 30)))
-    vp = editor.graphics.viewport()
-    start, end = screen_point(editor, 30.5, 30.5), screen_point(editor, 50.5, 40.5)
+def drag(qtbot, dlg, a: tuple[float, float], b: tuple[float, float]) -> None:
+    """Press on pixel ``a``'s centre, move with the button held to pixel ``b``'s, release."""
+    vp = dlg.graphics.viewport()
+    start, end = screen_point(dlg, a[0] + 0.5, a[1] + 0.5), screen_point(dlg, b[0] + 0.5, b[1] + 0.5)
     qtbot.mouseMove(vp, start)
     qtbot.mousePress(vp, Qt.MouseButton.LeftButton, pos=start)
     for t in np.linspace(0.1, 1.0, 8):  # moves with the button held (QTest's mouseMove holds none)
@@ -183,6 +183,17 @@ def test_dragging_a_corner_moves_it(qtbot, editor):
                                                Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier))
         qtbot.wait(15)  # pyqtgraph drops mouse moves closer than 10 ms
     qtbot.mouseRelease(vp, Qt.MouseButton.LeftButton, pos=end)
+
+
+def test_dragging_the_inside_of_a_shape_moves_all_its_corners(qtbot, editor):
+    editor.add_polygon("exclude", rectangle((10, 10), (30, 30)))
+    drag(qtbot, editor, (20, 20), (45, 25))
+    assert editor.polygons("exclude") == [rectangle((35, 15), (55, 35))]
+
+
+def test_dragging_a_corner_moves_it(qtbot, editor):
+    editor.add_polygon("include", rectangle((10, 10), (30, 30)))
+    drag(qtbot, editor, (30, 30), (50, 40))
     assert editor.polygons("include") == [[(10, 10), (30, 10), (50, 40), (10, 30)]]
     # the mask and summary follow once the corner rests
     moved = RegionOfInterest(include=[[(10, 10), (30, 10), (50, 40), (10, 30)]], ref_width=W, ref_height=H)
