@@ -38,6 +38,7 @@ from engine.roi import Polygon, RegionOfInterest
 
 from .roi_geometry import (build_region, describe, display_size, distinct_vertices, image_to_view, polygon_problem,
                            rectangle, scaled_polygons, shade_rgba, view_to_image)
+from .roi_items import ClickLayer, PolygonItem
 
 INCLUDE = "include"
 EXCLUDE = "exclude"
@@ -54,57 +55,10 @@ HINTS = {
 }
 
 
-class _ClickLayer(pg.GraphicsObject):
-    """Invisible item over the image that takes left clicks while a shape is drawn (so a click on
-    an existing shape adds a corner to the new one instead of editing the old one); drags still pan."""
-
-    clicked = Signal(float, float, bool)
-    """View x, y of a left click, and whether it was a double-click."""
-    moved = Signal(float, float)
-    """View x, y of the mouse over the layer."""
-
-    def __init__(self):
-        super().__init__()
-        self._rect = QRectF()
-
-    def set_rect(self, rect: QRectF) -> None:
-        self.prepareGeometryChange()
-        self._rect = QRectF(rect)
-
-    def boundingRect(self) -> QRectF:  # noqa: N802 - Qt API
-        return self._rect
-
-    def paint(self, painter, *args) -> None:
-        pass
-
-    def hoverEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph API
-        if ev.isExit():
-            return
-        ev.acceptClicks(Qt.MouseButton.LeftButton)
-        self.moved.emit(ev.pos().x(), ev.pos().y())
-
-    def mouseClickEvent(self, ev) -> None:  # noqa: N802 - pyqtgraph API
-        if ev.button() != Qt.MouseButton.LeftButton:
-            ev.ignore()
-            return
-        ev.accept()
-        self.clicked.emit(ev.pos().x(), ev.pos().y(), ev.double())
-
-
-class _PolygonItem(pg.PolyLineROI):
-    """A closed ``PolyLineROI`` whose corners lie above its edges: pyqtgraph gives both the same
-    z value, so a press on a corner could grab the edge (which does not move) instead of the corner."""
-
-    def addSegment(self, h1, h2, index=None):  # noqa: N802 - pyqtgraph API
-        super().addSegment(h1, h2, index)
-        for seg in self.segments:
-            seg.setZValue(self.zValue() + 0.5)  # corners are at zValue() + 1
-
-
 @dataclass
 class _Shape:
     kind: str  # INCLUDE | EXCLUDE
-    item: _PolygonItem
+    item: PolygonItem
 
 
 class RoiEditorDialog(QDialog):
@@ -140,7 +94,7 @@ class RoiEditorDialog(QDialog):
         self.draft_item = pg.PlotDataItem(pen=pg.mkPen("w", width=1, style=Qt.PenStyle.DashLine), symbol="o",
                                           symbolSize=6, symbolBrush="w", symbolPen=None)
         self.draft_item.setZValue(50)
-        self.layer = _ClickLayer()
+        self.layer = ClickLayer()
         self.layer.setZValue(100)
         self.layer.setVisible(False)
         for item in (self.image_item, self.shade_item, self.draft_item, self.layer):
@@ -298,7 +252,7 @@ class RoiEditorDialog(QDialog):
         """Add a shape of ``kind`` with corners ``polygon`` (region coordinates); its index."""
         if kind not in COLOURS:
             raise ValueError(f"kind must be {INCLUDE!r} or {EXCLUDE!r}, got {kind!r}")
-        item = _PolygonItem([image_to_view(x, y) for x, y in polygon], closed=True, movable=True)
+        item = PolygonItem([image_to_view(x, y) for x, y in polygon], closed=True, movable=True)
         item.setAcceptedMouseButtons(Qt.MouseButton.LeftButton)
         item.sigClicked.connect(lambda it, _ev: self.select(self._index_of(it)))
         item.sigRegionChanged.connect(lambda _: self._refresh_timer.start())
