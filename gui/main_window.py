@@ -138,6 +138,7 @@ class MainWindow(LiveControls, QMainWindow):
         self.view.opacity_changed.connect(lambda v: self.settings.setValue("view/opacity", v))
         self.view.overlay_toggled.connect(lambda on: self.settings.setValue("view/overlay", on))
         self.view.contours_toggled.connect(lambda on: self.settings.setValue("view/contours", on))
+        self.view.roi_toggled.connect(lambda on: self.settings.setValue("view/roi", on))
         self.tabs.currentChanged.connect(lambda _: self._update_actions())
 
     def _start_threads(self, device: str) -> None:
@@ -175,6 +176,7 @@ class MainWindow(LiveControls, QMainWindow):
         self.view.overlay_check.setChecked(as_bool(s.value("view/overlay", True)))
         self.view.contour_check.setChecked(as_bool(s.value("view/contours", True)))
         self.strip.set_length(as_count(s.value("view/strip_length"), self.strip.length))
+        self.view.roi_check.setChecked(as_bool(s.value("view/roi", True)))
         self.log_widget.set_nok_saving(as_bool(s.value("log/save_nok", False)),
                                        str(s.value("log/nok_folder", str(data_dir() / "nok_images"))))
         self._refresh_recent()
@@ -301,6 +303,7 @@ class MainWindow(LiveControls, QMainWindow):
             return
         self.info = info
         self.panel.set_recipe(info)
+        self.view.set_roi(info.get("roi"))  # outline of the recipe's region of interest, if any
         self.log_widget.set_preview(None)
         self.settings.setValue("recipes/last", str(Path(info["path"]).resolve()))
         self.recent.add(info["path"])

@@ -14,6 +14,10 @@ parameters whose explanation lists quoted choices (````"l2"`` or ``"cosine"````)
 those choices. So a new scorer needs no change here; only changed values are passed on, and
 :meth:`NewRecipeDialog.validate` builds the scorer once so its own checks name a bad value.
 
+"Region of interest…" opens :class:`gui.roi_editor.RoiEditorDialog` on the first readable image
+of the good folder (:func:`first_good_image`); the region drawn goes into the spec as JSON
+(``RecipeSpec.roi``) and a line beside the button says what it keeps.
+
 The good-images field never walks the file system while the operator types: completion comes from
 a ``QFileSystemModel`` (folders only, listed lazily by Qt in its own thread, one folder at a time),
 and the image count under the field is taken 400 ms after typing stops, from that one folder
@@ -28,24 +32,31 @@ import re
 from pathlib import Path
 
 import docstring_parser
+import numpy as np
 from PySide6.QtCore import QDir, Qt, QTimer
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QCompleter, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFileDialog, QFileSystemModel, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
 from engine.backbones import BACKBONES, find_local_weights, resolve_backbone_name
-from engine.images import IMAGE_SUFFIXES
+from engine.errors import DatasetError, InspectError
+from engine.images import IMAGE_SUFFIXES, list_images, read_image
 from engine.outputs import os_reason
+from engine.roi import RegionOfInterest
 from engine.scorers import SCORERS
 
 from .locations import recipes_dir
 from .recipes import MODEL_SUFFIX, RecipeSpec
+from .roi_editor import RoiEditorDialog
+from .roi_geometry import describe
 
 HIDDEN_SCORER_PARAMS = {"seed"}
 FOLDER_CHECK_DELAY_MS = 400
 """Quiet time after the last keystroke before the good-images folder is looked at."""
 ADVANCED_HEIGHT = 440
 """Height (px) of the Advanced section when opened; it scrolls beyond."""
+REFERENCE_TRIES = 10
+"""Images of the good folder tried, in name order, for one that reads, to draw the region on."""
 
 
 def scorer_defaults(name: str) -> dict:
@@ -93,6 +104,37 @@ def count_images(folder: str) -> tuple[int | None, str]:
     return n, f"{n} images"
 
 
+def first_good_image(folder: str) -> tuple[Path, np.ndarray]:
+    """The first readable image of ``folder`` (not its sub-folders, in name order), to draw the
+    region of interest on.
+
+    Returns:
+        ``(path, (H, W, 3) uint8 RGB pixels)``.
+    Raises:
+        InspectError: the folder is missing or holds no image, or none of its first
+            :data:`REFERENCE_TRIES` images reads; the message names the folder and the fix.
+    """
+    if not folder.strip():
+        raise DatasetError("Choose the folder of good images first: the region is drawn on one of them.")
+    paths = list_images(Path(folder.strip()).expanduser())
+    reasons = []
+    for path in paths[:REFERENCE_TRIES]:
+        try:
+            return path, read_image(path)
+        except InspectError as exc:
+            reasons.append(str(exc))
+    raise DatasetError(f"{folder}: none of the first {len(reasons)} images can be read, so there is nothing to draw "
+                       f"the region on (first: {reasons[0]})")
+
+
+def roi_summary(roi: RegionOfInterest | None) -> str:
+    """One line saying what ``roi`` keeps, measured on its reference size ("whole image" for None)."""
+    if roi is None:
+        return "whole image"
+    return (describe(roi, roi.ref_height, roi.ref_width).removeprefix("region: ")
+            + f" (drawn on {roi.ref_width}x{roi.ref_height})")
+
+
 class NewRecipeDialog(QDialog):
     """Collects a :class:`RecipeSpec` (module docstring); :meth:`spec` reads the fields."""
 
@@ -118,6 +160,12 @@ class NewRecipeDialog(QDialog):
         self._folder_timer.setInterval(FOLDER_CHECK_DELAY_MS)
         self.model_path_edit = QLineEdit()
         self.model_path_button = QPushButton("Save as…")
+        self.roi_button = QPushButton("Region of interest…")
+        self.roi_button.setToolTip("Draw where the part is judged on the first good image (the rest of the image "
+                                   "is ignored when learning and inspecting)")
+        self.roi_label = QLabel("")
+        self.roi_editor: RoiEditorDialog | None = None  # the editor while it is open
+        self._roi: RegionOfInterest | None = None
         self._model_path_touched = False
 
         self.backbone_combo = QComboBox()
@@ -166,6 +214,10 @@ class NewRecipeDialog(QDialog):
         form.addRow("Good images", folder_row)
         form.addRow("", self.folder_info)
         form.addRow("Model file", path_row)
+        roi_row = QHBoxLayout()
+        roi_row.addWidget(self.roi_button)
+        roi_row.addWidget(self.roi_label, 1)
+        form.addRow("Region", roi_row)
         form.addRow("Backbone", self.backbone_combo)
         form.addRow("Scorer", self.scorer_combo)
 
@@ -205,12 +257,17 @@ class NewRecipeDialog(QDialog):
         self.advanced_area.setMinimumHeight(ADVANCED_HEIGHT)
         self.advanced_area.setVisible(False)
 
+        self.note_label = QLabel("")  # what a re-fit of an existing recipe changes (prefill)
+        self.note_label.setWordWrap(True)
+        self.note_label.setVisible(False)
+        self._extra_params: dict = {}  # stored scorer parameters without a field here (prefill)
         self.error_label = QLabel("")
         self.error_label.setStyleSheet("color: #a50e0e;")
         self.error_label.setWordWrap(True)
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Fit")
         layout = QVBoxLayout(self)
+        layout.addWidget(self.note_label)
         layout.addLayout(form)
         layout.addWidget(self.advanced_button)
         layout.addWidget(self.advanced_area, 1)
@@ -222,12 +279,14 @@ class NewRecipeDialog(QDialog):
         self._folder_timer.timeout.connect(self._check_folder)
         self.folder_button.clicked.connect(self._browse_folder)
         self.model_path_button.clicked.connect(self._browse_model_path)
+        self.roi_button.clicked.connect(self.edit_roi)
         self.model_path_edit.textEdited.connect(lambda _: setattr(self, "_model_path_touched", True))
         self.scorer_combo.currentIndexChanged.connect(lambda _: self._build_param_fields())
         self.advanced_button.toggled.connect(self.set_advanced_visible)
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         self._on_name(self.name_edit.text())
+        self.set_roi(None)
         self._check_folder()
         self._build_param_fields()
 
@@ -239,12 +298,14 @@ class NewRecipeDialog(QDialog):
             value = self._param_value(widget)
             if value != self._param_defaults[key]:
                 params[key] = value
+        params.update(self._extra_params)
         return RecipeSpec(
             good_folder=self.folder_edit.text().strip(), model_path=self.model_path_edit.text().strip(),
             backbone=self.backbone_combo.currentData(), scorer=self.scorer_combo.currentData(),
             size=self.size_spin.value() or None, scorer_params=params,
             holdout_fraction=self.holdout_spin.value() / 100.0, target_frr=self.frr_spin.value() / 100.0,
-            max_images=self.max_images_spin.value() or None)
+            max_images=self.max_images_spin.value() or None,
+            roi=None if self._roi is None else self._roi.to_json())
 
     def validate(self) -> str | None:
         """What is wrong with the fields, in words, or None."""
@@ -259,6 +320,63 @@ class NewRecipeDialog(QDialog):
         except (ValueError, TypeError) as exc:
             return f"Advanced › {spec.scorer} parameters: {exc}"
         return None
+
+    def prefill(self, spec: RecipeSpec, notes: list[str] = ()) -> None:
+        """Fill the fields from ``spec`` to fit an existing recipe again (:mod:`gui.recipe_refit`),
+        with a line saying why and the ``notes`` on settings the re-fit does not reproduce."""
+        self._model_path_touched = True
+        self.name_edit.setText(spec.name)
+        self.model_path_edit.setText(spec.model_path)
+        self.folder_edit.setText(spec.good_folder)
+        if self.backbone_combo.findData(spec.backbone) < 0:
+            self.backbone_combo.addItem(f"{spec.backbone} (not registered)", spec.backbone)
+        self.backbone_combo.setCurrentIndex(self.backbone_combo.findData(spec.backbone))
+        self.scorer_combo.setCurrentIndex(self.scorer_combo.findData(spec.scorer))
+        self._build_param_fields()
+        for key, value in spec.scorer_params.items():
+            if key in self.param_widgets:
+                self._set_param_value(self.param_widgets[key], value)
+            else:
+                self._extra_params[key] = value
+        self.size_spin.setValue(spec.size or 0)
+        self.holdout_spin.setValue(100 * spec.holdout_fraction)
+        self.frr_spin.setValue(100 * spec.target_frr)
+        self.max_images_spin.setValue(spec.max_images or 0)
+        self.set_roi(RegionOfInterest.from_json(spec.roi, spec.model_path))
+        self.setWindowTitle(f"Re-fit recipe {spec.name}")
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Re-fit")
+        text = (f"Changing the region of interest needs a re-fit: recipe {spec.name} learned normal from the old "
+                f"region. The fields hold the settings it was fitted with; Re-fit replaces {spec.model_path}.")
+        if notes:
+            text += " Not reproduced by the app: " + "; ".join(notes) + " (re-fit with python main.py fit --roi)."
+        self.note_label.setText(text)
+        self.note_label.setVisible(True)
+
+    def roi(self) -> RegionOfInterest | None:
+        """The region of interest chosen (None = whole image)."""
+        return self._roi
+
+    def set_roi(self, roi: RegionOfInterest | None) -> None:
+        """Use ``roi`` for the new recipe (None = whole image) and say so beside the button."""
+        self._roi = roi
+        self.roi_label.setText(roi_summary(roi))
+
+    def edit_roi(self) -> None:
+        """Open the region editor on the first good image; the region chosen there replaces this one.
+        Without a readable image the reason is shown instead."""
+        try:
+            path, image = first_good_image(self.folder_edit.text())
+        except InspectError as exc:
+            self.error_label.setText(str(exc))
+            return
+        self.error_label.setText("")
+        self.roi_editor = RoiEditorDialog(image, self._roi, self, image_path=str(path))
+        try:
+            if self.roi_editor.exec():
+                self.set_roi(self.roi_editor.roi())
+        finally:
+            self.roi_editor.deleteLater()
+            self.roi_editor = None
 
     def set_advanced_visible(self, on: bool) -> None:
         """Open (True) or close the "Advanced" section."""
@@ -321,6 +439,7 @@ class NewRecipeDialog(QDialog):
         while self.advanced_form.rowCount() > self._fixed_rows:
             self.advanced_form.removeRow(self._fixed_rows)
         self.param_widgets.clear()
+        self._extra_params = {}
         name = self.scorer_combo.currentData()
         self._param_defaults = scorer_defaults(name)
         self.param_help = scorer_param_help(name)
@@ -350,6 +469,17 @@ class NewRecipeDialog(QDialog):
                 w = QLineEdit(default)
             self.param_widgets[key] = w
             self._add_advanced(key, w, help_text or "(no description in the scorer's docstring)")
+
+    @staticmethod
+    def _set_param_value(widget: QWidget, value) -> None:
+        if isinstance(widget, QCheckBox):
+            widget.setChecked(bool(value))
+        elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+            widget.setValue(value)
+        elif isinstance(widget, QComboBox):
+            widget.setCurrentText(str(value))
+        else:
+            widget.setText(str(value))
 
     @staticmethod
     def _param_value(widget: QWidget):

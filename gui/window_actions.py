@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt
+from PySide6.QtCore import QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QToolBar
 
@@ -17,6 +17,7 @@ from .camera import load_camera_config
 from .camera_dialog import CameraDialog
 from .locations import data_dir
 from .recipe_dialog import NewRecipeDialog
+from .recipe_refit import refit_spec
 from .recipes import MODEL_SUFFIX
 from .settings_dialog import SettingsDialog
 
@@ -31,6 +32,8 @@ class WindowActions:
         self.open_recipe = self._action("Open recipe…", self.open_recipe_dialog, ["Ctrl+O"])
         self.save_recipe = self._action("Save recipe as…", self.save_recipe_dialog, ["Ctrl+S"],
                                         "Save the active recipe (with its applied threshold) to another file")
+        self.edit_roi = self._action("Edit region of interest…", self.edit_roi_dialog, [],
+                                     "Draw the active recipe's region of interest again and re-fit it")
         self.open_images = self._action("Open images…", self.open_images_dialog, ["Ctrl+I"])
         self.open_folder = self._action("Run folder…", self.open_folder_dialog, ["Ctrl+R"],
                                         "Inspect every image of a folder and its sub-folders (new run)")
@@ -43,6 +46,10 @@ class WindowActions:
         self.last = self._action("Last", lambda: w.show_index(len(w.results) - 1), ["End"])
         self.settings = self._action("Station…", self.settings_dialog)
         self.quit = self._action("Quit", w.close, ["Ctrl+Q"])
+        self.show_roi = QAction("Region of interest outline", w, checkable=True, checked=True)
+        self.show_roi.setToolTip("Outline the recipe's region of interest on every image (when it has one)")
+        self.show_roi.toggled.connect(w.view.roi_check.setChecked)
+        w.view.roi_check.toggled.connect(self.show_roi.setChecked)
 
         bar = QToolBar("Main")
         bar.setObjectName("MainToolbar")
@@ -55,13 +62,16 @@ class WindowActions:
 
         menu = w.menuBar()
         recipe_menu = menu.addMenu("&Recipe")
-        recipe_menu.addActions([self.new_recipe, self.open_recipe, self.save_recipe])
+        recipe_menu.addActions([self.new_recipe, self.open_recipe, self.save_recipe, self.edit_roi])
         self.recent_menu = recipe_menu.addMenu("Recent")
         recipe_menu.addSeparator()
         recipe_menu.addAction(self.quit)
         menu.addMenu("&Inspect").addActions([self.open_images, self.open_folder, self.live, self.stop_live,
                                              self.new_run])
-        menu.addMenu("&View").addActions([self.prev, self.next, self.first, self.last])
+        view_menu = menu.addMenu("&View")
+        view_menu.addActions([self.prev, self.next, self.first, self.last])
+        view_menu.addSeparator()
+        view_menu.addAction(self.show_roi)
         menu.addMenu("&Station").addAction(self.settings)
 
     def update(self, idle: bool, have_model: bool, live_running: bool, on_view: bool) -> None:
@@ -70,6 +80,7 @@ class WindowActions:
         for act in (self.new_recipe, self.open_recipe):
             act.setEnabled(idle)
         self.save_recipe.setEnabled(idle and have_model)
+        self.edit_roi.setEnabled(idle and have_model)
         for act in (self.open_images, self.open_folder, self.live):
             act.setEnabled(idle and have_model)
         self.stop_live.setEnabled(live_running)
@@ -84,6 +95,23 @@ class WindowActions:
             spec = dlg.spec()
             w.settings.setValue("paths/last_good_folder", spec.good_folder)
             w.start_fit(spec)
+
+    def edit_roi_dialog(self) -> None:
+        """Re-fit the active recipe with a new region: the New-recipe dialog filled with its fit
+        settings (:mod:`gui.recipe_refit`), the region editor opened on top."""
+        w = self.window
+        if w.info is None:
+            return
+        dlg = NewRecipeDialog(w)
+        try:
+            dlg.prefill(*refit_spec(w.info["path"]))
+        except InspectError as exc:
+            dlg.deleteLater()
+            w.show_message("error", str(exc))
+            return
+        QTimer.singleShot(0, dlg.edit_roi)
+        if dlg.exec():
+            w.start_fit(dlg.spec())
 
     def open_recipe_dialog(self) -> None:
         w = self.window
