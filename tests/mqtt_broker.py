@@ -43,12 +43,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_until(condition, timeout_s: float = WAIT_S, what: str = "condition") -> None:
-    """Poll ``condition()`` every 10 ms until true; fail after ``timeout_s``."""
+def wait_until(condition, timeout_s: float = WAIT_S, what="condition") -> None:
+    """Poll ``condition()`` every 10 ms until true; fail after ``timeout_s`` saying ``what`` (a
+    string, or a function giving it then)."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what() if callable(what) else what}")
         time.sleep(0.01)
 
 
@@ -66,6 +67,8 @@ class Broker:
             lines.append("persistence false")
         else:
             lines += ["persistence true", f"persistence_location {persist_dir}/"]
+        if os.geteuid() == 0:  # else mosquitto runs as user "mosquitto", who cannot write the test's folder
+            lines.append("user root")
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc: subprocess.Popen | None = None
         self.start()
