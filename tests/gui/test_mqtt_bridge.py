@@ -175,3 +175,19 @@ def test_trigger_message_without_a_running_triggered_source_is_answered_not_acce
     assert (reply["ok"], reply["trigger_id"]) == (False, "T-1") and reply["message"]
     assert window.log.count() == 0 and seen.on("plant/line2/verdict") == []
     sub.close()
+
+
+def test_station_dialog_edits_the_line_settings_and_shows_the_topics(qtbot):
+    from gui.settings_dialog import SettingsDialog
+
+    dlg = SettingsDialog("line2", "/data", line=LineSettings(enabled=False, host="plc.local", port=1884,
+                                                             topic_prefix="plant"))
+    qtbot.addWidget(dlg)
+    assert dlg.line_settings() == LineSettings(False, "plc.local", 1884, "plant")
+    assert "plant/line2/verdict" in dlg.topics_label.text()
+    dlg.line_group.setChecked(True)
+    dlg.host_edit.setText(" 10.0.0.7 ")
+    dlg.port_spin.setValue(8883)
+    dlg.station_edit.setText("cell 4")
+    assert dlg.line_settings() == LineSettings(True, "10.0.0.7", 8883, "plant")
+    assert "plant/cell 4/trigger" in dlg.topics_label.text()
