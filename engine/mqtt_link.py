@@ -352,7 +352,7 @@ class MqttLink:
                 note = True
         self._pump()
         if self.state in ("connecting", "disconnected") or note:
-            self._set_state(self.state, self._with_counts(self._base_detail))
+            self._set_state(self.state, self._with_counts(self._base_detail), self._base_detail)
 
     def set_recipe(self, name: str) -> None:
         """The active recipe: said in the retained status message."""
