@@ -11,6 +11,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -57,7 +58,8 @@ class Broker:
     """One mosquitto process on 127.0.0.1:``port`` (persistence off unless ``persist_dir``: then
     sessions and retained messages survive :meth:`restart`)."""
 
-    def __init__(self, folder: Path, persist_dir: Path | None = None, port: int | None = None):
+    def __init__(self, folder: Path, persist_dir: Path | None = None, port: int | None = None,
+                 extra: tuple[str, ...] = ()):
         self.binary = require_mosquitto()
         self.port = port or free_port()
         self.folder = folder
@@ -67,6 +69,7 @@ class Broker:
             lines.append("persistence false")
         else:
             lines += ["persistence true", f"persistence_location {persist_dir}/"]
+        lines += extra
         if os.geteuid() == 0:  # else mosquitto runs as user "mosquitto", who cannot write the test's folder
             lines.append("user root")
         self.conf.write_text("\n".join(lines) + "\n")
@@ -94,6 +97,17 @@ class Broker:
             self.proc.terminate()
             self.proc.wait(timeout=WAIT_S)
         self.proc = None
+
+    def kill(self) -> None:
+        """End the broker at once (SIGKILL: nothing saved, no goodbye to the clients)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(timeout=WAIT_S)
+        self.proc = None
+
+    def pause(self) -> None:
+        """Freeze the broker (SIGSTOP): connections stay open, nothing is answered."""
+        self.proc.send_signal(signal.SIGSTOP)
 
     def restart(self) -> None:
         self.stop()

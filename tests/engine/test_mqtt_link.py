@@ -309,3 +309,38 @@ def test_last_will_says_offline_when_the_client_process_dies(broker):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_verdicts_in_flight_when_the_broker_dies_are_sent_again_before_the_waiting_ones(tmp_path):
+    # the subscriber's session is saved every second, so it survives the SIGKILL below
+    broker = Broker(tmp_path, persist_dir=tmp_path, extra=("autosave_interval 1",))
+    sub = Subscriber(broker.port, ["dinoinspect/line2/verdict"], client_id="test-sub", clean=False)
+    rec = Recorder()
+    link = make_link(broker.port, rec)
+    try:
+        wait_until(lambda: rec.state == "connected", what="connected")
+        db = tmp_path / "mosquitto.db"
+        wait_until(db.exists, what="the broker's first autosave")
+        saved = db.stat().st_mtime_ns
+        wait_until(lambda: db.exists() and db.stat().st_mtime_ns != saved, what="an autosave with the session")
+        broker.pause()  # verdicts 1-3 leave the link but get no PUBACK
+        for i in range(1, 4):
+            link.publish_verdict(verdict(i))
+        wait_until(lambda: len(link._inflight) == 3, what="3 verdicts handed to paho")
+        broker.kill()
+        wait_until(lambda: rec.state == "disconnected", what="the link to see the broker gone")
+        for i in range(4, 6):  # these wait in the outbox, not handed to paho
+            link.publish_verdict(verdict(i))
+        assert link.waiting == 5 and len(link._inflight) == 3
+        broker.start()
+        wait_until(lambda: rec.state == "connected" and link.waiting == 0, what="all 5 acknowledged")
+        got = []
+        wait_until(lambda: got.extend(sub.drain()) or len({json.loads(p)["log_id"] for _, p, _, _ in got}) == 5,
+                   what=lambda: f"5 verdicts at the subscriber, got {got}")
+        # paho resent 1-3 (its own queue), the link sent 4-5 only after: the order holds
+        assert list(dict.fromkeys(json.loads(p)["log_id"] for _, p, _, _ in got)) == [1, 2, 3, 4, 5]
+        assert link.published == 5
+    finally:
+        link.stop()
+        sub.close()
+        broker.stop()
