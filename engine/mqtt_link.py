@@ -39,7 +39,8 @@ in :attr:`MqttLink.dropped` and said in the state detail. Verdicts still waiting
 stopped are not sent (counted the same way).
 
 Incoming messages are checked (:func:`parse_trigger`, :func:`parse_recipe`); a bad one gets a
-reply on the matching ``result`` topic saying what is wrong, never an exception in the link.
+reply on the matching ``result`` topic saying what is wrong, never an exception in the link. A
+retained trigger or recipe message is refused the same way: it would act again at every connection.
 
 Connection: paho-mqtt's network thread (``loop_start``), reconnecting by itself with a backoff of
 ``reconnect_delay`` seconds (doubling up to the maximum). The state goes to ``on_state(state,
@@ -463,6 +464,12 @@ class MqttLink:
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
+            if msg.retain and msg.topic in (self.topic("trigger"), self.topic("recipe")):
+                what = msg.topic.rsplit("/", 1)[1]
+                reply = self.reply_trigger if what == "trigger" else lambda tid, ok, m: self.reply_recipe("", ok, m)
+                reply(None, False, f"retained {what} message ignored (it would act again at every connection): "
+                                   f"publish {what} messages without the retain flag")
+                return
             if msg.topic == self.topic("trigger"):
                 try:
                     tid = parse_trigger(msg.payload)

@@ -185,10 +185,14 @@ def test_trigger_and_recipe_messages_reach_the_callbacks_and_replies_the_topic(b
 
 def test_malformed_messages_get_an_error_reply_and_the_link_keeps_working(broker):
     sub = Subscriber(broker.port, ["dinoinspect/line2/recipe/result", "dinoinspect/line2/trigger/result"])
+    # left retained on the broker: delivered (retain flag set) when the link subscribes
+    sub.client.publish("dinoinspect/line2/trigger", b'{"id": "kept"}', qos=1, retain=True).wait_for_publish(5)
     rec = Recorder()
     link = make_link(broker.port, rec)
     try:
         wait_until(lambda: rec.state == "connected", what="connected")
+        reply = sub.get_json("dinoinspect/line2/trigger/result")
+        assert reply["ok"] is False and "retained trigger message ignored" in reply["message"]
         sub.client.publish("dinoinspect/line2/trigger", b"[1, 2]", qos=1)
         reply = sub.get_json("dinoinspect/line2/trigger/result")
         assert reply["ok"] is False and "not a JSON object" in reply["message"]
