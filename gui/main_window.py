@@ -18,7 +18,8 @@ Parts of the window live in their own modules: :class:`gui.recipe_bar.RecipeBar`
 and line connection state), :class:`gui.inspection_panel.InspectionPanel` (verdict, strip of the
 last verdicts, threshold, counters), :class:`gui.inspection_recorder.InspectionRecorder` (log rows, NOK images),
 :class:`gui.live_session.LiveSession` (camera / video) with :class:`gui.live_controls.LiveControls`
-(its window side: start, stop, stale-source warnings), :class:`gui.job_status.JobStatus` (status
+(its window side: start, stop, stale-source warnings), :class:`gui.line_controls.LineControls` (verdicts,
+trigger and recipe switch over MQTT), :class:`gui.job_status.JobStatus` (status
 bar) and :class:`gui.window_actions.WindowActions` (menus, toolbar, dialogs, drops).
 """
 
@@ -37,6 +38,7 @@ from .image_view_widget import InspectionView
 from .inspection_panel import InspectionPanel
 from .inspection_recorder import InspectionRecorder
 from .job_status import JobStatus
+from .line_controls import LineControls
 from .live_controls import LiveControls
 from .locations import as_bool, as_count, data_dir, open_settings
 from .log_widget import DefectLogWidget
@@ -54,7 +56,7 @@ SHUTDOWN_WAIT_MS = 15000
 LIVE_SOURCES = ("camera", "video")
 
 
-class MainWindow(LiveControls, QMainWindow):
+class MainWindow(LiveControls, LineControls, QMainWindow):
     """The application window (module docstring).
 
     Args:
@@ -166,6 +168,7 @@ class MainWindow(LiveControls, QMainWindow):
 
         self._connect_live()
         self.station_status.watch_camera(self.live)  # LiveSession.camera_state_changed, where it has one
+        self._connect_line()
 
     def _restore_settings(self) -> None:
         s = self.settings
@@ -386,6 +389,7 @@ class MainWindow(LiveControls, QMainWindow):
         if self._closing:
             return
         self.recorder.record(r, self.info, self.station, self.thresholds)
+        self._publish_verdict(r)  # after the log row: it carries the row's id
         if r.error is not None:
             self.show_message("warning", f"Unreadable image: {r.error}")
         self.browser.add(r)
@@ -484,6 +488,7 @@ class MainWindow(LiveControls, QMainWindow):
         if self._closing:
             return
         self._closing = True
+        self._stop_line()
         self.worker.cancel(self.job_id)
         self.worker_thread.quit()
         if not self.live.shutdown(SHUTDOWN_WAIT_MS):

@@ -151,9 +151,10 @@ class WindowActions:
 
     def settings_dialog(self) -> None:
         w = self.window
-        dlg = SettingsDialog(w.station, str(data_dir()), w)
+        dlg = SettingsDialog(w.station, str(data_dir()), w, line=w.line_settings)
         if dlg.exec():
             w.set_station(dlg.station())
+            w.set_line_settings(dlg.line_settings())
 
     def _action(self, text: str, slot, shortcuts=(), tip: str = "") -> QAction:
         act = QAction(text, self.window)

@@ -1,0 +1,490 @@
+"""The station's line link over MQTT: each verdict out, a trigger and a recipe switch in.
+
+A PLC or line controller talks to one station through an MQTT broker (e.g. mosquitto) on these
+topics (``prefix`` is ``"dinoinspect"`` unless set, ``station`` the station's name):
+
+==================================  ======  ==========================================================
+topic                               way     payload (UTF-8 JSON unless said)
+==================================  ======  ==========================================================
+``{prefix}/{station}/verdict``      out     one message per inspected part (:func:`verdict_message`),
+                                            QoS 1, not retained
+``{prefix}/{station}/status``       out     retained ``{"state": "online", "station", "recipe",
+                                            "time"}``; the broker's last will (the link died without
+                                            saying goodbye) and a clean stop set ``"state": "offline"``
+``{prefix}/{station}/trigger``      in      inspect now; empty, or ``{"id": "..."}`` whose id comes
+                                            back in the verdict as ``trigger_id``
+``{prefix}/{station}/trigger/result`` out   ``{"ok", "trigger_id", "message"}``: accepted, or why not
+                                            (bad payload, no triggered source running)
+``{prefix}/{station}/recipe``       in      switch recipe: ``{"recipe": "name or path", "id": ...}``
+                                            or the name / path as plain text
+``{prefix}/{station}/recipe/result`` out    ``{"ok", "recipe", "id", "message"}``: loaded, or why not
+==================================  ======  ==========================================================
+
+Verdict messages (``"schema": 1``): ``station, recipe, time`` (ISO 8601 with milliseconds and UTC
+offset, when the part was inspected), ``file, score, threshold, verdict`` (``"OK"``, ``"NOK"``,
+``"n/a"`` without a threshold, ``"error"`` when the image could not be read), ``latency_ms`` (the
+model's time for the image), ``log_id`` (the defect-log row: the key to deduplicate on) and, for
+triggered inspections, ``trigger_id``, ``origin`` and ``trigger_to_publish_ms`` (trigger to the
+verdict handed to the link, :func:`time.monotonic`).
+
+No verdict is lost: the defect log holds every verdict before it reaches the link. The link keeps
+its own outbox in order: a verdict leaves it only when the broker acknowledged it (QoS 1 PUBACK).
+While the broker is away verdicts wait there ("N verdicts waiting for the broker") and go out in
+order when it is back. paho itself keeps the unacknowledged QoS-1 messages it was given and sends
+them again after a reconnect (flagged as duplicates); the link hands it new ones only once those
+are acknowledged, so the order holds. QoS 1 means *at least once*: a verdict whose PUBACK was lost
+with the connection arrives twice (same ``log_id``). The outbox holds at most ``outbox_limit``
+verdicts; past that the oldest is dropped from the outbox (it stays in the defect log), counted
+in :attr:`MqttLink.dropped` and said in the state detail. Verdicts still waiting when the link is
+stopped are not sent (counted the same way).
+
+Incoming messages are checked (:func:`parse_trigger`, :func:`parse_recipe`); a bad one gets a
+reply on the matching ``result`` topic saying what is wrong, never an exception in the link. A
+retained trigger or recipe message is refused the same way: it would act again at every connection.
+
+Connection: paho-mqtt's network thread (``loop_start``), reconnecting by itself with a backoff of
+``reconnect_delay`` seconds (doubling up to the maximum). The state goes to ``on_state(state,
+detail)`` as ``"connecting"``, ``"connected"``, ``"disconnected"`` or ``"off"`` with a one-line
+detail ("broker 127.0.0.1:1883 lost at 10:32:05, retrying; 3 verdicts waiting for the broker").
+Callbacks run in paho's thread: a GUI forwards them by queued signals (:mod:`gui.mqtt_bridge`).
+
+Example::
+
+    link = MqttLink("127.0.0.1", 1883, station="line2", on_trigger=lambda tid: ...)
+    link.start()
+    link.publish_verdict(verdict_message(station="line2", recipe="bolt", time=..., file="a.png",
+                                         score=0.4, threshold=0.5, verdict="OK", latency_ms=38.0))
+    link.stop()
+
+See also: :mod:`gui.mqtt_bridge` (the app's side), :mod:`gui.inspection_recorder` (the defect log).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import json
+import threading
+import time as _time
+from typing import Callable
+
+from .errors import InspectError
+
+SCHEMA = 1
+DEFAULT_PREFIX = "dinoinspect"
+VERDICT_QOS = 1
+MAX_INFLIGHT = 20
+"""Verdicts handed to paho and not yet acknowledged, at most."""
+MAX_PAYLOAD_BYTES = 4096
+"""Longest trigger / recipe message accepted."""
+STATES = ("connected", "connecting", "disconnected", "off")
+
+
+class MqttSettingsError(InspectError):
+    """An MQTT setting (broker, port, station, topic prefix) cannot be used."""
+
+
+class MqttPayloadError(ValueError):
+    """An incoming trigger / recipe message is malformed (the message says how)."""
+
+
+# ---------------------------------------------------------------------------------------- messages
+def iso_time(t: dt.datetime) -> str:
+    """``t`` as ISO 8601 with milliseconds and UTC offset (a naive ``t`` is local time)."""
+    return t.astimezone().isoformat(timespec="milliseconds")
+
+
+def verdict_message(*, station: str, recipe: str, time: dt.datetime | str, file: str, score: float | None,
+                    threshold: float | None, verdict: str, latency_ms: float | None, log_id: int | None = None,
+                    trigger_id: str | None = None, origin: str | None = None,
+                    triggered_at: float | None = None, now: float | None = None) -> dict:
+    """The verdict message of one inspected part (module docstring; schema 1).
+
+    Args:
+        time: when the part was inspected (a datetime, naive = local; or an ISO 8601 string).
+        score, threshold: image anomaly score and the threshold it was judged at (scorer units);
+            None when unreadable / no threshold.
+        latency_ms: the model's time for the image, ms.
+        log_id: the defect-log row holding this verdict.
+        trigger_id, origin: for a triggered inspection (``origin`` e.g. ``"mqtt"``, ``"key"``).
+        triggered_at: :func:`time.monotonic` at the trigger, s; gives ``trigger_to_publish_ms``.
+        now: :func:`time.monotonic` now (tests); default the clock.
+
+    Returns:
+        A JSON-able dict; ``trigger_id`` / ``origin`` / ``trigger_to_publish_ms`` only when triggered.
+    """
+    msg = {"schema": SCHEMA, "station": station, "recipe": recipe,
+           "time": time if isinstance(time, str) else iso_time(time), "file": file,
+           "score": None if score is None else float(score),
+           "threshold": None if threshold is None else float(threshold), "verdict": verdict,
+           "latency_ms": None if latency_ms is None else round(float(latency_ms), 3), "log_id": log_id}
+    if trigger_id is not None or origin is not None or triggered_at is not None:
+        msg["trigger_id"] = trigger_id
+        msg["origin"] = origin
+        if triggered_at is not None:
+            msg["trigger_to_publish_ms"] = round(((_time.monotonic() if now is None else now)
+                                                  - triggered_at) * 1000.0, 3)
+    return msg
+
+
+def _text(payload: bytes, what: str) -> str:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise MqttPayloadError(f"{what} message of {len(payload)} bytes is too long (at most {MAX_PAYLOAD_BYTES})")
+    try:
+        return payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise MqttPayloadError(f"{what} message is not UTF-8 text: send JSON or plain text") from None
+
+
+def parse_trigger(payload: bytes) -> str | None:
+    """The trigger id of a ``trigger`` message: None for an empty message, else the ``"id"`` of a
+    JSON object (a string or a number, as text; the object may omit it).
+
+    Raises:
+        MqttPayloadError: not UTF-8, too long, not a JSON object, or an id that is not a string /
+            number.
+    """
+    text = _text(payload, "trigger")
+    if not text:
+        return None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        raise MqttPayloadError(f"trigger message {text[:60]!r} is not JSON: send nothing or {{\"id\": \"...\"}}") \
+            from None
+    if not isinstance(obj, dict):
+        raise MqttPayloadError(f"trigger message {text[:60]!r} is not a JSON object: send nothing or "
+                               f"{{\"id\": \"...\"}}")
+    tid = obj.get("id")
+    if tid is None:
+        return None
+    if isinstance(tid, bool) or not isinstance(tid, (str, int, float)):
+        raise MqttPayloadError(f"trigger id {tid!r} is not a string or a number")
+    return str(tid)
+
+
+def parse_recipe(payload: bytes) -> tuple[str, str | None]:
+    """``(recipe name or model-file path, request id or None)`` of a ``recipe`` message: a JSON
+    object ``{"recipe": "...", "id": ...}`` or the name / path as plain text.
+
+    Raises:
+        MqttPayloadError: empty, not UTF-8, too long, a JSON value that is not an object, or no
+            non-empty ``"recipe"`` string.
+    """
+    text = _text(payload, "recipe")
+    if not text:
+        raise MqttPayloadError("recipe message is empty: send the recipe name, a model-file path or "
+                               "{\"recipe\": \"name\"}")
+    if text[0] not in "{[\"" and not text[0].isdigit():
+        return text, None  # plain text: a name or a path
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError:
+        if text[0] in "{[":
+            raise MqttPayloadError(f"recipe message {text[:60]!r} is not valid JSON: send {{\"recipe\": \"name\"}} "
+                                   f"or the name as plain text") from None
+        return text, None
+    if not isinstance(obj, dict):
+        raise MqttPayloadError(f"recipe message {text[:60]!r} is not a JSON object: send {{\"recipe\": \"name\"}} "
+                               f"or the name as plain text")
+    name = obj.get("recipe")
+    if not isinstance(name, str) or not name.strip():
+        raise MqttPayloadError(f"recipe message {text[:60]!r} has no \"recipe\" string: send {{\"recipe\": \"name\"}}")
+    rid = obj.get("id")
+    return name.strip(), None if rid is None else str(rid)
+
+
+def check_topic_part(value: str, what: str) -> str:
+    """``value`` stripped, if it can be a topic level (no ``+``, ``#``, NUL, not empty, no leading or
+    trailing ``/``).
+
+    Raises:
+        MqttSettingsError: naming the setting and the fix.
+    """
+    v = value.strip()
+    if not v:
+        raise MqttSettingsError(f"MQTT {what} is empty: set it (Station… > Line (MQTT))")
+    if any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
+        raise MqttSettingsError(f"MQTT {what} {v!r} cannot be part of a topic: remove '+', '#' and leading or "
+                                f"trailing '/'")
+    return v
+
+
+# ---------------------------------------------------------------------------------------- the link
+class _Pending:
+    __slots__ = ("payload", "mid")
+
+    def __init__(self, payload: bytes):
+        self.payload, self.mid = payload, None
+
+
+class MqttLink:
+    """One station's connection to the broker (module docstring).
+
+    Args:
+        host, port: the broker.
+        station: the station's name (a topic level).
+        topic_prefix: first topic level(s).
+        client_id: MQTT client id; default ``dinoinspect-<station>-<random>``.
+        username, password: broker login, when it asks for one.
+        tls: connect with TLS (the system's CA certificates).
+        keepalive: seconds between pings; a dead broker is noticed within 1.5 times this.
+        outbox_limit: verdicts kept while the broker is away (module docstring).
+        reconnect_delay: ``(min, max)`` seconds between reconnection attempts.
+        on_state: ``on_state(state, detail)``, from paho's thread or the caller's.
+        on_trigger: ``on_trigger(trigger_id or None)`` for a valid trigger message.
+        on_recipe: ``on_recipe(name_or_path, request_id or None)`` for a valid recipe message.
+
+    Raises:
+        MqttSettingsError: a bad setting, or paho-mqtt not installed.
+    """
+
+    def __init__(self, host: str, port: int = 1883, station: str = "station", topic_prefix: str = DEFAULT_PREFIX,
+                 client_id: str | None = None, username: str | None = None, password: str | None = None,
+                 tls: bool = False, keepalive: int = 15, outbox_limit: int = 10_000,
+                 reconnect_delay: tuple[int, int] = (1, 30),
+                 on_state: Callable[[str, str], None] | None = None,
+                 on_trigger: Callable[[str | None], None] | None = None,
+                 on_recipe: Callable[[str, str | None], None] | None = None):
+        try:
+            import paho.mqtt.client as mqtt
+        except ImportError:
+            raise MqttSettingsError("MQTT needs paho-mqtt: pip install 'dinoinspect[station]'") from None
+        self.host = host.strip()
+        if not self.host:
+            raise MqttSettingsError("MQTT broker host is empty: set it (Station… > Line (MQTT))")
+        if not 0 < int(port) < 65536:
+            raise MqttSettingsError(f"MQTT broker port {port} is not a TCP port (1-65535)")
+        self.port = int(port)
+        self.station = check_topic_part(station, "station name")
+        self.prefix = check_topic_part(topic_prefix, "topic prefix")
+        if outbox_limit < 1:
+            raise MqttSettingsError(f"MQTT outbox limit {outbox_limit} must be at least 1")
+        self.outbox_limit = outbox_limit
+        self.on_state, self.on_trigger, self.on_recipe = on_state, on_trigger, on_recipe
+        self.recipe = ""
+        self.state, self.detail, self._base_detail = "off", "MQTT off", "MQTT off"
+        self.dropped = 0  # verdicts dropped from the outbox (still in the defect log)
+        self.published = 0  # verdicts acknowledged by the broker
+        self._lock = threading.RLock()
+        self._outbox: collections.deque[_Pending] = collections.deque()  # oldest first, not yet acknowledged
+        self._inflight: dict[int, _Pending] = {}  # mid -> handed to paho, not yet acknowledged
+        self._resending = False  # after a reconnect, until paho's own resends are acknowledged
+        self._lost_at: str | None = None
+        self._started = False
+
+        if client_id is None:
+            import secrets
+            client_id = f"dinoinspect-{self.station}-{secrets.token_hex(3)}"[:64]
+        self._mqtt = mqtt
+        c = self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=True)
+        if username:
+            c.username_pw_set(username, password)
+        if tls:
+            c.tls_set()
+        self.keepalive = keepalive
+        c.reconnect_delay_set(*reconnect_delay)
+        c.max_inflight_messages_set(MAX_INFLIGHT + 10)  # ours plus status and replies
+        c.will_set(self.topic("status"), self._status_payload("offline", "connection lost"), qos=1, retain=True)
+        c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+
+    # ------------------------------------------------------------------ public
+    def topic(self, name: str) -> str:
+        """Full topic of ``name`` (``"verdict"``, ``"status"``, ``"trigger"``, ``"recipe/result"``...)."""
+        return f"{self.prefix}/{self.station}/{name}"
+
+    @property
+    def waiting(self) -> int:
+        """Verdicts not yet acknowledged by the broker (in the outbox)."""
+        with self._lock:
+            return len(self._outbox)
+
+    def start(self) -> None:
+        """Connect in the background (returns at once; the state says how it goes)."""
+        if self._started:
+            return
+        self._started = True
+        self._set_state("connecting", f"connecting to broker {self.host}:{self.port}")
+        self._client.connect_async(self.host, self.port, keepalive=self.keepalive)
+        self._client.loop_start()
+
+    def stop(self, timeout_s: float = 2.0) -> int:
+        """Say ``offline`` (retained) and disconnect; returns the verdicts that were still waiting
+        (not sent; they stay in the defect log and are counted in :attr:`dropped`)."""
+        if not self._started:
+            return 0
+        self._started = False
+        c = self._client
+        if c.is_connected():
+            deadline = _time.monotonic() + timeout_s  # give waiting verdicts a moment to go out
+            while self.waiting and c.is_connected() and _time.monotonic() < deadline:
+                _time.sleep(0.02)
+            info = c.publish(self.topic("status"), self._status_payload("offline", "stopped"), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=timeout_s)
+            except (RuntimeError, ValueError):
+                pass  # not connected any more: the last will says offline
+        with self._lock:
+            left = len(self._outbox)
+            self.dropped += left
+            self._outbox.clear()
+            self._inflight.clear()
+        c.disconnect()
+        c.loop_stop()
+        self._set_state("off", "MQTT off" + (f"; {left} verdicts not sent (they are in the defect log)"
+                                             if left else ""))
+        return left
+
+    def publish_verdict(self, message: dict) -> None:
+        """Queue one verdict message (:func:`verdict_message`) and send it when the broker is there."""
+        item = _Pending(json.dumps(message, separators=(",", ":")).encode("utf-8"))
+        note = False
+        with self._lock:
+            self._outbox.append(item)
+            while len(self._outbox) > self.outbox_limit:
+                old = self._outbox.popleft()
+                if old.mid is not None:
+                    self._inflight.pop(old.mid, None)
+                self.dropped += 1
+                note = True
+        self._pump()
+        if self.state in ("connecting", "disconnected") or note:
+            self._set_state(self.state, self._with_counts(self._base_detail), self._base_detail)
+
+    def set_recipe(self, name: str) -> None:
+        """The active recipe: said in the retained status message."""
+        self.recipe = name
+        if self._client.is_connected():
+            self._client.publish(self.topic("status"), self._status_payload("online"), qos=1, retain=True)
+
+    def reply_recipe(self, recipe: str, ok: bool, message: str, request_id: str | None = None) -> None:
+        """Answer a recipe message on ``recipe/result``."""
+        self._reply("recipe/result", {"ok": ok, "recipe": recipe, "id": request_id, "message": message})
+
+    def reply_trigger(self, trigger_id: str | None, ok: bool, message: str) -> None:
+        """Answer a trigger message on ``trigger/result``."""
+        self._reply("trigger/result", {"ok": ok, "trigger_id": trigger_id, "message": message})
+
+    # ------------------------------------------------------------------ internals
+    def _reply(self, name: str, obj: dict) -> None:
+        obj["station"] = self.station
+        obj["time"] = iso_time(dt.datetime.now())
+        self._client.publish(self.topic(name), json.dumps(obj), qos=1)
+
+    def _status_payload(self, state: str, reason: str | None = None) -> str:
+        obj = {"state": state, "station": self.station, "recipe": self.recipe, "time": iso_time(dt.datetime.now())}
+        if reason:
+            obj["reason"] = reason
+        return json.dumps(obj)
+
+    def _set_state(self, state: str, detail: str, base: str | None = None) -> None:
+        """New state; ``base`` is the detail without the outbox counts (default ``detail``)."""
+        self.state, self.detail, self._base_detail = state, detail, detail if base is None else base
+        if self.on_state is not None:
+            self.on_state(state, detail)
+
+    def _away(self) -> None:
+        base = f"broker {self.host}:{self.port} " + (f"lost at {self._lost_at}, retrying" if self._lost_at
+                                                     else "not reachable, retrying")
+        self._set_state("disconnected", self._with_counts(base), base)
+
+    def _with_counts(self, base: str) -> str:
+        """``base`` plus the verdicts waiting and dropped, when any."""
+        n = self.waiting
+        parts = [base]
+        if n:
+            parts.append(f"{n} verdict{'s' if n != 1 else ''} waiting for the broker")
+        if self.dropped:
+            parts.append(f"{self.dropped} dropped from the outbox (full; still in the defect log)")
+        return "; ".join(parts)
+
+    def _pump(self) -> None:
+        """Hand waiting verdicts to paho, in order, while connected and the window allows.
+
+        Lock order: paho's message lock, then ours (paho calls ``on_publish`` holding its lock);
+        holding it here also means an acknowledgement cannot arrive before the verdict is booked.
+        """
+        c = self._client
+        with c._out_message_mutex:  # noqa: SLF001 - see the docstring
+            with self._lock:
+                if not c.is_connected() or self._resending:
+                    return
+                room = MAX_INFLIGHT - len(self._inflight)
+                todo = [item for item in self._outbox if item.mid is None][:max(room, 0)]
+            for item in todo:
+                info = c.publish(self.topic("verdict"), item.payload, qos=VERDICT_QOS)
+                if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
+                    break  # paho refuses it: it stays in the outbox, handed again later
+                with self._lock:  # NO_CONN: paho keeps it and sends it after the reconnect
+                    item.mid = info.mid
+                    self._inflight[info.mid] = item
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._set_state("disconnected", f"broker {self.host}:{self.port} refused: {reason_code}; retrying")
+            return
+        client.subscribe([(self.topic("trigger"), 1), (self.topic("recipe"), 1)])
+        client.publish(self.topic("status"), self._status_payload("online"), qos=1, retain=True)
+        with self._lock:
+            self._resending = bool(self._inflight)  # paho sends those again first
+            self._lost_at = None
+        n = self.waiting
+        self._set_state("connected", f"broker {self.host}:{self.port}"
+                        + (f"; sending {n} waiting verdict{'s' if n != 1 else ''}" if n else ""))
+        self._pump()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._away()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if not self._started:
+            return
+        with self._lock:
+            if self._lost_at is None:
+                self._lost_at = dt.datetime.now().strftime("%H:%M:%S")
+        self._away()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            item = self._inflight.pop(mid, None)
+            if item is None:
+                return  # status, reply, or a verdict dropped meanwhile
+            try:
+                self._outbox.remove(item)
+            except ValueError:
+                pass
+            self.published += 1
+            if self._resending and not self._inflight:
+                self._resending = False
+        self._pump()
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            if msg.retain and msg.topic in (self.topic("trigger"), self.topic("recipe")):
+                what = msg.topic.rsplit("/", 1)[1]
+                reply = self.reply_trigger if what == "trigger" else lambda tid, ok, m: self.reply_recipe("", ok, m)
+                reply(None, False, f"retained {what} message ignored (it would act again at every connection): "
+                                   f"publish {what} messages without the retain flag")
+                return
+            if msg.topic == self.topic("trigger"):
+                try:
+                    tid = parse_trigger(msg.payload)
+                except MqttPayloadError as exc:
+                    self.reply_trigger(None, False, str(exc))
+                    return
+                if self.on_trigger is not None:
+                    self.on_trigger(tid)
+            elif msg.topic == self.topic("recipe"):
+                try:
+                    name, rid = parse_recipe(msg.payload)
+                except MqttPayloadError as exc:
+                    self.reply_recipe("", False, str(exc))
+                    return
+                if self.on_recipe is not None:
+                    self.on_recipe(name, rid)
+        except Exception as exc:  # noqa: BLE001 - a callback's bug must not stop the network thread
+            print(f"warning: MQTT message on {msg.topic} not handled: {exc}")

@@ -1,0 +1,144 @@
+"""The window's line part: each logged verdict to the MQTT broker, a trigger and a recipe switch from it.
+
+:class:`LineControls` is mixed into :class:`gui.main_window.MainWindow` (it uses the window's
+settings, recorder, recent recipes, message bar and job bookkeeping). The link itself is
+:class:`gui.mqtt_bridge.MqttBridge` (``self.line``); everything here runs in the GUI thread.
+
+* Verdicts: :meth:`_publish_verdict` is called by the window's result path *after* the defect-log
+  row is written, so the message carries the row's id (``log_id``) and the log holds every verdict
+  whatever happens to the broker. Threshold changes and live-source events are log rows, not
+  verdicts: they are not published.
+* Trigger: a trigger message calls the window's ``trigger_inspection(origin="mqtt", ...)`` (the
+  triggered live source's software trigger); the answer on ``trigger/result`` says whether it was
+  accepted, and the verdict comes back with its ``trigger_id``.
+* Recipe switch: by name among the recent recipes and the recipes folder, or by model-file path;
+  the answer on ``recipe/result`` comes once the recipe is loaded (or why not).
+* State: the header's "Line (MQTT)" indicator (:class:`gui.station_status.StationStatus`: state,
+  and the detail with the verdicts waiting in its tooltip), and the message bar when the broker is
+  lost or back.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+from engine.mqtt_link import MqttSettingsError, verdict_message
+
+from .locations import recipes_dir
+from .mqtt_bridge import LineSettings, MqttBridge, load_line_settings, save_line_settings
+from .recipes import MODEL_SUFFIX, recipe_name
+from .run_results import InspectionResult
+
+
+class LineControls:
+    """MQTT methods of the main window (module docstring)."""
+
+    def _connect_line(self) -> None:
+        """Create the bridge, its status label, and connect (called once while the window starts)."""
+        self.line = MqttBridge(self)
+        self._line_state = "off"
+        self._line_trigger_origins: dict[str, str] = {}  # trigger id -> origin, until its verdict
+        self.station_status.watch_broker(self.line)
+        self.line.broker_state_changed.connect(self._on_broker_state)
+        self.line.trigger_requested.connect(self._on_line_trigger)
+        self.line.recipe_requested.connect(self._on_line_recipe)
+        self.worker.model_loaded.connect(self._line_recipe_loaded)
+        self.worker.error_occurred.connect(self._line_worker_error)
+        self._start_line(load_line_settings(self.settings))
+
+    @property
+    def line_settings(self) -> LineSettings:
+        return load_line_settings(self.settings)
+
+    def set_line_settings(self, line: LineSettings) -> None:
+        """Store the broker settings and (re)connect with them (or switch the link off)."""
+        save_line_settings(self.settings, line)
+        self._start_line(line)
+
+    def _start_line(self, line: LineSettings) -> None:
+        try:
+            self.line.start(line, self.station, self.info["recipe"] if self.info else "")
+        except MqttSettingsError as exc:
+            self.show_message("error", f"Line (MQTT) not connected: {exc}")
+
+    def _stop_line(self) -> None:
+        left = self.line.stop()
+        if left:
+            print(f"warning: {left} verdict(s) not sent to the MQTT broker (they are in the defect log)")
+
+    def _publish_verdict(self, r: InspectionResult) -> None:
+        """Send the verdict of ``r`` (already in the defect log) to the broker, when the link is on."""
+        if not self.line.enabled:
+            return
+        trigger_id, triggered_at = getattr(r, "trigger_id", None), getattr(r, "triggered_at", None)
+        origin = getattr(r, "origin", None) or (self._line_trigger_origins.pop(trigger_id, None)
+                                                if trigger_id is not None else None)
+        self.line.publish_verdict(verdict_message(
+            station=self.station, recipe=self.info["recipe"] if self.info else "", time=r.time, file=r.name,
+            score=r.score, threshold=r.threshold, verdict=r.verdict,
+            latency_ms=r.latency_ms if r.score is not None else None, log_id=r.log_id,
+            trigger_id=trigger_id, origin=origin if (trigger_id or triggered_at is not None) else None,
+            triggered_at=triggered_at))
+
+    # ------------------------------------------------------------------ events from the line
+    def _on_broker_state(self, state: str, detail: str) -> None:
+        if self._closing:
+            return
+        previous, self._line_state = self._line_state, state
+        if state == "disconnected" and previous != "disconnected":
+            self.show_message("warning", f"Line (MQTT): {detail}. Verdicts stay in the defect log and are sent "
+                                         f"when the broker is back.")
+        elif state == "connected" and previous == "disconnected":
+            self.show_message("info", f"Line (MQTT): connected again ({detail}).")
+
+    def _on_line_trigger(self, origin: str, trigger_id: str) -> None:
+        """A trigger message: inspect now through the window's software trigger."""
+        trigger = getattr(self, "trigger_inspection", None)
+        if trigger is None:
+            self.line.reply_trigger(trigger_id, False, "this station has no software trigger")
+            return
+        if trigger_id and "trigger_id" in inspect.signature(trigger).parameters:
+            ok = trigger(origin=origin, trigger_id=trigger_id)
+        else:
+            ok = trigger(origin=origin)
+        if ok and trigger_id:
+            self._line_trigger_origins[trigger_id] = origin
+        self.line.reply_trigger(trigger_id, bool(ok), "inspection triggered" if ok else
+                                (self.message_bar.text or "no triggered live source is running"))
+
+    def find_recipe(self, name_or_path: str) -> Path | None:
+        """The model file of a recipe: a path to one, or a name among the recent recipes and the
+        recipes folder (``<name>.dimodel``); None when there is none."""
+        p = Path(name_or_path).expanduser()
+        if p.suffix == MODEL_SUFFIX and p.is_file():
+            return p
+        for recent in self.recent.paths():
+            if recipe_name(recent) == name_or_path:
+                return Path(recent)
+        candidate = recipes_dir() / f"{name_or_path}{MODEL_SUFFIX}"
+        return candidate if "/" not in name_or_path and candidate.is_file() else None
+
+    def _on_line_recipe(self, name_or_path: str) -> None:
+        """A recipe message: open that recipe; the answer comes when it is loaded (or failed)."""
+        path = self.find_recipe(name_or_path)
+        if path is None:
+            self.line.reply_recipe(False, f"no recipe {name_or_path!r}: give a model-file path or the name of a "
+                                          f"recent recipe or of one in {recipes_dir()}")
+            return
+        if self.job is not None or self.live_running:
+            why = f"busy ({self.job})" if self.job else "a live source is running: stop it first"
+            self.line.reply_recipe(False, f"recipe {recipe_name(path)} not loaded: {why}")
+            return
+        self.open_recipe(path)
+
+    def _line_recipe_loaded(self, info: dict) -> None:
+        if self._closing:
+            return
+        self.line.set_recipe(info["recipe"])
+        if self.line.pending_recipe is not None:
+            self.line.reply_recipe(True, f"recipe {info['recipe']} loaded from {info['path']}", info["recipe"])
+
+    def _line_worker_error(self, job: str, message: str) -> None:
+        if job == "load" and not self._closing and self.line.pending_recipe is not None:
+            self.line.reply_recipe(False, f"could not open the recipe: {message}")
