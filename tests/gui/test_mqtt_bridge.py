@@ -122,7 +122,9 @@ def test_broker_down_every_row_still_logged_status_says_so_then_all_sent(qtbot, 
         qtbot.waitUntil(lambda: not window.busy, timeout=TIMEOUT_MS)
         assert window.log.count() == 8  # the defect log has every verdict, broker or not
         assert window.line.link.waiting == 8
-        assert "8 verdicts waiting for the broker" in window.station_status.broker.toolTip()
+        # the count reaches the indicator by a queued signal from the link's thread
+        qtbot.waitUntil(lambda: "8 verdicts waiting for the broker" in window.station_status.broker.toolTip(),
+                        timeout=WAIT_MS)
         broker.start()
         qtbot.waitUntil(lambda: window.line.state == "connected" and window.line.link.waiting == 0, timeout=WAIT_MS)
         assert "connected again" in window.message_bar.text
