@@ -130,6 +130,8 @@ class RegionOfInterest:
             return cls(include=data.get("include", []), exclude=data.get("exclude", []), ref_width=w, ref_height=h)
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{where}: damaged region of interest ({exc}). Draw the region again.") from None
+        except DatasetError as exc:  # a bad polygon or size: say which file holds it
+            raise DatasetError(f"{where}: {str(exc).removeprefix('region of interest: ')}") from None
 
     def save(self, path: str | Path) -> None:
         """Write the region as JSON to ``path``."""
