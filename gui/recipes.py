@@ -36,6 +36,8 @@ class RecipeSpec:
         holdout_fraction: share of the good images held out to calibrate the threshold.
         target_frr: target false-reject rate of the threshold.
         max_images: use only the first N images of the folder (None = all).
+        roi: region of interest as its JSON (:meth:`engine.roi.RegionOfInterest.to_json`); None = the
+            whole image. The worker's fit sets it on the model before fitting.
     """
 
     good_folder: str
@@ -48,6 +50,7 @@ class RecipeSpec:
     target_frr: float = 0.01
     max_images: int | None = None
     batch_size: int = 8
+    roi: dict | None = None
 
     @property
     def name(self) -> str:
