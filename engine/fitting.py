@@ -230,8 +230,7 @@ class FitMixin:
             for b in range(0, len(imgs), self.batch_size):
                 part = imgs[b:b + self.batch_size]
                 ps = sc.score(self.extract(part)).numpy()
-                syn_scores.extend(self.region_result(p, im.shape[:2])[0] if self.roi is not None
-                                  else self._image_score(p) for p, im in zip(ps, part))
+                syn_scores.extend(self.region_score(p, im.shape[:2]) for p, im in zip(ps, part))
             syn_kinds.extend(kinds)
             t_syn += time.perf_counter() - t0
             if progress is not None:

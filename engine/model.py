@@ -166,6 +166,12 @@ class InspectionModel(FitMixin, CalibrationMixin):
             self._region_cache[key] = m
         return self._region_cache[key]
 
+    def region_score(self, patch_scores: np.ndarray, image_hw: tuple[int, int]) -> float:
+        """Image score of ``(h, w) float32`` patch scores of an ``image_hw`` image, over the region's
+        patches only (all of them without a region); as :meth:`region_result`, without the map."""
+        inside = self.region_patches(image_hw, patch_scores.shape)
+        return self._image_score(patch_scores if inside is None else patch_scores[inside])
+
     def region_result(self, patch_scores: np.ndarray, image_hw: tuple[int, int],
                       map_hw: tuple[int, int] | None = None) -> tuple[float, np.ndarray, np.ndarray]:
         """Image score, shown patch scores and anomaly map of one image, honouring the region.
