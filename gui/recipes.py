@@ -36,8 +36,7 @@ class RecipeSpec:
         holdout_fraction: share of the good images held out to calibrate the threshold.
         target_frr: target false-reject rate of the threshold.
         max_images: use only the first N images of the folder (None = all).
-        roi: region of interest as its JSON (:meth:`engine.roi.RegionOfInterest.to_json`); None = the
-            whole image. The worker's fit sets it on the model before fitting.
+        roi: region of interest (:meth:`engine.roi.RegionOfInterest.to_json`), None = whole image.
     """
 
     good_folder: str
