@@ -86,6 +86,31 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                         "real data (default: %(default)s)")
 
 
+def add_roi_option(p) -> None:
+    """``--roi FILE``: a region of interest (.roi.json, engine.roi) the model is fitted and inspects with."""
+    p.add_argument("--roi", metavar="FILE",
+                   help="region of interest (.roi.json drawn in the app or written by hand, see README): only "
+                        "the patches inside it are learned and scored, the heatmap is blank outside; stored in "
+                        "the model, so predict / calibrate use it without this option (default: the whole image)")
+
+
+def load_roi(args):
+    """The ``--roi`` region (None without the option), read before any slow work.
+
+    Raises:
+        DatasetError: a missing or damaged file, one line naming it and the fix.
+    """
+    if not getattr(args, "roi", None):
+        return None
+    from engine.errors import DatasetError
+    from engine.roi import RegionOfInterest
+
+    try:
+        return RegionOfInterest.load(args.roi)
+    except DatasetError as exc:
+        raise DatasetError(f"--roi {exc}") from None
+
+
 def add_bit_depth_option(p) -> None:
     """``--bit-depth``: the significant bits of images deeper than 8 bits (engine.value_range)."""
     p.add_argument("--bit-depth", type=int, choices=(8, 10, 12, 14, 16), default=None,
@@ -154,11 +179,13 @@ def build_model(args):
     from engine.model import InspectionModel
 
     check_backbone_arg(args.backbone)
+    roi = load_roi(args)
     model = InspectionModel.create(backbone=args.backbone, scorer=args.scorer, size=args.size,
                                   resize_mode=args.resize_mode, layers=args.layers, weights=args.weights,
                                   device=args.device, allow_download=args.allow_download, precision=args.precision,
                                   scorer_params=scorer_params(args), score_mode=args.score_mode,
                                   batch_size=args.batch_size)
+    model.roi = roi
     if getattr(args, "bit_depth", None):
         from engine.value_range import ValueRange
 

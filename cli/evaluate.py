@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from cli.common import add_model_options, build_model, fit_kwargs, in_range, plural
+from cli.common import add_model_options, add_roi_option, build_model, fit_kwargs, in_range, plural
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -21,6 +21,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="longer side (px) of maps and masks for the pixel metrics; 0 = full resolution "
                         "(default: %(default)s)")
     add_model_options(e)
+    add_roi_option(e)
     return e
 
 

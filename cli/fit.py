@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import (add_model_options, build_model, check_writable, describe_unfitted, fit_kwargs, plural,
+from cli.common import (add_model_options, add_roi_option, build_model, check_writable, describe_unfitted, fit_kwargs, plural,
                         report_skipped)
 
 
@@ -16,6 +16,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     f.add_argument("--out", required=True, metavar="FILE", help="model file to write (.dimodel)")
     f.add_argument("--recursive", action="store_true", help="also read sub-folders")
     add_model_options(f)
+    add_roi_option(f)
     return f
 
 

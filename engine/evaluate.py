@@ -26,6 +26,10 @@ Ground truth (:func:`engine.images.read_mask` reads masks; :func:`ground_truth_l
   out, the figures describe only pixels whose truth is known; the count says how many were
   dropped (magnetic_tile has 4 such "uneven" masks);
 * a defective image without any mask file is left out of the pixel metrics too, and counted.
+
+Region of interest (``model.roi``): the model judges only the region, so the pixel metrics count
+only its pixels (``valid`` of :func:`engine.metrics.compute_all`): ground truth outside the region is
+neither a miss nor a true negative, and a defect region is the part of it inside. summary.md says so.
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
     resized_masks = check_mask_sizes(cat) if cat.has_masks else []  # a mask that cannot fit stops us before the fit
     fit = model.fit([s.path for s in cat.train], progress=progress, **(fit_kwargs or {}))
     labels, scores, masks, maps, lat, names, skipped = [], [], [], [], [], [], list(fit.skipped)
+    valid: list = []
     gt = {"non_binary": 0, "resized": resized_masks, "empty": [], "missing": []}
     pick = set(example_picks(cat.test, n_examples))
     examples: list[tuple] = []  # only the picked ones: memory stays bounded whatever the test set's size
@@ -118,18 +123,21 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
             mask = shown = np.zeros(img.shape[:2], bool)
         elif cat.has_masks:
             gt["missing"].append(f"{s.defect_type}/{path.name}")
+        region = model.region_pixels(img.shape[:2])  # with a region of interest only its pixels are judged
         if cat.has_masks and mask is not None:
             masks.append(shrink_map(mask, metric_size, nearest=True))
             maps.append(shrink_map(pred.anomaly_map, metric_size))
+            valid.append(None if region is None else shrink_map(region, metric_size, nearest=True))
         else:
             masks.append(None)
             maps.append(None)
+            valid.append(None)
         if s in pick:
             examples.append((s, img, pred, shown))
     wall = time.perf_counter() - t0
     res = metrics.compute_all(np.asarray(labels), np.asarray(scores),
                               masks=masks if cat.has_masks else None, maps=maps if cat.has_masks else None,
-                              threshold=model.threshold)
+                              threshold=model.threshold, valid=valid if model.roi is not None else None)
     lab, sc = np.asarray(labels), np.asarray(scores, np.float64)
     at_thr = None
     if model.threshold is not None:
@@ -159,6 +167,7 @@ def evaluate_category(category: str | Path | Category, model: InspectionModel, r
         "memory_bank_mb": round(model.scorer.state_nbytes() / 2**20, 2), "skipped": skipped,
         "device": str(model.backbone.device), "torch_threads": torch.get_num_threads(),
         "machine": platform.machine(), "metric_size": metric_size, "ground_truth": gt,
+        "roi": None if model.roi is None else model.roi.to_json(),
     }
     # entries of the category's folders not taken (not images, sub-folders...), with the reason
     out["inputs_skipped"] = [f"{p}: {why}" for p, why in cat.skipped]
@@ -350,6 +359,9 @@ def write_report(report_dir: Path, result: dict, examples: list, cat: Category, 
           f"- backbone: **{result['backbone']['name']}** ({result['backbone']['weights_source']}), layers "
           f"{result['backbone']['layers']}, input {result['input_size']} px ({result['resize_mode']})",
           f"- scorer: {describe_scorer(result['scorer'])}",
+          *([f"- region of interest: {model.roi.describe()[4:]} polygon(s) drawn on a {model.roi.ref_width}x"
+             f"{model.roi.ref_height} image; only its patches are learned and scored, and the pixel metrics count "
+             f"only its pixels (ground truth outside the region is not judged)"] if model.roi is not None else []),
           *([f"- model file: `{result['model_file']}` (use it with `predict` and `calibrate`)"]
             if result.get("model_file") else []),
           f"- fit: {result['fit_seconds']} s; inspection: {result['ms_per_image']} ms/image "

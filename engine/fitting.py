@@ -90,6 +90,11 @@ class FitMixin:
         ``target_frr``, also the balanced rule's upper bound). The synthetic detection rate at the
         threshold is stored (``synthetic=0`` turns synthetic defects off: then the tail rule).
 
+        With a region of interest (``model.roi``, :mod:`engine.roi`) only its patches are learned
+        (``patch_mask`` of the scorers), scored and shown (:meth:`~engine.model.InspectionModel.region_result`),
+        and the synthetic defects are made inside it (:func:`engine.synthetic_defects.defects_of_every_kind`,
+        ``within``): a defect outside would be invisible to the model and spoil the threshold.
+
         Images deeper than 8 bits: the model's :class:`~engine.value_range.ValueRange` is measured
         from ``paths`` first (:func:`engine.value_range.measure_value_range`), unless it was set
         with source ``"option"`` (``--bit-depth``), whose depth is kept.
@@ -105,12 +110,13 @@ class FitMixin:
         t0 = time.perf_counter()
         forced = self.value_range.bit_depth if self.value_range.source == "option" else None
         self.value_range = measure_value_range(paths, bit_depth=forced)
-        feats, used, skipped = self.extract_paths(paths, progress)
+        sizes: list[tuple[int, int]] = []
+        feats, used, skipped = self.extract_paths(paths, progress, sizes=sizes)
         if len(used) < 2:
             raise DatasetError(f"need at least 2 readable good images to fit, got {len(used)} of {len(paths)}; "
                                f"unreadable: " + "; ".join(skipped[:3]))
         rep = self.fit_features(feats, used, progress, holdout_fraction, target_frr, seed, folds, method, synthetic,
-                                rule)
+                                rule, image_sizes=sizes)
         rep.n_images, rep.skipped = len(paths), skipped
         rep.feature_seconds = time.perf_counter() - t0 - rep.scorer_seconds
         self.provenance.update(skipped=skipped, fit_seconds=round(rep.total_seconds, 3))
@@ -118,12 +124,19 @@ class FitMixin:
 
     def fit_features(self, feats: torch.Tensor, used: list[Path], progress: ProgressFn | None = None,
                      holdout_fraction: float = 0.1, target_frr: float = 0.01, seed: int = 0, folds: int = 5,
-                     method: str = "auto", synthetic: int = 16, rule: str = "balanced") -> FitReport:
+                     method: str = "auto", synthetic: int = 16, rule: str = "balanced",
+                     image_sizes: list[tuple[int, int]] | None = None) -> FitReport:
         """:meth:`fit` from features already extracted: ``feats (N, h, w, D) float32`` of the image
-        files ``used`` (read again only for synthetic defects). Arguments and result as :meth:`fit`."""
+        files ``used`` (read again only for synthetic defects). Arguments and result as :meth:`fit`;
+        ``image_sizes``: each image's ``(H, W)``, needed with a region of interest (read from the
+        files when not given)."""
         n = len(used)
         if n < 2:
             raise DatasetError(f"need at least 2 readable good images to fit, got {n}.")
+        if self.roi is not None and image_sizes is None:
+            image_sizes = [tuple(read_image(p, self.value_range).shape[:2]) for p in used]
+        grid = tuple(feats.shape[1:3])
+        pmask = None if self.roi is None else np.stack([self.region_patches(hw, grid) for hw in image_sizes])
         rng = np.random.default_rng(seed)
         t1 = time.perf_counter()
         held, probe = None, None
@@ -131,8 +144,9 @@ class FitMixin:
             k = min(int(folds), n)
             fold_idx = cross_fit_folds(n, k, rng)
             # the scorer learns all images once the fold scorers are exhausted (Scorer.cross_fit)
-            fold_scorers = ((fold_idx[f], sc) for f, sc in self.scorer.cross_fit(feats, fold_idx, progress))
-            held = self._score_held_out(feats, used, fold_scorers, k, np.arange(n), progress, synthetic, seed)
+            fold_scorers = ((fold_idx[f], sc) for f, sc in self.scorer.cross_fit(feats, fold_idx, progress, pmask))
+            held = self._score_held_out(feats, used, fold_scorers, k, np.arange(n), progress, synthetic, seed,
+                                        image_sizes)
             fit_idx, hold = np.arange(n), np.array([], np.int64)
             source = f"cross-fit, {k} folds"
         else:
@@ -141,13 +155,14 @@ class FitMixin:
             perm = rng.permutation(n)
             hold, fit_idx = np.sort(perm[:n_hold]), np.sort(perm[n_hold:])
             probe = copy.deepcopy(self.scorer) if n_hold == 0 else None  # for the display range, below
-            self.scorer.fit_images(feats, fit_idx, progress=progress)
+            self.scorer.fit_images(feats, fit_idx, progress=progress, patch_mask=pmask)
             if n_hold:
-                held = self._score_held_out(feats, used, [(hold, self.scorer)], 1, hold, progress, synthetic, seed)
+                held = self._score_held_out(feats, used, [(hold, self.scorer)], 1, hold, progress, synthetic, seed,
+                                            image_sizes)
             source = f"hold-out, {n_hold} images"
         # the colour scale's range (engine.overlay): from the held-out patches, else from a split
         self.display_range = held["display_range"] if held is not None else \
-            self._display_range_by_split(feats, probe, seed, progress)
+            self._display_range_by_split(feats, probe, seed, progress, pmask)
         t_score = time.perf_counter() - t1
         calib = None
         if held is not None:
@@ -167,14 +182,15 @@ class FitMixin:
 
     def _score_held_out(self, feats: torch.Tensor, used: list[Path], fold_scorers: Iterable[tuple[np.ndarray, Scorer]],
                         n_folds: int, held_idx: np.ndarray, progress: ProgressFn | None, synthetic: int,
-                        seed: int) -> dict:
+                        seed: int, sizes: list[tuple[int, int]] | None = None) -> dict:
         """Score every held-out image with a scorer that did not learn it.
 
         ``fold_scorers`` yields ``(held-out indices, scorer that did not learn them)``, ``n_folds`` of
         them, the held-out sets disjoint, together ``held_idx``. Returns lists aligned with the concatenated held-out
         indices: ``scores``, ``pixels`` (every 4th row and column of each anomaly map at the network
         input size), the median patch score ``floor``, and synthetic-defect ``syn_scores`` /
-        ``syn_kinds`` (up to ``synthetic`` held-out images, one defect of each kind).
+        ``syn_kinds`` (up to ``synthetic`` held-out images, one defect of each kind). With a region of
+        interest only its patches and pixels enter these (``sizes``: each image's ``(H, W)``).
         """
         from .synthetic_defects import defects_of_every_kind
 
@@ -187,12 +203,20 @@ class FitMixin:
         for f, (hold, sc) in enumerate(fold_scorers):
             n_hold += len(hold)
             for b in range(0, len(hold), self.batch_size):  # a batch at a time: no copy of the fold's features
-                patch = sc.score(feats[torch.from_numpy(hold[b:b + self.batch_size])]).numpy()
-                for ps in patch:
-                    scores.append(self._image_score(ps))
-                    amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
-                    pixels.append(amap[::4, ::4].ravel())
-                    medians.append(ps.ravel())
+                rows = hold[b:b + self.batch_size]
+                patch = sc.score(feats[torch.from_numpy(rows)]).numpy()
+                for i, ps in zip(rows, patch):
+                    if self.roi is None:
+                        scores.append(self._image_score(ps))
+                        amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
+                        pixels.append(amap[::4, ::4].ravel())
+                        medians.append(ps.ravel())
+                        continue
+                    hw = sizes[int(i)]  # only the region's patches and pixels count
+                    s, _, amap = self.region_result(ps, hw, (self.pre.size, self.pre.size))
+                    scores.append(s)
+                    pixels.append(amap[::4, ::4][self._map_region(hw, (self.pre.size, self.pre.size))[::4, ::4]])
+                    medians.append(ps[self.region_patches(hw, ps.shape)])
             t0 = time.perf_counter()
             chosen = [i for i in hold if int(i) in syn_pick]
             imgs, kinds = [], []
@@ -200,12 +224,13 @@ class FitMixin:
                 img = read_image(used[i], self.value_range)
                 donor = read_image(used[(int(i) + 1 + int(rng.integers(len(used) - 1))) % len(used)],
                                    self.value_range)  # another image
-                made, made_kinds = defects_of_every_kind(img, rng, donor)
+                made, made_kinds = defects_of_every_kind(img, rng, donor, within=self.region_pixels(img.shape[:2]))
                 imgs += made
                 kinds += made_kinds
             for b in range(0, len(imgs), self.batch_size):
-                ps = sc.score(self.extract(imgs[b:b + self.batch_size])).numpy()
-                syn_scores.extend(self._image_score(p) for p in ps)
+                part = imgs[b:b + self.batch_size]
+                ps = sc.score(self.extract(part)).numpy()
+                syn_scores.extend(self.region_score(p, im.shape[:2]) for p, im in zip(ps, part))
             syn_kinds.extend(kinds)
             t_syn += time.perf_counter() - t0
             if progress is not None:
@@ -217,7 +242,7 @@ class FitMixin:
                 "syn_scores": syn_scores, "syn_kinds": syn_kinds, "syn_seconds": t_syn}
 
     def _display_range_by_split(self, feats: torch.Tensor, probe: Scorer, seed: int,
-                                progress: ProgressFn | None) -> dict:
+                                progress: ProgressFn | None, patch_mask: np.ndarray | None = None) -> dict:
         """Display range of a model fitted without calibration (``holdout_fraction <= 0``).
 
         ``probe`` (an unfitted copy of the scorer) learns a random half of the images (at most
@@ -230,8 +255,11 @@ class FitMixin:
         perm = np.random.default_rng(seed + 2).permutation(n)
         half = max(1, n // 2)
         learn, scored = np.sort(perm[:half][:DISPLAY_LEARN]), np.sort(perm[half:][:DISPLAY_SCORED])
-        probe.fit(feats[torch.from_numpy(learn)], progress=progress)
+        probe.fit(feats[torch.from_numpy(learn)], progress=progress,
+                  patch_mask=None if patch_mask is None else patch_mask[learn])
         patch = probe.score(feats[torch.from_numpy(scored)]).numpy()
+        if patch_mask is not None:  # the region's patches only
+            patch = patch[patch_mask[scored]]
         return dict(display_range_from_patches(patch), source=f"split: {len(learn)} images learned, "
                                                              f"{len(scored)} scored")
 

@@ -312,7 +312,7 @@ def threshold_candidates(
 # Pixel level
 
 
-def pixel_auroc(masks, anomaly_maps) -> float:
+def pixel_auroc(masks, anomaly_maps, valid=None) -> float:
     """ROC AUC over all pixels of all images, flattened together.
 
     Every pixel is one sample (label = mask, score = anomaly map value). Same value as
@@ -326,6 +326,8 @@ def pixel_auroc(masks, anomaly_maps) -> float:
         masks: (N, H, W) bool (or integer, nonzero = defect), or a sequence of N (H_i, W_i)
             arrays; a single (H, W) array is one image.
         anomaly_maps: same shape(s), real (e.g. float32); higher = more anomalous.
+        valid: None, or per image a bool array of the same shape (or None = all pixels): only the
+            True pixels are counted (a region of interest; pixels outside are not judged).
     Returns:
         pixel AUROC in [0, 1] as a Python float.
     Raises:
@@ -333,8 +335,9 @@ def pixel_auroc(masks, anomaly_maps) -> float:
             class (no defect pixel at all, or no good pixel).
     """
     ms, mp = _check_pixel_inputs(masks, anomaly_maps, "pixel AUROC")
-    y = np.concatenate([m.ravel() for m in ms])
-    s = np.concatenate([a.ravel() for a in mp])
+    vs = _valid_list(valid, ms, "pixel AUROC")
+    y = np.concatenate([m[v] if v is not None else m.ravel() for m, v in zip(ms, vs)])
+    s = np.concatenate([a[v] if v is not None else a.ravel() for a, v in zip(mp, vs)])
     del mp
     n_pos = int(np.count_nonzero(y))
     n_neg = y.size - n_pos
@@ -350,6 +353,21 @@ def pixel_auroc(masks, anomaly_maps) -> float:
     return float(u / (float(n_pos) * float(n_neg)))
 
 
+def _valid_list(valid, masks: list[np.ndarray], what: str) -> list[np.ndarray | None]:
+    """``valid`` as a list aligned with ``masks``: bool arrays of their shapes, or None (all valid)."""
+    if valid is None:
+        return [None] * len(masks)
+    vs = list(valid)
+    if len(vs) != len(masks):
+        raise ValueError(f"{what}: {len(masks)} masks but {len(vs)} valid-pixel masks")
+    out = []
+    for i, (v, m) in enumerate(zip(vs, masks)):
+        if v is not None and np.shape(v) != m.shape:
+            raise ValueError(f"{what}: image {i}: valid-pixel mask shape {np.shape(v)} != mask shape {m.shape}")
+        out.append(None if v is None else np.asarray(v, bool))
+    return out
+
+
 def _trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     """Area under the piecewise-linear curve (x, y) (x non-decreasing, x[0] <= x_max <= x[-1])
     from x[0] to x_max; the curve is interpolated linearly at exactly x_max."""
@@ -363,7 +381,7 @@ def _trapezoid_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
     return float(np.sum((xs[1:] - xs[:-1]) * (ys[1:] + ys[:-1]) * 0.5))
 
 
-def aupro(masks, anomaly_maps, fpr_limit: float = 0.3, num_thresholds: int | None = None) -> float:
+def aupro(masks, anomaly_maps, fpr_limit: float = 0.3, num_thresholds: int | None = None, valid=None) -> float:
     """Normalised area under the PRO curve up to ``fpr_limit`` (MVTec AD protocol).
 
     Source: Bergmann, Batzner, Fauser, Sattlegger, Steger, "The MVTec Anomaly Detection
@@ -395,6 +413,8 @@ def aupro(masks, anomaly_maps, fpr_limit: float = 0.3, num_thresholds: int | Non
         anomaly_maps: same shape(s), real (e.g. float32); higher = more anomalous.
         fpr_limit: upper integration limit, in (0, 1]; 0.3 is the MVTec AD standard.
         num_thresholds: None (default) for the exact curve, or an int >= 2 for a grid.
+        valid: as :func:`pixel_auroc`: regions are those of ``mask & valid`` and only valid
+            defect-free pixels enter the FPR (the others weigh nothing on either axis).
     Returns:
         AUPRO in [0, 1] as a Python float.
     Raises:
@@ -408,19 +428,20 @@ def aupro(masks, anomaly_maps, fpr_limit: float = 0.3, num_thresholds: int | Non
             f"AUPRO: num_thresholds must be None (exact) or >= 2, got {num_thresholds!r}"
         )
     ms, mp = _check_pixel_inputs(masks, anomaly_maps, "AUPRO")
+    vs = _valid_list(valid, ms, "AUPRO")
 
     # Per-pixel weights: region pixels get 1/size (divided by the region count below),
     # defect-free pixels get 1 (divided by their count below).
     pro_w_parts, neg_parts = [], []
     n_regions = 0
-    for m in ms:
-        lab, n = ndimage.label(m, structure=_STRUCTURE_8)
+    for m, v in zip(ms, vs):
+        lab, n = ndimage.label(m if v is None else m & v, structure=_STRUCTURE_8)
         n_regions += n
         sizes = np.bincount(lab.ravel(), minlength=n + 1).astype(np.float64)
         inv = np.zeros(n + 1)
         inv[1:] = 1.0 / sizes[1:]
         pro_w_parts.append(inv[lab.ravel()])
-        neg_parts.append(lab.ravel() == 0)
+        neg_parts.append(lab.ravel() == 0 if v is None else (lab.ravel() == 0) & v.ravel())
     if n_regions == 0:
         raise ValueError(
             "AUPRO is undefined: no mask contains a defect region; pass the ground-truth masks of "
@@ -474,6 +495,7 @@ def compute_all(
     threshold: float | None = None,
     *,
     fpr_limit: float = 0.3,
+    valid: Sequence[np.ndarray | None] | None = None,
 ) -> dict[str, float | None]:
     """All metrics of one evaluation, as a flat ``dict[str, float]``.
 
@@ -494,6 +516,8 @@ def compute_all(
         maps: (N, H, W) real array or length-N sequence of (H, W) arrays; required with masks.
         threshold: optional decision threshold for precision/recall/F1.
         fpr_limit: AUPRO integration limit.
+        valid: None, or a length-N sequence of bool arrays (or None) of the masks' shapes: the
+            pixels the pixel metrics count (a region of interest), :func:`pixel_auroc`.
     Returns:
         dict of metric name -> Python float (None for an undefined precision).
     Raises:
@@ -529,8 +553,13 @@ def compute_all(
             )
     if not any(y[i] for i in used):
         return out  # no pixel ground truth for any defective image
+    if valid is not None and not any(np.any(np.asarray(mask_list[i], bool) & np.asarray(valid[i], bool))
+                                     for i in used if y[i] and valid[i] is not None):
+        if all(valid[i] is not None for i in used if y[i]):
+            return out  # every defect pixel lies outside the valid pixels: nothing to judge
     sel_masks = [mask_list[i] for i in used]
     sel_maps = [map_list[i] for i in used]
-    out["pixel_auroc"] = pixel_auroc(sel_masks, sel_maps)
-    out["aupro"] = aupro(sel_masks, sel_maps, fpr_limit=fpr_limit)
+    sel_valid = None if valid is None else [list(valid)[i] for i in used]
+    out["pixel_auroc"] = pixel_auroc(sel_masks, sel_maps, valid=sel_valid)
+    out["aupro"] = aupro(sel_masks, sel_maps, fpr_limit=fpr_limit, valid=sel_valid)
     return out

@@ -17,6 +17,7 @@ scale) in :mod:`engine.recalibration`, construction / features / prediction / fi
 
 from __future__ import annotations
 
+import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,9 +33,12 @@ from .errors import DatasetError, ImageReadError, ModelFileError
 from .fitting import FitMixin, FitReport, cross_fit_folds  # noqa: F401  (FitReport, cross_fit_folds: public here too)
 from .recalibration import CalibrationMixin
 from .images import read_image
+from .roi import RegionOfInterest, patch_mask
 from .value_range import STANDALONE, ValueRange
 from .modelfile import load_model_file, save_model_file
 from .scorers import SCORERS, ProgressFn, Scorer, create_scorer
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,7 +48,8 @@ class Prediction:
     Attributes:
         score: image anomaly score (scorer units; higher = more anomalous).
         anomaly_map: ``(H, W) float32`` in the image's pixels.
-        patch_scores: ``(h, w) float32`` on the backbone's patch grid.
+        patch_scores: ``(h, w) float32`` on the backbone's patch grid (with a region of interest, the
+            patches outside it hold the median of those inside: :meth:`InspectionModel.region_result`).
         is_defective: ``score >= threshold``; None when the model has no threshold.
         latency_ms: wall time per image of preprocess + backbone + scoring + map (batch share).
         path: source file, when read from disk.
@@ -112,6 +117,102 @@ class InspectionModel(FitMixin, CalibrationMixin):
         # how images deeper than 8 bits map to 0..255: measured from the good images by fit unless
         # set beforehand with source "option" (--bit-depth); stored in the model file
         self.value_range: ValueRange = STANDALONE
+        self._roi: RegionOfInterest | None = None
+        self._region_cache: dict = {}
+
+    # ------------------------------------------------------------------ region of interest
+    @property
+    def roi(self) -> RegionOfInterest | None:
+        """The region of interest (:mod:`engine.roi`), None = the whole image. Set it before
+        :meth:`fit`: fitting, calibration, image scores and anomaly maps then use only the region
+        (:meth:`region_result`); it is stored in the model file."""
+        return self._roi
+
+    @roi.setter
+    def roi(self, value: RegionOfInterest | None) -> None:
+        self._roi = value
+        self._region_cache = {}
+
+    def region_pixels(self, image_hw: tuple[int, int]) -> np.ndarray | None:
+        """``(H, W) bool`` region of an image of that size (None without a region), cached per
+        size; an aspect ratio other than the region's reference is warned about once per size
+        (logger ``engine.model``) and the image is still inspected."""
+        if self._roi is None:
+            return None
+        key = ("pixels", *image_hw)
+        if key not in self._region_cache:
+            warning = self._roi.aspect_warning(*image_hw)
+            if warning:
+                log.warning(warning)
+            self._region_cache[key] = self._roi.pixel_mask(*image_hw)
+        return self._region_cache[key]
+
+    def region_patches(self, image_hw: tuple[int, int], grid_hw: tuple[int, int]) -> np.ndarray | None:
+        """``(h, w) bool`` patches inside the region for an image of size ``image_hw`` (None
+        without a region; rule: :func:`engine.roi.patch_mask`), cached per size.
+
+        Raises:
+            DatasetError: the region covers no patch at this size (too small for the input size).
+        """
+        if self._roi is None:
+            return None
+        key = ("patches", *image_hw, *grid_hw)
+        if key not in self._region_cache:
+            m = patch_mask(self.region_pixels(image_hw), self.pre, grid_hw)
+            if not m.any():
+                raise DatasetError(f"the region of interest covers no patch of the {grid_hw[1]}x{grid_hw[0]} patch "
+                                   f"grid on a {image_hw[1]}x{image_hw[0]} image: a patch counts when half of it is "
+                                   f"inside. Draw a larger region or use a larger input size.")
+            self._region_cache[key] = m
+        return self._region_cache[key]
+
+    def region_score(self, patch_scores: np.ndarray, image_hw: tuple[int, int]) -> float:
+        """Image score of ``(h, w) float32`` patch scores of an ``image_hw`` image, over the region's
+        patches only (all of them without a region); as :meth:`region_result`, without the map."""
+        inside = self.region_patches(image_hw, patch_scores.shape)
+        return self._image_score(patch_scores if inside is None else patch_scores[inside])
+
+    def region_result(self, patch_scores: np.ndarray, image_hw: tuple[int, int],
+                      map_hw: tuple[int, int] | None = None) -> tuple[float, np.ndarray, np.ndarray]:
+        """Image score, shown patch scores and anomaly map of one image, honouring the region.
+
+        Without a region: the score of all patches and :func:`engine.anomaly_map.anomaly_map`.
+        With one: the image score is taken over the patches inside only; the patches outside are
+        set to the median of those inside before the map is made (so nothing outside bleeds into
+        the map), and the map's pixels outside the region are set to ``min(lowest value inside,
+        the model's floor)``, which the display rule (:mod:`engine.overlay`) shows as 0: no colour,
+        no outline there.
+
+        Args:
+            patch_scores: ``(h, w) float32`` of an image of size ``image_hw`` ``(H, W)``.
+            map_hw: size of the map returned (default ``image_hw``; the fit uses the network input).
+        Returns:
+            ``(score, (h, w) float32 patch scores, map_hw float32 anomaly map)``.
+        """
+        map_hw = tuple(image_hw if map_hw is None else map_hw)
+        inside = self.region_patches(image_hw, patch_scores.shape)
+        if inside is None:
+            return self._image_score(patch_scores), patch_scores, anomaly_map(patch_scores, self.pre, map_hw, self.sigma)
+        score = self._image_score(patch_scores[inside])
+        shown = np.where(inside, patch_scores, np.median(patch_scores[inside])).astype(np.float32)
+        amap = anomaly_map(shown, self.pre, map_hw, self.sigma)
+        pixels = self._map_region(image_hw, map_hw)
+        floor = (self.calibration or {}).get("floor", (self.display_range or {}).get("floor"))
+        fill = float(amap[pixels].min()) if pixels.any() else float(amap.min())
+        amap[~pixels] = fill if floor is None else min(fill, float(floor))
+        return score, shown, amap
+
+    def _map_region(self, image_hw: tuple[int, int], map_hw: tuple[int, int]) -> np.ndarray:
+        """``map_hw bool``: the region on a map of an ``image_hw`` image (the image itself, or the
+        network input with ``map_hw == (size, size)`` as at fit)."""
+        if tuple(map_hw) == tuple(image_hw):
+            return self.region_pixels(image_hw)
+        key = ("map", *image_hw, *map_hw)
+        if key not in self._region_cache:
+            if tuple(map_hw) != (self.pre.size, self.pre.size):
+                raise ValueError(f"anomaly map size {map_hw}: the image's {image_hw} or the network input's only")
+            self._region_cache[key] = self.pre.mask_to_input(self.region_pixels(image_hw)) >= 0.5
+        return self._region_cache[key]
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -129,22 +230,24 @@ class InspectionModel(FitMixin, CalibrationMixin):
         return self.scorer.fitted
 
     def describe(self) -> str:
-        """One line: backbone (+ weights source), scorer, input size, threshold."""
+        """One line: backbone (+ weights source), scorer, input size, region of interest, threshold."""
         t = "none" if self.threshold is None else f"{self.threshold:.4g}"
         depth = self.value_range.describe()
+        roi = "" if self._roi is None else f" {self._roi.describe()}"
         return (f"backbone={self.backbone.name} [{self.backbone.weights_source}] layers={list(self.backbone.layers)} "
                 f"{self.backbone.precision} "
-                f"scorer={self.scorer.name} input={self.pre.size}px ({self.pre.mode}){f' {depth}' if depth else ''} "
-                f"threshold={t}")
+                f"scorer={self.scorer.name} input={self.pre.size}px ({self.pre.mode}){f' {depth}' if depth else ''}"
+                f"{roi} threshold={t}")
 
     # ------------------------------------------------------------------ features
     def extract(self, images: list[np.ndarray]) -> torch.Tensor:
         """``B`` images ``(H, W, 3) uint8`` -> ``(B, h, w, D) float32`` patch features."""
         return self.backbone.extract(self.pre.batch(images))
 
-    def extract_paths(self, paths: list[Path], progress: ProgressFn | None = None,
-                      stage: str = "features") -> tuple[torch.Tensor, list[Path], list[str]]:
-        """Features of image files, skipping unreadable ones.
+    def extract_paths(self, paths: list[Path], progress: ProgressFn | None = None, stage: str = "features",
+                      sizes: list[tuple[int, int]] | None = None) -> tuple[torch.Tensor, list[Path], list[str]]:
+        """Features of image files, skipping unreadable ones; ``sizes``, when given, gets each used
+        image's ``(H, W)`` appended (what a region of interest needs).
 
         Returns:
             ``(features (N, h, w, D) float32, paths used, messages of skipped files)``; the features
@@ -159,6 +262,8 @@ class InspectionModel(FitMixin, CalibrationMixin):
             else:
                 batch.append(img)
                 batch_paths.append(p)
+                if sizes is not None:
+                    sizes.append(tuple(img.shape[:2]))
             if len(batch) == self.batch_size or (i == total and batch):
                 f = self.extract(batch)
                 if feats is None:
@@ -182,9 +287,8 @@ class InspectionModel(FitMixin, CalibrationMixin):
         patch = self.scorer.score(self.extract(images)).numpy()
         out = []
         for i, img in enumerate(images):
-            amap = anomaly_map(patch[i], self.pre, img.shape[:2], self.sigma)
-            s = self._image_score(patch[i])
-            out.append(Prediction(score=s, anomaly_map=amap, patch_scores=patch[i],
+            s, shown, amap = self.region_result(patch[i], img.shape[:2])
+            out.append(Prediction(score=s, anomaly_map=amap, patch_scores=shown,
                                   is_defective=None if self.threshold is None else bool(s >= self.threshold),
                                   latency_ms=0.0, path=None if paths is None else str(paths[i])))
         per_image = (time.perf_counter() - t0) * 1000 / max(1, len(images))
@@ -232,7 +336,8 @@ class InspectionModel(FitMixin, CalibrationMixin):
                 "anomaly_map": {"sigma": self.sigma, "score_mode": self.score_mode, "top_fraction": self.top_fraction},
                 "threshold": self.threshold, "calibration": self.calibration, "provenance": self.provenance,
                 "display_range": self.display_range,
-                "batch_size": self.batch_size, "input": self.value_range.to_json()}
+                "batch_size": self.batch_size, "input": self.value_range.to_json(),
+                "roi": None if self._roi is None else self._roi.to_json()}
 
     def save(self, path: str | Path) -> None:
         """Write the fitted model to one file (:mod:`engine.modelfile`)."""
@@ -285,4 +390,8 @@ class InspectionModel(FitMixin, CalibrationMixin):
         m.provenance = cfg.get("provenance") or {}
         m.display_range = cfg.get("display_range")  # None in files from before it was stored
         m.value_range = ValueRange.from_json(cfg.get("input"))
+        try:  # None in files from before regions of interest
+            m.roi = RegionOfInterest.from_json(cfg.get("roi"), f"{path}: region of interest")
+        except DatasetError as exc:
+            raise ModelFileError(str(exc)) from None
         return m

@@ -135,21 +135,23 @@ class CalibrationMixin:
                     skipped.append(err)
                     continue
                 small = shrink_map(pred.anomaly_map)
+                region = self.region_pixels(img.shape[:2])  # with a region of interest only its pixels count
+                inside = np.ones(small.shape, bool) if region is None else shrink_map(region, nearest=True)
                 if label == 0:
                     g_scores.append(pred.score)
                     g_used.append(str(path.resolve()))
-                    g_pix.append(small[::2, ::2].ravel())
+                    g_pix.append(small[::2, ::2][inside[::2, ::2]])
                     if len(g_imgs) < max(0, synthetic):
                         g_imgs.append(img)
                     if masks:
-                        px_maps.append(small)
-                        px_masks.append(np.zeros(small.shape, bool))
+                        px_maps.append(small[inside])
+                        px_masks.append(np.zeros(int(inside.sum()), bool))
                 else:
                     d_scores.append(pred.score)
                     mp = masks.get(str(path.resolve()))
                     if mp is not None:
-                        px_maps.append(small)
-                        px_masks.append(shrink_map(read_mask(mp, img.shape[:2]), nearest=True))
+                        px_maps.append(small[inside])
+                        px_masks.append(shrink_map(read_mask(mp, img.shape[:2]), nearest=True)[inside])
         stored = list(old.get("holdout_scores") or [])
         pool = stored + g_scores
         if not pool:
@@ -158,7 +160,8 @@ class CalibrationMixin:
         frr_target = float(target_frr if target_frr is not None else old.get("target_frr", 0.01))
         syn, syn_kinds = [], []
         for i, img in enumerate(g_imgs):
-            made, made_kinds = defects_of_every_kind(img, rng, g_imgs[(i + 1) % len(g_imgs)])
+            made, made_kinds = defects_of_every_kind(img, rng, g_imgs[(i + 1) % len(g_imgs)],
+                                                     within=self.region_pixels(img.shape[:2]))
             syn += made
             syn_kinds += made_kinds
         syn_scores = [p.score for b in range(0, len(syn), self.batch_size) for p in self.predict(syn[b:b + self.batch_size])]

@@ -16,6 +16,12 @@ An image of another size gets the polygons scaled by ``W / ref_w`` and ``H / ref
 fills the frame the same way at another resolution); :meth:`RegionOfInterest.aspect_warning` says
 when the aspect ratio differs by more than 1 %, since the region may then miss the part.
 
+On the backbone's patch grid (:func:`patch_mask`) a patch is *inside* when at least half of its
+area is inside: the pixel mask goes through the model's preprocessing (resize or letterbox, as the
+image does: :meth:`engine.backbones.preprocess.Preprocess.mask_to_input`), is area-averaged over
+each patch's cell of the network input, and the cells whose share is ``>= 0.5`` are kept
+(:data:`PATCH_INSIDE`). Letterbox padding is outside.
+
 The region is JSON (``to_json`` / ``from_json``): it lives in the model file's header and in a
 ``.roi.json`` file the CLI reads (``fit --roi``). Loading never executes code. Qt-free.
 """
@@ -85,6 +91,13 @@ class RegionOfInterest:
             cv2.fillPoly(mask, [scaled(p) for p in self.exclude], 0, lineType=cv2.LINE_8, shift=shift)
         return mask.astype(bool)
 
+    def describe(self) -> str:
+        """A few words: ``"roi=2 include, 1 exclude"`` (``"roi=whole image"`` without polygons)."""
+        if self.is_whole_image:
+            return "roi=whole image"
+        inc = f"{len(self.include)} include" if self.include else "whole image"
+        return f"roi={inc}, {len(self.exclude)} exclude"
+
     def aspect_warning(self, height: int, width: int) -> str | None:
         """A sentence when an image's aspect ratio differs from the reference's by > 1 %, else None."""
         ref, got = self.ref_width / self.ref_height, width / height
@@ -117,6 +130,8 @@ class RegionOfInterest:
             return cls(include=data.get("include", []), exclude=data.get("exclude", []), ref_width=w, ref_height=h)
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{where}: damaged region of interest ({exc}). Draw the region again.") from None
+        except DatasetError as exc:  # a bad polygon or size: say which file holds it
+            raise DatasetError(f"{where}: {str(exc).removeprefix('region of interest: ')}") from None
 
     def save(self, path: str | Path) -> None:
         """Write the region as JSON to ``path``."""
@@ -154,3 +169,25 @@ def _polygon(points, kind: str, index: int) -> Polygon:
     if not np.all(np.isfinite(poly)):
         raise DatasetError(f"region of interest: {kind} polygon {index + 1} has a non-finite point. Draw it again.")
     return poly
+
+
+PATCH_INSIDE = 0.5
+"""Share of a patch's area that must lie in the region for the patch to count as inside."""
+
+
+def patch_coverage(pixel_mask: np.ndarray, pre, grid_hw: tuple[int, int]) -> np.ndarray:
+    """Share of each patch's area inside the region: ``(h, w) float32`` in [0, 1].
+
+    Args:
+        pixel_mask: ``(H, W) bool``, the region on the image (:meth:`RegionOfInterest.pixel_mask`).
+        pre: the model's :class:`~engine.backbones.preprocess.Preprocess` (size, resize or letterbox).
+        grid_hw: ``(h, w)``, the backbone's patch grid for that input size.
+    """
+    on_input = pre.mask_to_input(pixel_mask)
+    gh, gw = grid_hw
+    return cv2.resize(on_input, (int(gw), int(gh)), interpolation=cv2.INTER_AREA)
+
+
+def patch_mask(pixel_mask: np.ndarray, pre, grid_hw: tuple[int, int]) -> np.ndarray:
+    """``(h, w) bool``: the patches at least :data:`PATCH_INSIDE` inside the region (module docstring)."""
+    return patch_coverage(pixel_mask, pre, grid_hw) >= PATCH_INSIDE - 1e-6

@@ -356,19 +356,60 @@ def _at_least(image: np.ndarray, side: int = MIN_SIDE) -> np.ndarray:
     return cv2.resize(image, (max(side, round(w * s)), max(side, round(h * s))), interpolation=cv2.INTER_LINEAR)
 
 
-def defects_of_every_kind(image: np.ndarray, rng: np.random.Generator,
-                          donor: np.ndarray | None = None) -> tuple[list[np.ndarray], list[str]]:
+def defects_of_every_kind(image: np.ndarray, rng: np.random.Generator, donor: np.ndarray | None = None,
+                          within: np.ndarray | None = None) -> tuple[list[np.ndarray], list[str]]:
     """One synthetic defect of each of :data:`KINDS` on ``image`` (its :func:`part_region` found once):
     ``([altered (H, W, 3) uint8 image, ...], [kind, ...])``; ``donor`` as :func:`make_defect`.
 
     An image under :data:`MIN_SIDE` px on its shorter side (a tiny input the backbone resizes
     anyway) is first enlarged to that side (bilinear), so every kind has room; the altered images
     then have the enlarged size.
+
+    ``within``: ``(H, W) bool``, a region of interest (:mod:`engine.roi`) the defects must lie in.
+    The defects are then made on the region's bounding box (at least :data:`MIN_SIDE` px a side
+    where the image allows), sized and placed relative to it, with the part found in the box and
+    inside the region; pixels the defect would change outside the region are kept as they were.
     """
-    image = _at_least(image)
-    donor = None if donor is None else _at_least(donor)
-    region = part_region(image)
-    return [make_defect(image, kind, rng, donor, region)[0] for kind in KINDS], list(KINDS)
+    if within is None:
+        image = _at_least(image)
+        donor = None if donor is None else _at_least(donor)
+        region = part_region(image)
+        return [make_defect(image, kind, rng, donor, region)[0] for kind in KINDS], list(KINDS)
+    within = np.asarray(within, bool)
+    if within.shape != image.shape[:2]:
+        raise ValueError(f"region mask {within.shape} does not match the image {image.shape[:2]}")
+    if min(image.shape[:2]) < MIN_SIDE:
+        image = _at_least(image)
+        within = cv2.resize(within.astype(np.uint8), (image.shape[1], image.shape[0]),
+                            interpolation=cv2.INTER_NEAREST).astype(bool)
+    if not within.any():
+        raise ValueError("the region of interest holds no pixel of this image")
+    h, w = image.shape[:2]
+    ys, xs = np.nonzero(within)
+    y0, y1 = _span(int(ys.min()), int(ys.max()) + 1, h)
+    x0, x1 = _span(int(xs.min()), int(xs.max()) + 1, w)
+    box, inside = image[y0:y1, x0:x1], within[y0:y1, x0:x1]
+    if donor is not None:
+        donor = cv2.resize(donor, (w, h), interpolation=cv2.INTER_AREA) if donor.shape[:2] != (h, w) else donor
+        donor = donor[y0:y1, x0:x1]
+    region = part_region(box) & inside
+    if not region.any():
+        region = inside
+    out = []
+    for kind in KINDS:
+        made = make_defect(box, kind, rng, donor, region)[0]
+        full = image.copy()
+        full[y0:y1, x0:x1] = np.where(inside[..., None], made, box)
+        out.append(full)
+    return out, list(KINDS)
+
+
+def _span(lo: int, hi: int, size: int, least: int = MIN_SIDE) -> tuple[int, int]:
+    """``[lo, hi)`` widened around its centre to at least ``least`` px, kept within ``[0, size)``."""
+    if hi - lo >= least or size <= least:
+        return (lo, hi) if hi - lo >= least else (0, size)
+    lo = max(0, min((lo + hi) // 2 - least // 2, size - least))
+    return lo, lo + least
 
 
 def detection_rate(scores, threshold: float, kinds=None) -> dict:

@@ -75,6 +75,7 @@ def model_info(model, path: str | Path) -> dict:
                           "recalibrate with a few labelled defects (python main.py calibrate)."),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
+        "roi": None if getattr(model, "roi", None) is None else model.roi.to_json(),
     }
 
 
@@ -135,6 +136,7 @@ class InspectionWorker(QObject):
         """Create a model from ``spec``, fit it on the good folder, save it, make it active."""
         from engine.images import list_images
         from engine.model import InspectionModel
+        from engine.roi import RegionOfInterest
 
         self._job_id = job_id
         try:
@@ -149,6 +151,7 @@ class InspectionWorker(QObject):
             model = InspectionModel.create(backbone=spec.backbone, scorer=spec.scorer, size=spec.size,
                                            device=self._device, scorer_params=spec.scorer_params,
                                            batch_size=spec.batch_size)
+            model.roi = RegionOfInterest.from_json(spec.roi, f"recipe {spec.name}: region of interest")
             report = model.fit(paths, progress=self._progress, holdout_fraction=spec.holdout_fraction,
                                target_frr=spec.target_frr)
             self._progress(len(paths), len(paths), "saving")

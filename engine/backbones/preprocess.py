@@ -67,6 +67,20 @@ class Preprocess:
         out[top : top + nh, left : left + nw] = (resized - mean) / std
         return torch.from_numpy(out.transpose(2, 0, 1).copy())
 
+    def mask_to_input(self, mask: np.ndarray) -> np.ndarray:
+        """A pixel mask of an image through the image's own geometry: ``(H, W) bool`` ->
+        ``(size, size) float32`` in [0, 1], the share of each input pixel the mask covers.
+
+        The mask is resized exactly as :meth:`__call__` resizes the image (area averaging when
+        shrinking, bilinear when enlarging); letterbox padding is 0 (outside).
+        """
+        h, w = mask.shape[:2]
+        nh, nw, top, left = self._geometry(h, w)
+        interp = cv2.INTER_AREA if nh * nw < h * w else cv2.INTER_LINEAR
+        out = np.zeros((self.size, self.size), np.float32)
+        out[top : top + nh, left : left + nw] = cv2.resize(np.asarray(mask, np.float32), (nw, nh), interpolation=interp)
+        return out
+
     def batch(self, images: list[np.ndarray]) -> torch.Tensor:
         """List of ``(H, W, 3) uint8`` -> ``(B, 3, size, size) float32``."""
         return torch.stack([self(im) for im in images])

@@ -2,7 +2,10 @@
 
 Every scorer (k-NN memory bank, Mahalanobis prototypes, PaDiM) implements:
 
-* ``fit(features)``: ``(N, h, w, D) float32`` patch features of N good images;
+* ``fit(features, patch_mask=None)``: ``(N, h, w, D) float32`` patch features of N good images;
+  ``patch_mask`` ``(N, h, w) bool`` (True = learn this patch) leaves out the patches outside a
+  region of interest (:mod:`engine.roi`): they never enter the memory bank, prototypes or statistics
+  (PaDiM models every grid position and ignores it: its positions outside are never scored);
 * ``score(features)``: ``(B, h, w, D) float32`` -> ``(B, h, w) float32`` patch anomaly scores
   (higher = more anomalous; units are the scorer's own distance);
 * ``get_state()`` -> ``(config, arrays)``: a JSON-able dict and a dict of numpy arrays, and
@@ -33,26 +36,33 @@ class Scorer(ABC):
         self.fitted = False
 
     @abstractmethod
-    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
-        """Learn normal from ``(N, h, w, D) float32`` patch features of good images."""
+    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None,
+            patch_mask: np.ndarray | None = None) -> None:
+        """Learn normal from ``(N, h, w, D) float32`` patch features of good images; only the
+        patches where ``patch_mask`` ``(N, h, w) bool`` is True when it is given (module docstring)."""
 
-    def fit_images(self, features: torch.Tensor, images: np.ndarray, progress: ProgressFn | None = None) -> None:
+    def fit_images(self, features: torch.Tensor, images: np.ndarray, progress: ProgressFn | None = None,
+                   patch_mask: np.ndarray | None = None) -> None:
         """:meth:`fit` on the images ``images`` (``int64`` indices into ``features``) only.
 
+        ``patch_mask``: ``(N, h, w) bool`` for *all* N images of ``features`` (or None).
         The default copies those images' features (``features[images]``); scorers that can read
         the rows in place override it, so cross-fitting holds no per-fold copy of the feature array
         (:class:`~engine.scorers.mahalanobis.MahalanobisScorer`, :class:`~engine.scorers.padim.PadimScorer`).
         """
-        self.fit(features[torch.from_numpy(np.asarray(images, np.int64))], progress=progress)
+        images = np.asarray(images, np.int64)
+        self.fit(features[torch.from_numpy(images)], progress=progress,
+                 patch_mask=None if patch_mask is None else np.asarray(patch_mask)[images])
 
-    def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray],
-                  progress: ProgressFn | None = None) -> Iterator[tuple[int, "Scorer"]]:
+    def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray], progress: ProgressFn | None = None,
+                  patch_mask: np.ndarray | None = None) -> Iterator[tuple[int, "Scorer"]]:
         """K-fold cross-fitting: yields ``(f, scorer_f)`` where ``scorer_f`` learned every image
         except those of fold ``f``; when the generator is exhausted ``self`` has learned them all.
 
         Args:
             features: ``(N, h, w, D) float32`` patch features of N good images.
             folds: K disjoint ``int64`` index arrays that together cover ``range(N)``.
+            patch_mask: ``(N, h, w) bool``, the patches learned (None: all; module docstring).
         The default fits a fresh copy of this (unfitted) scorer per fold with :meth:`fit_images`
         (no copy of the features where the scorer supports it), K + 1 fits in all;
         scorers with a cheaper way override it (:class:`engine.scorers.knn.KnnScorer`).
@@ -63,9 +73,9 @@ class Scorer(ABC):
         for f, hold in enumerate(folds):
             learn = np.setdiff1d(np.arange(len(features)), hold)
             sc = copy.deepcopy(self)
-            sc.fit_images(features, learn, progress=progress)
+            sc.fit_images(features, learn, progress=progress, patch_mask=patch_mask)
             yield f, sc
-        self.fit(features, progress=progress)
+        self.fit(features, progress=progress, patch_mask=patch_mask)
 
     @abstractmethod
     def _score(self, features: torch.Tensor) -> torch.Tensor:

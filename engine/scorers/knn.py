@@ -87,8 +87,12 @@ class KnnScorer(Scorer):
         self._bank_t: torch.Tensor | None = None  # the bank on self.device (torch search)
         self._bank_sq: torch.Tensor | None = None  # its squared norms
 
-    def _flat(self, features: torch.Tensor) -> np.ndarray:
-        bank = np.ascontiguousarray(features.reshape(-1, features.shape[-1]).numpy(), dtype=np.float32)
+    def _flat(self, features: torch.Tensor, patch_mask: np.ndarray | None = None) -> np.ndarray:
+        """``(N, h, w, D)`` features -> ``(M, D) float32`` bank rows (only where ``patch_mask`` is True)."""
+        bank = features.reshape(-1, features.shape[-1]).numpy()
+        if patch_mask is not None:
+            bank = bank[np.asarray(patch_mask, bool).reshape(-1)]
+        bank = np.ascontiguousarray(bank, dtype=np.float32)
         return _normalise(bank) if self.metric == "cosine" else bank
 
     def _coreset(self, bank: np.ndarray, share: float, rng: np.random.Generator,
@@ -109,12 +113,17 @@ class KnnScorer(Scorer):
             bank = np.ascontiguousarray(bank[np.sort(idx)])
         return bank
 
-    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
-        self._set_bank(self._coreset(self._flat(features), 1.0, np.random.default_rng(self.seed), progress))
+    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None,
+            patch_mask: np.ndarray | None = None) -> None:
+        bank = self._flat(features, patch_mask)
+        if not len(bank):
+            raise ValueError("no patch to learn: the patch mask selects none")
+        self._set_bank(self._coreset(bank, 1.0, np.random.default_rng(self.seed), progress))
 
-    def fold_coresets(self, features: torch.Tensor, folds: list[np.ndarray],
-                      progress: ProgressFn | None = None) -> list[np.ndarray]:
-        """One coreset per fold, as :meth:`cross_fit` selects them: ``[(M_f, D) float32, ...]``.
+    def fold_coresets(self, features: torch.Tensor, folds: list[np.ndarray], progress: ProgressFn | None = None,
+                      patch_mask: np.ndarray | None = None) -> list[np.ndarray]:
+        """One coreset per fold, as :meth:`cross_fit` selects them: ``[(M_f, D) float32, ...]``;
+        only the patches where ``patch_mask`` ``(N, h, w) bool`` is True (None: all).
 
         Raises:
             ValueError: folds that do not partition the images.
@@ -128,13 +137,15 @@ class KnnScorer(Scorer):
         if progress is not None:
             progress(0, len(folds), "fold coresets")
         for f, hold in enumerate(folds):
-            parts.append(self._coreset(self._flat(features[torch.from_numpy(np.sort(hold))]), len(hold) / n, rng))
+            hold = np.sort(hold)
+            mask = None if patch_mask is None else np.asarray(patch_mask)[hold]
+            parts.append(self._coreset(self._flat(features[torch.from_numpy(hold)], mask), len(hold) / n, rng))
             if progress is not None:
                 progress(f + 1, len(folds), "fold coresets")
         return parts
 
-    def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray],
-                  progress: ProgressFn | None = None) -> Iterator[tuple[int, "KnnScorer"]]:
+    def cross_fit(self, features: torch.Tensor, folds: list[np.ndarray], progress: ProgressFn | None = None,
+                  patch_mask: np.ndarray | None = None) -> Iterator[tuple[int, "KnnScorer"]]:
         """K-fold cross-fitting with one coreset selection per fold (composable coresets).
 
         Each fold's patches get their own greedy coreset (``coreset_ratio`` of them, the caps split
@@ -149,7 +160,7 @@ class KnnScorer(Scorer):
 
         Yields / raises: as :meth:`Scorer.cross_fit`.
         """
-        parts = self.fold_coresets(features, folds, progress)
+        parts = self.fold_coresets(features, folds, progress, patch_mask)
         for f in range(len(folds)):
             sc = KnnScorer(**self.get_state()[0])
             sc.device = self.device

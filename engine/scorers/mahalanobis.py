@@ -69,18 +69,30 @@ class _PatchRows:
 
     ``images=None`` is every image: then chunks are exactly those of the flat array (same sums as
     before this class existed); otherwise each chunk gathers whole images, about :data:`_FIT_ROWS`
-    rows at a time.
+    rows at a time. ``patch_mask`` ``(N, h, w) bool`` keeps only the patches where it is True (a
+    region of interest): the chunks then gather those rows, :data:`_FIT_ROWS` at a time.
     """
 
-    def __init__(self, features: torch.Tensor, images: np.ndarray | None, device: torch.device):
+    def __init__(self, features: torch.Tensor, images: np.ndarray | None, device: torch.device,
+                 patch_mask: np.ndarray | None = None):
         self.flat = features.reshape(-1, features.shape[-1])  # a view of contiguous features
         self.hw = int(np.prod(features.shape[1:-1]))
         self.images = None if images is None else np.asarray(images, np.int64)
         self.device = device
         self.d = int(features.shape[-1])
         self.n = self.flat.shape[0] if images is None else len(self.images) * self.hw
+        self.selected: np.ndarray | None = None  # flat row indices kept by the patch mask
+        if patch_mask is not None:
+            imgs = np.arange(len(features)) if self.images is None else self.images
+            keep = np.asarray(patch_mask, bool).reshape(len(features), self.hw)[imgs].ravel()
+            self.selected = (imgs[:, None] * self.hw + np.arange(self.hw)[None, :]).ravel()[keep]
+            self.n = len(self.selected)
 
     def chunks(self):
+        if self.selected is not None:
+            for s in range(0, self.n, _FIT_ROWS):
+                yield self.flat[torch.from_numpy(self.selected[s : s + _FIT_ROWS])].to(self.device, torch.float32)
+            return
         if self.images is None:
             yield from _chunks(self.flat, self.device)
             return
@@ -95,7 +107,9 @@ class _PatchRows:
     def rows(self, r: np.ndarray) -> torch.Tensor:
         """Rows ``r`` (indices into the ``n`` selected rows), gathered as ``(len(r), D)``."""
         r = np.asarray(r, np.int64)
-        if self.images is not None:
+        if self.selected is not None:
+            r = self.selected[r]
+        elif self.images is not None:
             r = self.images[r // self.hw] * self.hw + r % self.hw
         return self.flat[torch.from_numpy(r)]
 
@@ -201,17 +215,19 @@ class MahalanobisScorer(Scorer):
         self._t: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------ fit
-    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
-        self.fit_images(features, None, progress)
+    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None,
+            patch_mask: np.ndarray | None = None) -> None:
+        self.fit_images(features, None, progress, patch_mask)
 
     def fit_images(self, features: torch.Tensor, images: np.ndarray | None,
-                   progress: ProgressFn | None = None) -> None:
+                   progress: ProgressFn | None = None, patch_mask: np.ndarray | None = None) -> None:
         """:meth:`fit` on the images ``images`` of ``(N, h, w, D) float32`` features (None: all),
         read in place a chunk of images at a time: no copy of the feature array (cross-fit folds).
+        ``patch_mask`` ``(N, h, w) bool``: only those patches are learned (None: all).
 
         Reports ``progress(done, 4, "mahalanobis: <step running>")`` from 0 to 4 (:class:`_Steps`).
         """
-        patches = _PatchRows(features, images, self.device)
+        patches = _PatchRows(features, images, self.device, patch_mask)
         x = patches
         n, d_in = patches.n, patches.d
         if n < 2:

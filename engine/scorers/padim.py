@@ -54,12 +54,17 @@ class PadimScorer(Scorer):
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.arrays: dict[str, np.ndarray] = {}
 
-    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None) -> None:
-        self.fit_images(features, None, progress)
+    def fit(self, features: torch.Tensor, progress: ProgressFn | None = None,
+            patch_mask: np.ndarray | None = None) -> None:
+        self.fit_images(features, None, progress, patch_mask)
 
     def fit_images(self, features: torch.Tensor, images: np.ndarray | None,
-                   progress: ProgressFn | None = None) -> None:
+                   progress: ProgressFn | None = None, patch_mask: np.ndarray | None = None) -> None:
         """:meth:`fit` on the images ``images`` of ``(N, h, w, D) float32`` features (None: all).
+
+        ``patch_mask`` is ignored: PaDiM keeps one Gaussian per grid position, so a position outside
+        a region of interest is modelled like any other, and the model never scores it
+        (:meth:`engine.model.InspectionModel.predict` leaves it out of the image score and the map).
 
         Only the ``n_channels`` kept channels of those images are copied, never the whole array.
         Reports ``progress(done, h * w, "padim: gaussians")`` in patch positions.
