@@ -36,6 +36,8 @@ class WindowActions:
                                         "Inspect every image of a folder and its sub-folders (new run)")
         self.live = self._action("Live…", self.live_dialog, ["Ctrl+L"], "Camera or video file")
         self.stop_live = self._action("Stop live", w.stop_live, ["Ctrl+."])
+        self.trigger = self._action("Trigger", lambda: w.trigger_inspection("button"), [],
+                                    "Inspect the next picture of the camera (software trigger; key F5)")
         self.new_run = self._action("New run", w.new_run, [], "Clear counters, trend and results")
         self.prev = self._action("◀ Previous", lambda: w.step(-1), ["Left", "PgUp"])
         self.next = self._action("Next ▶", lambda: w.step(1), ["Right", "PgDown"])
@@ -49,7 +51,7 @@ class WindowActions:
         bar.setIconSize(QSize(16, 16))
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         for act in (self.new_recipe, self.open_recipe, None, self.open_images, self.open_folder, self.live,
-                    self.stop_live, None, self.prev, self.next, self.new_run, None, self.settings):
+                    self.stop_live, self.trigger, None, self.prev, self.next, self.new_run, None, self.settings):
             bar.addSeparator() if act is None else bar.addAction(act)
         w.addToolBar(bar)
 
@@ -60,7 +62,7 @@ class WindowActions:
         recipe_menu.addSeparator()
         recipe_menu.addAction(self.quit)
         menu.addMenu("&Inspect").addActions([self.open_images, self.open_folder, self.live, self.stop_live,
-                                             self.new_run])
+                                             self.trigger, self.new_run])
         menu.addMenu("&View").addActions([self.prev, self.next, self.first, self.last])
         menu.addMenu("&Station").addAction(self.settings)
 
@@ -73,6 +75,7 @@ class WindowActions:
         for act in (self.open_images, self.open_folder, self.live):
             act.setEnabled(idle and have_model)
         self.stop_live.setEnabled(live_running)
+        self.trigger.setEnabled(live_running and self.window.live.triggered and self.window.live.config.trigger == "software")
         for act in (self.prev, self.next, self.first, self.last):
             act.setEnabled(on_view)
 

@@ -75,6 +75,7 @@ def model_info(model, path: str | Path) -> dict:
                           "recalibrate with a few labelled defects (python main.py calibrate)."),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
+        "value_range": model.value_range.to_json(),
     }
 
 
@@ -238,13 +239,18 @@ class InspectionWorker(QObject):
             return
         self.batch_finished.emit(n, False)
 
-    @Slot(object, str, str)
-    def inspect_frame(self, frame: np.ndarray, source: str, name: str) -> None:
-        """Inspect one ``(H, W, 3) uint8`` RGB frame (camera, video, or an image in memory)."""
+    @Slot(object, str, str, object)
+    def inspect_frame(self, frame: np.ndarray, source: str, name: str, trigger=None) -> None:
+        """Inspect one ``(H, W, 3) uint8`` RGB frame (camera, video, or an image in memory);
+        ``trigger`` (a :class:`gui.camera.Trigger` or None) is carried into the result."""
         try:
             model = self._require_model()
             pred = model.predict([frame])[0]
         except Exception as exc:  # noqa: BLE001
             self._fail("frame", exc)
             return
-        self.result_ready.emit(self._result(source, name, pred, frame, None))
+        result = self._result(source, name, pred, frame, None)
+        if trigger is not None:
+            result.trigger_id, result.triggered_at, result.origin = (trigger.trigger_id, trigger.triggered_at,
+                                                                     trigger.origin)
+        self.result_ready.emit(result)

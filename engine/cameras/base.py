@@ -95,10 +95,14 @@ class FrameSource(abc.ABC):
         trigger_mode: one of :data:`TRIGGER_MODES`.
         period_s: least seconds between two frames the reader should keep (a video file's own pace);
             0 = as fast as the source delivers.
+        reads_between_triggers: in software trigger mode, :meth:`grab` must still be called while no
+            trigger is pending (the source reads and drops pictures to stay current; :meth:`grab`
+            returns None for them). False: nothing comes untriggered, the reader may wait for a trigger.
     """
 
     trigger_mode: str = "free"
     period_s: float = 0.0
+    reads_between_triggers: bool = False
 
     @abc.abstractmethod
     def open(self) -> str:

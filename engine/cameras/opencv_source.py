@@ -39,6 +39,7 @@ class OpenCVSource(FrameSource):
         self.device, self.video_path = int(device), str(video_path)
         self.width, self.height, self.loop, self.max_fps = int(width), int(height), bool(loop), float(max_fps)
         self.trigger_mode = trigger_mode
+        self.reads_between_triggers = True
         self.cap: cv2.VideoCapture | None = None
         self.number = 0
         self._failures = 0

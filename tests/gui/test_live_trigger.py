@@ -1,0 +1,119 @@
+"""The real window with pylon's emulated Basler camera (``PYLON_CAMEMU``) serving our synthetic
+parts from a folder: software-triggered inspection (each trigger -> exactly one logged result
+carrying its trigger id, origin and trigger time), a blank triggered picture refused and logged, the
+camera's connection states, triggers refused without a triggered source, and the camera dialog's
+Basler fields. Grabber, session, worker, model and SQLite log are the real ones."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gui.camera import CameraConfig
+from gui.camera_dialog import CameraDialog
+from gui.defect_log import COLUMNS, EVENT
+from tests.conftest import write_textures
+from tests.gui.window_helpers import open_recipe
+
+pytest.importorskip("pypylon")
+
+VERDICT, MESSAGE, SOURCE, FILE = (COLUMNS.index(c) for c in ("verdict", "message", "source", "file"))
+WAIT_MS = 60_000
+
+
+@pytest.fixture
+def emulation(monkeypatch):
+    monkeypatch.setenv("PYLON_CAMEMU", "1")
+
+
+def start_triggered(qtbot, window, folder, trigger="software"):
+    states = []
+    window.live.camera_state_changed.connect(lambda s, d: states.append(s))
+    window.start_live(CameraConfig(kind="basler", trigger=trigger, pixel_format="RGB8", emulator_images=str(folder)))
+    qtbot.waitUntil(lambda: window.live.triggered or not window.live_running, timeout=WAIT_MS)
+    assert window.live.triggered, window.message_bar.text
+    return states
+
+
+def test_each_software_trigger_gives_exactly_one_logged_result_with_its_trigger(qtbot, window, toy_model, tmp_path,
+                                                                                 emulation):
+    write_textures(tmp_path / "parts", 3, np.random.default_rng(7))
+    open_recipe(qtbot, window, toy_model)
+    states = start_triggered(qtbot, window, tmp_path / "parts")
+    assert window.actions.trigger.isEnabled()
+    assert window.log.count() == 0  # free frames are never inspected in trigger mode
+
+    before = time.monotonic()
+    ids = [window.live.trigger("button"), window.live.trigger("mqtt")]
+    assert window.trigger_inspection("key")
+    qtbot.waitUntil(lambda: window.log.count() == 3 and not window.live.in_flight, timeout=WAIT_MS)
+    results = window.results.results
+    assert [r.trigger_id for r in results][:2] == ids and len({r.trigger_id for r in results}) == 3
+    assert [r.origin for r in results] == ["button", "mqtt", "key"]
+    assert all(before <= r.triggered_at <= time.monotonic() for r in results)
+    assert all(r.source == "basler" and r.verdict in ("OK", "NOK") for r in results)
+    rows = window.log.rows(newest_first=False)
+    assert [r[SOURCE] for r in rows] == ["basler"] * 3 and [r[FILE] for r in rows] == [r.name for r in results]
+    assert window.live.stats["captured"] == 3 and window.live.stats["inspected"] == 3
+
+    window.stop_live()
+    qtbot.waitUntil(lambda: not window.live_running, timeout=WAIT_MS)
+    assert window.log.count() == 3  # nothing inspected without a trigger
+    assert states == ["connecting", "connected", "off"]
+    assert not window.actions.trigger.isEnabled()
+
+
+def test_a_blank_triggered_picture_is_refused_and_logged_as_an_event(qtbot, window, toy_model, tmp_path, emulation):
+    (tmp_path / "dark").mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "dark" / "black.png")
+    open_recipe(qtbot, window, toy_model)
+    start_triggered(qtbot, window, tmp_path / "dark")
+    tid = window.live.trigger("button")
+    qtbot.waitUntil(lambda: len(window.log.rows()) == 1, timeout=WAIT_MS)
+    row = window.log.rows()[0]
+    assert row[VERDICT] == EVENT and tid in row[MESSAGE] and "black" in row[MESSAGE]
+    assert "black" in window.message_bar.text and len(window.results) == 0 and window.log.count() == 0
+    window.stop_live()
+
+
+def test_trigger_is_refused_with_the_reason_without_a_software_triggered_source(qtbot, window, toy_model, tmp_path,
+                                                                                emulation):
+    assert not window.trigger_inspection("key")
+    assert "no live source in software trigger mode" in window.message_bar.text
+    write_textures(tmp_path / "parts", 1, np.random.default_rng(7))
+    open_recipe(qtbot, window, toy_model)
+    start_triggered(qtbot, window, tmp_path / "parts", trigger="hardware")
+    assert not window.trigger_inspection("mqtt") and "hardware" in window.message_bar.text
+    assert not window.actions.trigger.isEnabled()
+    window.stop_live()
+
+
+def test_a_missing_basler_camera_is_reported_and_its_state_is_disconnected(qtbot, window, toy_model, emulation):
+    open_recipe(qtbot, window, toy_model)
+    states = []
+    window.live.camera_state_changed.connect(lambda s, d: states.append((s, d)))
+    window.start_live(CameraConfig(kind="basler", serial="21234567", trigger="software"))
+    qtbot.waitUntil(lambda: not window.live_running, timeout=WAIT_MS)
+    assert window.message_bar.level == "error" and "Basler camera '21234567' not found" in window.message_bar.text
+    assert [s for s, _ in states] == ["connecting", "disconnected"] and "not found" in states[-1][1]
+
+
+def test_camera_dialog_offers_the_basler_settings_and_finds_the_emulated_camera(qtbot, emulation):
+    dlg = CameraDialog(CameraConfig())
+    qtbot.addWidget(dlg)
+    assert not dlg.exposure_spin.isEnabled() and not dlg.serial_combo.isEnabled()  # greyed unless Basler
+    assert dlg.find_cameras() == ["0815-0000"]
+    assert dlg.basler_radio.isChecked() and dlg.exposure_spin.isEnabled()
+    dlg.exposure_spin.setValue(1500)
+    dlg.gain_spin.setValue(3.5)
+    dlg.format_combo.setCurrentText("Mono12")
+    dlg.trigger_combo.setCurrentIndex(2)
+    dlg.line_combo.setCurrentText("Line2")
+    c = dlg.config()
+    assert (c.kind, c.serial, c.exposure_us, c.gain_db, c.pixel_format, c.trigger, c.trigger_line) == \
+        ("basler", "0815-0000", 1500.0, 3.5, "Mono12", "hardware", "Line2")
+    dlg.camera_radio.setChecked(True)  # an OpenCV camera has no trigger input
+    assert dlg.config().trigger == "free" and not dlg.line_combo.isEnabled()
