@@ -117,3 +117,52 @@ def test_camera_dialog_offers_the_basler_settings_and_finds_the_emulated_camera(
         ("basler", "0815-0000", 1500.0, 3.5, "Mono12", "hardware", "Line2")
     dlg.camera_radio.setChecked(True)  # an OpenCV camera has no trigger input
     assert dlg.config().trigger == "free" and not dlg.line_combo.isEnabled()
+
+
+def test_a_video_file_in_software_trigger_mode_inspects_one_frame_per_trigger(qtbot, window, toy_model, tmp_path):
+    import cv2
+
+    from tests.conftest import texture
+
+    video = tmp_path / "line.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 64))
+    rng = np.random.default_rng(3)
+    for _ in range(12):
+        writer.write(cv2.cvtColor(texture(rng), cv2.COLOR_RGB2BGR))
+    writer.release()
+    open_recipe(qtbot, window, toy_model)
+    window.start_live(CameraConfig(kind="video", video_path=str(video), loop=True, trigger="software"))
+    qtbot.waitUntil(lambda: window.live.triggered, timeout=WAIT_MS)
+    ids = [window.live.trigger("button") for _ in range(2)]
+    qtbot.waitUntil(lambda: window.log.count() == 2 and not window.live.in_flight, timeout=WAIT_MS)
+    assert [r.trigger_id for r in window.results.results] == ids
+    window.stop_live()
+    qtbot.waitUntil(lambda: not window.live_running, timeout=WAIT_MS)
+    assert window.log.count() == 2 and window.live.stats["captured"] == 2
+
+
+@pytest.mark.parametrize("bit_depth", [12, 16])
+def test_mono12_pictures_reach_the_model_mapped_by_the_models_value_range(qtbot, emulation, bit_depth):
+    from engine.cameras.pylon_source import PylonSource
+    from engine.value_range import ValueRange
+    from gui.live_session import LiveSession
+
+    probe = PylonSource(pixel_format="Mono12", trigger_mode="software")
+    probe.open()
+    probe.trigger()
+    top = int(probe.grab(2.0).array.max())  # the emulator's test image, 12-bit
+    probe.close()
+    session = LiveSession()
+    frames = []
+    session.frame_ready.connect(lambda f, source, name, trigger: frames.append((f, trigger)))
+    session.start(CameraConfig(kind="basler", pixel_format="Mono12", trigger="software"),
+                  ValueRange(bit_depth=bit_depth, source="option"))
+    try:
+        qtbot.waitUntil(lambda: session.triggered, timeout=WAIT_MS)
+        tid = session.trigger("test")
+        qtbot.waitUntil(lambda: len(frames) == 1, timeout=WAIT_MS)
+    finally:
+        session.shutdown(10_000)
+    frame, trigger = frames[0]
+    assert frame.dtype == np.uint8 and frame.shape[2] == 3 and trigger.trigger_id == tid
+    assert top > 255 and int(frame.max()) == round(top * 255 / (2 ** bit_depth - 1))
