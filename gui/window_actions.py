@@ -75,7 +75,8 @@ class WindowActions:
         for act in (self.open_images, self.open_folder, self.live):
             act.setEnabled(idle and have_model)
         self.stop_live.setEnabled(live_running)
-        self.trigger.setEnabled(live_running and self.window.live.triggered and self.window.live.config.trigger == "software")
+        live = self.window.live
+        self.trigger.setEnabled(live_running and live.triggered and live.config.trigger == "software")
         for act in (self.prev, self.next, self.first, self.last):
             act.setEnabled(on_view)
 

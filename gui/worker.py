@@ -57,6 +57,7 @@ def model_info(model, path: str | Path) -> dict:
         "weights_source": str(model.backbone.weights_source),
         "scorer": model.scorer.name,
         "input_size": int(model.pre.size),
+        "value_range": model.value_range.to_json(),  # live frames deeper than 8 bits are mapped by it
         "threshold": None if model.threshold is None else float(model.threshold),
         "calibrated_threshold": calib.get("threshold"),
         "threshold_history": list(calib.get("history") or []),
@@ -75,7 +76,6 @@ def model_info(model, path: str | Path) -> dict:
                           "recalibrate with a few labelled defects (python main.py calibrate)."),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
-        "value_range": model.value_range.to_json(),
     }
 
 

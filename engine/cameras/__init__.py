@@ -7,4 +7,6 @@ exactly like an image file (:mod:`engine.images`). ``pylon_source`` imports ``py
 a Basler camera is used.
 """
 
-from .base import CameraError, Frame, FrameSource, SourceEnded, TRIGGER_MODES, frame_to_rgb  # noqa: F401
+from .base import TRIGGER_MODES, CameraError, Frame, FrameSource, SourceEnded, frame_to_rgb
+
+__all__ = ["TRIGGER_MODES", "CameraError", "Frame", "FrameSource", "SourceEnded", "frame_to_rgb"]

@@ -119,6 +119,7 @@ class PylonSource(FrameSource):
         self.discarded = 0
         """Pictures emptied from the queue before a software trigger (late pictures of earlier triggers)."""
         self._failed_grabs = 0
+        self._format = pixel_format
         self._name = f"Basler {self.serial}" if self.serial else "Basler camera"
 
     @property
@@ -157,8 +158,10 @@ class PylonSource(FrameSource):
                               f"again.") from None
         try:
             self._configure(genicam)
+            self._format = self.camera.PixelFormat.Value.replace("Packed", "")  # RGB8Packed -> RGB8
             self.camera.MaxNumBuffer.Value = QUEUE_BUFFERS
-            strategy = pylon.GrabStrategy_LatestImageOnly if self.trigger_mode == "free" else pylon.GrabStrategy_OneByOne
+            strategy = (pylon.GrabStrategy_LatestImageOnly if self.trigger_mode == "free"
+                        else pylon.GrabStrategy_OneByOne)
             self.camera.StartGrabbing(strategy)
         except CameraError:
             self.close()
@@ -224,7 +227,8 @@ class PylonSource(FrameSource):
                 auto.Value = "Off"
             if self._node("Gain", "GainAbs") is None and self._node("GainRaw") is not None:
                 raw = cam.GainRaw
-                raise CameraError(f"{self.label}: gain can be set only in raw units here (GainRaw {raw.Min}..{raw.Max}), "
+                raise CameraError(f"{self.label}: gain can be set only in raw units here (GainRaw "
+                                  f"{raw.Min}..{raw.Max}), "
                                   f"not in dB; leave gain to the camera's own setting (set it in the pylon Viewer).")
             self._set(genicam, "gain", ("Gain", "GainAbs"), float(self.gain_db), " dB")
         selector = self._node("TriggerSelector")
@@ -293,9 +297,8 @@ class PylonSource(FrameSource):
                 ptype = res.GetPixelType()
                 array = np.array(res.GetArray(), copy=True, order="C")  # the buffer goes back to the driver
                 bits = int(pylon.BitDepth(ptype)) if pylon.IsMono(ptype) else 8
-                fmt = self.camera.PixelFormat.Value.replace("Packed", "")
                 self.number += 1
-                return Frame(array=array, significant_bits=bits, pixel_format=fmt, timestamp_ms=None,
+                return Frame(array=array, significant_bits=bits, pixel_format=self._format, timestamp_ms=None,
                              number=self.number)
         except CameraError:
             raise

@@ -58,7 +58,8 @@ def test_free_running_camera_delivers_new_mono8_frames(opened):
     assert {(f.array.shape, f.array.dtype, f.significant_bits, f.pixel_format) for f in frames} == \
         {((s.camera.Height.Value, s.camera.Width.Value), np.dtype(np.uint8), 8, "Mono8")}
     rgb = frame_to_rgb(frames[0])
-    assert rgb.shape == frames[0].array.shape + (3,) and all(np.array_equal(rgb[..., c], frames[0].array) for c in range(3))
+    assert rgb.shape == frames[0].array.shape + (3,)
+    assert all(np.array_equal(rgb[..., c], frames[0].array) for c in range(3))
 
 
 def test_mono12_frames_map_at_full_range_exactly_like_a_12_bit_png(opened, tmp_path):

@@ -166,3 +166,68 @@ def test_mono12_pictures_reach_the_model_mapped_by_the_models_value_range(qtbot,
     frame, trigger = frames[0]
     assert frame.dtype == np.uint8 and frame.shape[2] == 3 and trigger.trigger_id == tid
     assert top > 255 and int(frame.max()) == round(top * 255 / (2 ** bit_depth - 1))
+
+
+def test_a_trigger_without_a_picture_times_out_with_a_message_naming_it(qtbot, monkeypatch):
+    """pylon's emulation answers every trigger at once, so a camera that takes no picture (wrong
+    trigger wiring, a fault) is a source here that never delivers; the grabber and its timer are real."""
+    import threading
+
+    from engine.cameras import FrameSource
+    from gui import camera
+    from gui.camera import FrameGrabber, Trigger
+
+    class SilentCamera(FrameSource):
+        trigger_mode = "software"
+        label = "Basler 4711"
+        triggers = 0
+
+        def open(self):
+            return "silent"
+
+        def trigger(self):
+            SilentCamera.triggers += 1
+
+        def grab(self, timeout_s):
+            time.sleep(timeout_s)
+            return None
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(camera, "make_source", lambda config: SilentCamera())
+    grabber = FrameGrabber()
+    failures, stopped = [], []
+    grabber.trigger_failed.connect(lambda tid, msg: failures.append((tid, msg)))
+    grabber.stopped.connect(stopped.append)
+    worker = threading.Thread(target=grabber.run, args=(CameraConfig(kind="basler", trigger="software",
+                                                                     trigger_timeout_s=0.2),))
+    worker.start()
+    try:
+        grabber.request_trigger(Trigger("t-1", "mqtt", time.monotonic()))
+        qtbot.waitUntil(lambda: len(failures) > 0, timeout=WAIT_MS)
+    finally:
+        grabber.stop()
+        worker.join(10)
+    qtbot.waitUntil(lambda: stopped == ["stopped"], timeout=WAIT_MS)
+    (tid, msg), = failures
+    assert tid == "t-1" and SilentCamera.triggers == 1
+    assert msg.startswith("Basler 4711: no picture within 0.2 s of trigger t-1 (mqtt)") and "exposure" in msg
+
+
+def test_basler_settings_are_remembered_and_bad_stored_values_fall_back(qapp, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from gui.camera import TRIGGER_TIMEOUT_S, load_camera_config, save_camera_config
+
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    config = CameraConfig(kind="basler", serial="21234567", exposure_us=800.0, gain_db=2.5, pixel_format="Mono12",
+                          trigger="hardware", trigger_line="Line3", trigger_timeout_s=0.75,
+                          emulator_images=str(tmp_path))
+    save_camera_config(settings, config)
+    assert load_camera_config(settings) == config
+    settings.setValue("camera/trigger", "sometimes")
+    settings.setValue("camera/trigger_timeout_s", "-1")
+    settings.setValue("camera/gain_db", "abc")
+    back = load_camera_config(settings)
+    assert (back.trigger, back.trigger_timeout_s, back.gain_db) == ("free", TRIGGER_TIMEOUT_S, -1.0)
