@@ -42,7 +42,8 @@ class LiveControls:
         self._trigger_key = QShortcut(QKeySequence("F5"), self, lambda: self.trigger_inspection("key"))
 
     def trigger_inspection(self, origin: str) -> bool:
-        """Software trigger: inspect the next picture of the running triggered source.
+        """Software trigger: inspect the next picture of the running triggered source. GUI thread only
+        (a client thread, e.g. MQTT's, hands the request over by a queued signal).
 
         Args:
             origin: who triggered (``"button"``, ``"key"``, ``"mqtt"``...), logged and published with the verdict.
