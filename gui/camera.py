@@ -18,7 +18,10 @@ so that the GUI thread only compares thumbnails:
   ``triggered_at`` is the arrival time. A trigger without a picture within
   ``config.trigger_timeout_s`` emits ``trigger_failed(trigger_id, message)``.
 
-``frame`` is ``(H, W, 3) uint8`` RGB. Failures never raise into the window: a camera that cannot be
+``frame`` is ``(H, W, 3) uint8`` RGB. A conversion warning (a Mono12 camera on a recipe of 8-bit
+images, clipped values) is logged once per session, not once per frame.
+
+Failures never raise into the window: a camera that cannot be
 opened, or stops delivering frames (unplugged), emits ``failed(message)`` with the device and what
 to check, then the grabber stops. ``stopped(reason)`` ends every session (after ``failed`` too), so
 the window can always tidy up.
@@ -26,6 +29,7 @@ the window can always tidy up.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -48,6 +52,22 @@ GRAB_POLL_S = 0.05
 """Longest wait for a frame before the grabber looks at its stop flag and trigger requests again (s)."""
 TRIGGER_TIMEOUT_S = 2.0
 """Default wait for the picture of a trigger (s)."""
+
+
+class _FirstOfEachKind(logging.Filter):
+    """Passes the first record of each message template logged from one thread (the grabber's):
+    a camera repeats a condition at its frame rate, a warning per frame would flood the console."""
+
+    def __init__(self, thread_id: int):
+        super().__init__()
+        self.thread_id, self.seen = thread_id, set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread_id:
+            return True
+        first = record.msg not in self.seen
+        self.seen.add(record.msg)
+        return first
 
 
 def new_trigger_id() -> str:
@@ -217,9 +237,12 @@ class FrameGrabber(QObject):
             return
         self.opened.emit(description)
         reason = "stopped"
+        once = _FirstOfEachKind(threading.get_ident())
+        logging.getLogger("engine.value_range").addFilter(once)
         try:
             reason = self._loop(source, config, value_range)
         finally:
+            logging.getLogger("engine.value_range").removeFilter(once)
             source.close()
             self.stopped.emit(reason)
 

@@ -231,3 +231,22 @@ def test_basler_settings_are_remembered_and_bad_stored_values_fall_back(qapp, tm
     settings.setValue("camera/gain_db", "abc")
     back = load_camera_config(settings)
     assert (back.trigger, back.trigger_timeout_s, back.gain_db) == ("free", TRIGGER_TIMEOUT_S, -1.0)
+
+
+def test_a_mono12_camera_on_a_recipe_of_8_bit_images_is_warned_once_per_session(qtbot, emulation, caplog):
+    from engine.value_range import EIGHT_BIT
+    from gui.live_session import LiveSession
+
+    session = LiveSession()
+    frames = []
+    session.frame_ready.connect(lambda f, source, name, trigger: (frames.append(f), session.result_arrived()))
+    session.start(CameraConfig(kind="basler", pixel_format="Mono12", trigger="software"), EIGHT_BIT)
+    try:
+        qtbot.waitUntil(lambda: session.triggered, timeout=WAIT_MS)
+        for _ in range(3):
+            session.trigger("test")
+        qtbot.waitUntil(lambda: len(frames) == 3, timeout=WAIT_MS)
+    finally:
+        session.shutdown(10_000)
+    warned = [r for r in caplog.records if r.name == "engine.value_range" and "8-bit images" in r.getMessage()]
+    assert len(warned) == 1 and "Basler 0815-0000 #1" in warned[0].getMessage()
