@@ -41,12 +41,14 @@ class LiveControls:
         self.live.camera_state_changed.connect(lambda _state, _detail: self._update_actions())
         self._trigger_key = QShortcut(QKeySequence("F5"), self, lambda: self.trigger_inspection("key"))
 
-    def trigger_inspection(self, origin: str) -> bool:
+    def trigger_inspection(self, origin: str, trigger_id: str | None = None) -> bool:
         """Software trigger: inspect the next picture of the running triggered source. GUI thread only
         (a client thread, e.g. MQTT's, hands the request over by a queued signal).
 
         Args:
             origin: who triggered (``"button"``, ``"key"``, ``"mqtt"``...), logged and published with the verdict.
+            trigger_id: the sender's id of this trigger (an MQTT trigger message's), carried to the
+                result; None = a new id.
         Returns:
             True when the trigger was handed to the camera; False (the reason in the message bar) when no
             software-triggered live source is running.
@@ -58,7 +60,7 @@ class LiveControls:
             self.show_message("warning", f"Trigger ({origin}) ignored: {why}. Start a camera with trigger mode "
                                          f"'software' (Live…).")
             return False
-        return self.live.trigger(origin) is not None
+        return self.live.trigger(origin, trigger_id) is not None
 
     def _on_trigger_failed(self, trigger_id: str, message: str) -> None:
         if self._closing:

@@ -113,17 +113,18 @@ class LiveSession(QObject):
         """A source in a trigger mode is open (software or hardware)."""
         return self.running and self._opened and self.config is not None and self.config.trigger != "free"
 
-    def trigger(self, origin: str) -> str | None:
+    def trigger(self, origin: str, trigger_id: str | None = None) -> str | None:
         """Ask the running software-triggered source for one picture to inspect.
 
         Args:
             origin: who triggered (``"button"``, ``"key"``, ``"mqtt"``...), carried to the result.
+            trigger_id: the sender's id for this trigger (e.g. the line controller's); None = a new one.
         Returns:
-            the new trigger id, or None when no software-triggered source is open (nothing happens).
+            the trigger id, or None when no software-triggered source is open (nothing happens).
         """
         if not self.triggered or self.config.trigger != "software" or self._closing:
             return None
-        trigger = Trigger(new_trigger_id(), origin, time.monotonic())
+        trigger = Trigger(trigger_id or new_trigger_id(), origin, time.monotonic())
         self.grabber.request_trigger(trigger)
         return trigger.trigger_id
 

@@ -49,19 +49,21 @@ def test_each_software_trigger_gives_exactly_one_logged_result_with_its_trigger(
     before = time.monotonic()
     ids = [window.live.trigger("button"), window.live.trigger("mqtt")]
     assert window.trigger_inspection("key")
-    qtbot.waitUntil(lambda: window.log.count() == 3 and not window.live.in_flight, timeout=WAIT_MS)
+    assert window.trigger_inspection("mqtt", trigger_id="line-42")  # the line controller's own id
+    qtbot.waitUntil(lambda: window.log.count() == 4 and not window.live.in_flight, timeout=WAIT_MS)
     results = window.results.results
-    assert [r.trigger_id for r in results][:2] == ids and len({r.trigger_id for r in results}) == 3
-    assert [r.origin for r in results] == ["button", "mqtt", "key"]
+    assert [r.trigger_id for r in results][:2] == ids and results[3].trigger_id == "line-42"
+    assert len({r.trigger_id for r in results}) == 4
+    assert [r.origin for r in results] == ["button", "mqtt", "key", "mqtt"]
     assert all(before <= r.triggered_at <= time.monotonic() for r in results)
     assert all(r.source == "basler" and r.verdict in ("OK", "NOK") for r in results)
     rows = window.log.rows(newest_first=False)
-    assert [r[SOURCE] for r in rows] == ["basler"] * 3 and [r[FILE] for r in rows] == [r.name for r in results]
-    assert window.live.stats["captured"] == 3 and window.live.stats["inspected"] == 3
+    assert [r[SOURCE] for r in rows] == ["basler"] * 4 and [r[FILE] for r in rows] == [r.name for r in results]
+    assert window.live.stats["captured"] == 4 and window.live.stats["inspected"] == 4
 
     window.stop_live()
     qtbot.waitUntil(lambda: not window.live_running, timeout=WAIT_MS)
-    assert window.log.count() == 3  # nothing inspected without a trigger
+    assert window.log.count() == 4  # nothing inspected without a trigger
     assert states == ["connecting", "connected", "off"]
     assert not window.actions.trigger.isEnabled()
 
