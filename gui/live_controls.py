@@ -7,11 +7,19 @@ see: a warning in the message bar when the source goes stale ("camera image not 
 HH:MM:SS ..."), a note when it resumes, and an event row in the defect log for each (verdict
 ``event``, like a threshold change), so a gap in the log is explained by the log itself. A camera
 lost during a session is logged the same way. Everything here runs in the GUI thread.
+
+Software trigger: :meth:`LiveControls.trigger_inspection` (the toolbar's Trigger button, the F5
+key, an MQTT message) asks the running software-triggered source for one picture; a trigger that
+got no picture, or a blank one, is shown in the message bar and logged as an event row, so every
+trigger is accounted for in the defect log.
 """
 
 from __future__ import annotations
 
+from PySide6.QtGui import QKeySequence, QShortcut
+
 from engine.live_guard import GuardEvent
+from engine.value_range import ValueRange
 
 from .camera import CameraConfig, save_camera_config
 from .defect_log import EVENT, LogEntry
@@ -29,6 +37,36 @@ class LiveControls:
         self.live.failed.connect(self._on_live_failed)
         self.live.ended.connect(self._on_live_ended)
         self.live.source_event.connect(self._on_live_source_event)
+        self.live.trigger_failed.connect(self._on_trigger_failed)
+        self.live.camera_state_changed.connect(lambda _state, _detail: self._update_actions())
+        self._trigger_key = QShortcut(QKeySequence("F5"), self, lambda: self.trigger_inspection("key"))
+
+    def trigger_inspection(self, origin: str, trigger_id: str | None = None) -> bool:
+        """Software trigger: inspect the next picture of the running triggered source. GUI thread only
+        (a client thread, e.g. MQTT's, hands the request over by a queued signal).
+
+        Args:
+            origin: who triggered (``"button"``, ``"key"``, ``"mqtt"``...), logged and published with the verdict.
+            trigger_id: the sender's id of this trigger (an MQTT trigger message's), carried to the
+                result; None = a new id.
+        Returns:
+            True when the trigger was handed to the camera; False (the reason in the message bar) when no
+            software-triggered live source is running.
+        """
+        config = self.live.config
+        if not self.live.triggered or config is None or config.trigger != "software":
+            why = ("its trigger mode is hardware (the trigger input line fires it)" if self.live.triggered else
+                   "no live source in software trigger mode is running")
+            self.show_message("warning", f"Trigger ({origin}) ignored: {why}. Start a camera with trigger mode "
+                                         f"'software' (Live…).")
+            return False
+        return self.live.trigger(origin, trigger_id) is not None
+
+    def _on_trigger_failed(self, trigger_id: str, message: str) -> None:
+        if self._closing:
+            return
+        self.show_message("warning", message)
+        self._log_live_event(f"trigger {trigger_id}: {message}")
 
     @property
     def live_running(self) -> bool:
@@ -53,7 +91,7 @@ class LiveControls:
             return
         save_camera_config(self.settings, config)
         self._run_started(config.kind, config.label)
-        self.live.start(config)
+        self.live.start(config, ValueRange.from_json(self.info.get("value_range")))
         self._update_actions()
 
     def stop_live(self) -> None:

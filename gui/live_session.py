@@ -12,16 +12,32 @@ inspected, near-identical ones only during the stale period (``config.stale_seco
 ``source_event`` says the source went stale (and later that it resumed), and nothing is inspected
 or logged until the picture changes. A timer checks the guard twice a second, so a source that
 delivers no frames at all is reported too. Frames not inspected are counted as ``skipped``.
+
+Triggered sources (``config.trigger`` ``"software"`` / ``"hardware"``) are different: every
+triggered picture is inspected, in trigger order (a queue, never replaced by a newer one), and the
+guard's repeat / still / stale rules do not apply (a station may rest between parts for hours);
+only a blank picture (black, saturated, uniform) is refused, with ``trigger_failed``. :meth:`trigger`
+hands a software trigger to the grabber from the GUI thread. ``frame_ready`` carries the
+:class:`gui.camera.Trigger` of a triggered frame (None when free-running), so the result can say
+which trigger it answers and the time from trigger to verdict.
+
+``camera_state_changed(state, detail)`` follows the source: ``"connecting"`` (opening),
+``"connected"``, ``"disconnected"`` (could not open, or lost: ``detail`` is the message) and
+``"off"`` (stopped or ended).
 """
 
 from __future__ import annotations
 
+import time
+from collections import deque
+
 import numpy as np
 from PySide6.QtCore import QObject, QThread, QTimer, Signal
 
-from engine.live_guard import FrameFacts, GuardEvent, LiveGuard
+from engine.live_guard import FrameFacts, GuardEvent, LiveGuard, blank_kind
+from engine.value_range import STANDALONE, ValueRange
 
-from .camera import CameraConfig, FrameGrabber
+from .camera import CameraConfig, FrameGrabber, Trigger, new_trigger_id
 
 GUARD_TICK_MS = 500
 """How often the guard is asked whether the source went stale while no frame arrives (ms)."""
@@ -31,19 +47,24 @@ class LiveSession(QObject):
     """Camera / video frames to the model, newest first (module docstring).
 
     Signals:
-        frame_ready(frame, source, name): a ``(H, W, 3) uint8`` RGB frame for the model.
+        frame_ready(frame, source, name, trigger): a ``(H, W, 3) uint8`` RGB frame for the model, with
+            its :class:`gui.camera.Trigger` (None when free-running).
         status_changed(str): a line for the status bar.
         failed(str): the source could not be opened or was lost (the message says what to check).
         ended(str reason): the source stopped; :attr:`running` is False from now on.
         source_event(GuardEvent): the source went stale or resumed (:mod:`engine.live_guard`).
+        trigger_failed(trigger_id, message): a trigger got no picture, or a blank one (nothing inspected).
+        camera_state_changed(state, detail): ``"connecting"``, ``"connected"``, ``"disconnected"``, ``"off"``.
     """
 
-    frame_ready = Signal(object, str, str)
+    frame_ready = Signal(object, str, str, object)
     status_changed = Signal(str)
     failed = Signal(str)
     ended = Signal(str)
     source_event = Signal(object)
-    _run_requested = Signal(object)
+    trigger_failed = Signal(str, str)
+    camera_state_changed = Signal(str, str)
+    _run_requested = Signal(object, object)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -51,6 +72,9 @@ class LiveSession(QObject):
         self.config: CameraConfig | None = None
         self.in_flight = False
         self.pending: tuple[np.ndarray, str, str] | None = None
+        self.queued: deque[tuple[np.ndarray, str, str, Trigger]] = deque()  # triggered frames, in order
+        self.camera_state = "off"
+        self._opened = False
         self.stats = {"captured": 0, "inspected": 0, "dropped": 0, "skipped": 0}
         self.guard: LiveGuard | None = None
         self._closing = False
@@ -64,20 +88,45 @@ class LiveSession(QObject):
         self._run_requested.connect(self.grabber.run)
         self.grabber.opened.connect(self._on_opened)
         self.grabber.frame_captured.connect(self._on_frame)
+        self.grabber.triggered_frame_captured.connect(self._on_triggered_frame)
+        self.grabber.trigger_failed.connect(self._on_trigger_failed)
         self.grabber.failed.connect(self._on_failed)
         self.grabber.stopped.connect(self._on_stopped)
         self.thread.finished.connect(self.grabber.deleteLater)
         self.thread.start()
 
-    def start(self, config: CameraConfig) -> None:
-        """Open ``config``'s source and start sending frames."""
+    def start(self, config: CameraConfig, value_range: ValueRange = STANDALONE) -> None:
+        """Open ``config``'s source and start sending frames, converted with ``value_range`` (the model's)."""
         self.config = config
         self.running = True
+        self._opened = False
         self.pending = None
+        self.queued.clear()
         self.stats = {"captured": 0, "inspected": 0, "dropped": 0, "skipped": 0}
         self.guard = None  # made when the source opened: opening a camera may take seconds
         self.status_changed.emit(f"Opening {config.label}…")
-        self._run_requested.emit(config)
+        self._set_state("connecting", f"opening {config.label}")
+        self._run_requested.emit(config, value_range)
+
+    @property
+    def triggered(self) -> bool:
+        """A source in a trigger mode is open (software or hardware)."""
+        return self.running and self._opened and self.config is not None and self.config.trigger != "free"
+
+    def trigger(self, origin: str, trigger_id: str | None = None) -> str | None:
+        """Ask the running software-triggered source for one picture to inspect.
+
+        Args:
+            origin: who triggered (``"button"``, ``"key"``, ``"mqtt"``...), carried to the result.
+            trigger_id: the sender's id for this trigger (e.g. the line controller's); None = a new one.
+        Returns:
+            the trigger id, or None when no software-triggered source is open (nothing happens).
+        """
+        if not self.triggered or self.config.trigger != "software" or self._closing:
+            return None
+        trigger = Trigger(trigger_id or new_trigger_id(), origin, time.monotonic())
+        self.grabber.request_trigger(trigger)
+        return trigger.trigger_id
 
     def stop(self) -> None:
         """Stop the source; a frame waiting for the model is dropped."""
@@ -87,6 +136,8 @@ class LiveSession(QObject):
         if self.pending is not None:
             self.pending = None
             self.stats["dropped"] += 1
+        self.stats["dropped"] += len(self.queued)
+        self.queued.clear()
 
     def result_arrived(self) -> None:
         """The model answered the frame in flight: count it and send the newest pending one."""
@@ -111,13 +162,40 @@ class LiveSession(QObject):
     def _on_opened(self, description: str) -> None:
         if self._closing or self.config is None:
             return
+        self._opened = True
         self.guard = LiveGuard(self.config.label, self.config.stale_seconds)
-        self._tick.start()
+        if self.config.trigger == "free":  # triggered sources are silent between parts: no stale period
+            self._tick.start()
         self.status_changed.emit(f"Live: {description}")
+        self._set_state("connected", description)
 
     def _on_failed(self, message: str) -> None:
         if not self._closing:
+            self._set_state("disconnected", message)
             self.failed.emit(message)
+
+    def _set_state(self, state: str, detail: str) -> None:
+        self.camera_state = state
+        self.camera_state_changed.emit(state, detail)
+
+    def _on_triggered_frame(self, frame: np.ndarray, number: int, facts: FrameFacts, trigger: Trigger) -> None:
+        if self._closing or not self.running or self.config is None or not self._opened:
+            return
+        self.stats["captured"] += 1
+        blank = blank_kind(facts.thumb)
+        if blank:
+            self.stats["skipped"] += 1
+            self.trigger_failed.emit(trigger.trigger_id, (
+                f"{self.config.label.capitalize()}: the picture of trigger {trigger.trigger_id} ({trigger.origin}) is "
+                f"{blank}; not inspected. Check the light, the lens and the exposure time."))
+            self._report()
+            return
+        self.queued.append((frame, self.config.kind, f"{self.config.label} #{number}", trigger))
+        self._send_pending()
+
+    def _on_trigger_failed(self, trigger_id: str, message: str) -> None:
+        if not self._closing and self.running:
+            self.trigger_failed.emit(trigger_id, message)
 
     @property
     def stale(self) -> bool:
@@ -155,18 +233,26 @@ class LiveSession(QObject):
         self._report()
 
     def _send_pending(self) -> None:
-        if self.in_flight or self.pending is None or self._closing:
+        if self.in_flight or self._closing:
             return
-        frame, source, name = self.pending
-        self.pending = None
+        if self.queued:
+            frame, source, name, trigger = self.queued.popleft()
+        elif self.pending is not None:
+            (frame, source, name), trigger = self.pending, None
+            self.pending = None
+        else:
+            return
         self.in_flight = True
-        self.frame_ready.emit(frame, source, name)
+        self.frame_ready.emit(frame, source, name, trigger)
 
     def _on_stopped(self, reason: str) -> None:
         if self._closing:
             return
         self.running = False
+        self._opened = False
         self._tick.stop()
+        if self.camera_state != "disconnected":
+            self._set_state("off", reason)
         self._report(f" — {reason}")
         self.ended.emit(reason)
 

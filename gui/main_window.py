@@ -53,7 +53,7 @@ from .window_actions import WindowActions, drop_targets, dropped_paths
 from .worker import InspectionWorker
 
 SHUTDOWN_WAIT_MS = 15000
-LIVE_SOURCES = ("camera", "video")
+LIVE_SOURCES = ("camera", "video", "basler")
 
 
 class MainWindow(LiveControls, LineControls, QMainWindow):
@@ -69,7 +69,7 @@ class MainWindow(LiveControls, LineControls, QMainWindow):
     save_requested = Signal(str)
     apply_requested = Signal(float, str)
     paths_requested = Signal(int, list, str)
-    frame_requested = Signal(object, str, str)
+    frame_requested = Signal(object, str, str, object)
 
     def __init__(self, device: str = "auto", restore_recipe: bool = True):
         super().__init__()

@@ -43,7 +43,7 @@ class InspectionResult:
     """What the model said about one image, and the verdict given then.
 
     Attributes:
-        source: ``"folder"``, ``"image"``, ``"camera"`` or ``"video"``.
+        source: ``"folder"``, ``"image"``, ``"camera"``, ``"video"`` or ``"basler"``.
         name: the image file path, or a frame name such as ``"camera 0 #15"``.
         score: image anomaly score; None when the image could not be read.
         anomaly_map: ``(h, w)`` anomaly map covering the whole image, reduced so that
@@ -58,6 +58,10 @@ class InspectionResult:
         verdict: the verdict given then, :func:`judge` of ``score`` and ``threshold`` unless given.
         value_range: the model's :class:`engine.value_range.ValueRange`, to read ``image_path`` again
             the way it was inspected (images deeper than 8 bits); None = the standalone rule.
+        trigger_id: the trigger this picture answers (triggered live sources), else None.
+        triggered_at: ``time.monotonic()`` seconds at that trigger (hardware: when its picture
+            arrived), else None; latency trigger -> verdict = a later ``time.monotonic()`` minus it.
+        origin: who triggered (``"button"``, ``"key"``, ``"mqtt"``, ``"hardware"``); ``""`` untriggered.
     """
 
     source: str
@@ -74,6 +78,9 @@ class InspectionResult:
     threshold: float | None = None
     verdict: str | None = None
     value_range: object = None
+    trigger_id: str | None = None
+    triggered_at: float | None = None
+    origin: str = ""
 
     def __post_init__(self) -> None:
         if self.verdict is None:

@@ -39,6 +39,8 @@ class WindowActions:
                                         "Inspect every image of a folder and its sub-folders (new run)")
         self.live = self._action("Live…", self.live_dialog, ["Ctrl+L"], "Camera or video file")
         self.stop_live = self._action("Stop live", w.stop_live, ["Ctrl+."])
+        self.trigger = self._action("Trigger", lambda: w.trigger_inspection("button"), [],
+                                    "Inspect the next picture of the camera (software trigger; key F5)")
         self.new_run = self._action("New run", w.new_run, [], "Clear counters, trend and results")
         self.prev = self._action("◀ Previous", lambda: w.step(-1), ["Left", "PgUp"])
         self.next = self._action("Next ▶", lambda: w.step(1), ["Right", "PgDown"])
@@ -56,7 +58,7 @@ class WindowActions:
         bar.setIconSize(QSize(16, 16))
         bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         for act in (self.new_recipe, self.open_recipe, None, self.open_images, self.open_folder, self.live,
-                    self.stop_live, None, self.prev, self.next, self.new_run, None, self.settings):
+                    self.stop_live, self.trigger, None, self.prev, self.next, self.new_run, None, self.settings):
             bar.addSeparator() if act is None else bar.addAction(act)
         w.addToolBar(bar)
 
@@ -67,7 +69,7 @@ class WindowActions:
         recipe_menu.addSeparator()
         recipe_menu.addAction(self.quit)
         menu.addMenu("&Inspect").addActions([self.open_images, self.open_folder, self.live, self.stop_live,
-                                             self.new_run])
+                                             self.trigger, self.new_run])
         view_menu = menu.addMenu("&View")
         view_menu.addActions([self.prev, self.next, self.first, self.last])
         view_menu.addSeparator()
@@ -84,6 +86,8 @@ class WindowActions:
         for act in (self.open_images, self.open_folder, self.live):
             act.setEnabled(idle and have_model)
         self.stop_live.setEnabled(live_running)
+        live = self.window.live
+        self.trigger.setEnabled(live_running and live.triggered and live.config.trigger == "software")
         for act in (self.prev, self.next, self.first, self.last):
             act.setEnabled(on_view)
 

@@ -57,6 +57,7 @@ def model_info(model, path: str | Path) -> dict:
         "weights_source": str(model.backbone.weights_source),
         "scorer": model.scorer.name,
         "input_size": int(model.pre.size),
+        "value_range": model.value_range.to_json(),  # live frames deeper than 8 bits are mapped by it
         "threshold": None if model.threshold is None else float(model.threshold),
         "calibrated_threshold": calib.get("threshold"),
         "threshold_history": list(calib.get("history") or []),
@@ -241,13 +242,18 @@ class InspectionWorker(QObject):
             return
         self.batch_finished.emit(n, False)
 
-    @Slot(object, str, str)
-    def inspect_frame(self, frame: np.ndarray, source: str, name: str) -> None:
-        """Inspect one ``(H, W, 3) uint8`` RGB frame (camera, video, or an image in memory)."""
+    @Slot(object, str, str, object)
+    def inspect_frame(self, frame: np.ndarray, source: str, name: str, trigger=None) -> None:
+        """Inspect one ``(H, W, 3) uint8`` RGB frame (camera, video, or an image in memory);
+        ``trigger`` (a :class:`gui.camera.Trigger` or None) is carried into the result."""
         try:
             model = self._require_model()
             pred = model.predict([frame])[0]
         except Exception as exc:  # noqa: BLE001
             self._fail("frame", exc)
             return
-        self.result_ready.emit(self._result(source, name, pred, frame, None))
+        result = self._result(source, name, pred, frame, None)
+        if trigger is not None:
+            result.trigger_id, result.triggered_at, result.origin = (trigger.trigger_id, trigger.triggered_at,
+                                                                     trigger.origin)
+        self.result_ready.emit(result)

@@ -86,6 +86,7 @@ def test_spin_step_is_a_round_tenth_of_a_percent():
 
 
 def test_weak_threshold_warning_reaches_the_operator_message():
+    from engine.value_range import STANDALONE
     from gui.recipes import calibration_note
     from gui.worker import model_info
 
@@ -95,6 +96,7 @@ def test_weak_threshold_warning_reaches_the_operator_message():
                        "synthetic": {"detection_rate": 0.1, "n": 32}}
         provenance = {"n_fit": 2}
         display_range, top_fraction = None, 0.01
+        value_range = STANDALONE
 
         class backbone:
             name, weights_source = "efficientnet_lite0", "package"
