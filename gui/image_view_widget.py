@@ -21,6 +21,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QSlid
 from engine.roi import RegionOfInterest
 
 from .heatmap import heatmap_lut
+from .locations import as_bool
 from .roi_geometry import outline_xy, scaled_polygons
 
 ROI_PEN = {"include": ((120, 230, 140, 190), Qt.PenStyle.SolidLine),
@@ -110,6 +111,18 @@ class InspectionView(QWidget):
         self._on_opacity(self.opacity_slider.value())
 
     # ------------------------------------------------------------------ public
+    def remember_in(self, settings) -> None:
+        """Restore opacity and the Heatmap / Contours / Region switches from ``settings`` (a
+        ``QSettings``; keys ``view/opacity``, ``view/overlay``, ``view/contours``, ``view/roi``) and
+        store each later change there."""
+        self.set_opacity(float(settings.value("view/opacity", 0.6)))
+        for key, check, changed in (("view/overlay", self.overlay_check, self.overlay_toggled),
+                                    ("view/contours", self.contour_check, self.contours_toggled),
+                                    ("view/roi", self.roi_check, self.roi_toggled)):
+            check.setChecked(as_bool(settings.value(key, True)))
+            changed.connect(lambda on, key=key: settings.setValue(key, on))
+        self.opacity_changed.connect(lambda v: settings.setValue("view/opacity", v))
+
     def set_opacity(self, opacity: float) -> None:
         self.opacity_slider.setValue(int(round(100 * min(max(opacity, 0.0), 1.0))))
 

@@ -137,10 +137,6 @@ class MainWindow(LiveControls, LineControls, QMainWindow):
         self.panel.apply_requested.connect(self.apply_threshold)
         self.log_widget.message_posted.connect(self.show_message)
         self.log_widget.nok_saving_changed.connect(self._on_nok_saving_changed)
-        self.view.opacity_changed.connect(lambda v: self.settings.setValue("view/opacity", v))
-        self.view.overlay_toggled.connect(lambda on: self.settings.setValue("view/overlay", on))
-        self.view.contours_toggled.connect(lambda on: self.settings.setValue("view/contours", on))
-        self.view.roi_toggled.connect(lambda on: self.settings.setValue("view/roi", on))
         self.tabs.currentChanged.connect(lambda _: self._update_actions())
 
     def _start_threads(self, device: str) -> None:
@@ -175,11 +171,8 @@ class MainWindow(LiveControls, LineControls, QMainWindow):
         geometry = s.value("window/geometry")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        self.view.set_opacity(float(s.value("view/opacity", 0.6)))
-        self.view.overlay_check.setChecked(as_bool(s.value("view/overlay", True)))
-        self.view.contour_check.setChecked(as_bool(s.value("view/contours", True)))
+        self.view.remember_in(s)
         self.strip.set_length(as_count(s.value("view/strip_length"), self.strip.length))
-        self.view.roi_check.setChecked(as_bool(s.value("view/roi", True)))
         self.log_widget.set_nok_saving(as_bool(s.value("log/save_nok", False)),
                                        str(s.value("log/nok_folder", str(data_dir() / "nok_images"))))
         self._refresh_recent()

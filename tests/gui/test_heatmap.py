@@ -35,3 +35,24 @@ def test_contour_surrounds_the_region_above_threshold_in_image_pixels():
 def test_no_contour_when_nothing_crosses_the_threshold():
     x, y = contour_polyline(np.full((8, 8), 0.4, np.float32), image_hw=(32, 32))
     assert x.size == 0 and y.size == 0
+
+
+def test_view_switches_and_opacity_are_remembered_and_restored(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from gui.image_view_widget import InspectionView
+
+    settings = QSettings(str(tmp_path / "view.ini"), QSettings.Format.IniFormat)
+    first = InspectionView()
+    qtbot.addWidget(first)
+    first.remember_in(settings)
+    assert first.contour_check.isChecked() and first.overlay_check.isChecked() and first.roi_check.isChecked()
+    first.contour_check.setChecked(False)
+    first.roi_check.setChecked(False)
+    first.opacity_slider.setValue(35)
+    settings.sync()
+    again = InspectionView()
+    qtbot.addWidget(again)
+    again.remember_in(QSettings(str(tmp_path / "view.ini"), QSettings.Format.IniFormat))
+    assert not again.contour_check.isChecked() and not again.roi_check.isChecked()
+    assert again.overlay_check.isChecked() and again.opacity_slider.value() == 35
