@@ -24,10 +24,14 @@ Verdict messages (``"schema": 1``): ``station, recipe, time`` (ISO 8601 with mil
 offset, when the part was inspected), ``file, score, threshold, verdict`` (``"OK"``, ``"NOK"``,
 ``"n/a"`` without a threshold, ``"error"`` when the image could not be read), ``latency_ms`` (the
 model's time for the image), ``log_id`` (the defect-log row: the key to deduplicate on) and, for
-triggered inspections, ``trigger_id``, ``origin`` and ``trigger_to_publish_ms`` (trigger to the
-verdict handed to the link, :func:`time.monotonic`).
+triggered inspections, ``trigger_id``, ``origin`` and ``trigger_to_publish_ms`` (from the trigger
+to the moment the app published the verdict, i.e. handed it to this link, :func:`time.monotonic`;
+a verdict that waits for an absent broker goes out later than that, and the broker's delivery to
+a subscriber adds its own time: ``benchmarks/station_latency.py`` measures the whole loop).
 
-No verdict is lost: the defect log holds every verdict before it reaches the link. The link keeps
+No verdict is lost from the defect log: it holds every verdict before the link gets it. The line
+may miss verdicts that were still waiting when the app stopped or that overflowed the outbox (both
+counted and said); nothing replays them from the log after a restart. The link keeps
 its own outbox in order: a verdict leaves it only when the broker acknowledged it (QoS 1 PUBACK).
 While the broker is away verdicts wait there ("N verdicts waiting for the broker") and go out in
 order when it is back. paho itself keeps the unacknowledged QoS-1 messages it was given and sends
@@ -64,11 +68,14 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import json
+import logging
 import threading
 import time as _time
 from typing import Callable
 
 from .errors import InspectError
+
+log = logging.getLogger(__name__)
 
 SCHEMA = 1
 DEFAULT_PREFIX = "dinoinspect"
@@ -168,35 +175,38 @@ def parse_recipe(payload: bytes) -> tuple[str, str | None]:
     object ``{"recipe": "...", "id": ...}`` or the name / path as plain text.
 
     Raises:
-        MqttPayloadError: empty, not UTF-8, too long, a JSON value that is not an object, or no
-            non-empty ``"recipe"`` string.
+        MqttPayloadError: empty, not UTF-8, too long, or text starting with ``{`` / ``[`` that is
+            not a JSON object with a non-empty ``"recipe"`` string or number. Anything else is a name
+            (``7``, ``"bolt"`` and ``bolt`` all name a recipe).
     """
     text = _text(payload, "recipe")
     if not text:
         raise MqttPayloadError("recipe message is empty: send the recipe name, a model-file path or "
                                "{\"recipe\": \"name\"}")
-    if text[0] not in "{[\"" and not text[0].isdigit():
-        return text, None  # plain text: a name or a path
+    if text[0] == '"' and text[-1] == '"' and len(text) > 2:
+        text = text[1:-1].strip()  # a JSON string: the name without its quotes
+    if text[0] not in "{[":
+        return text, None  # plain text: a name, a recipe number ("7", "2024") or a path
     try:
         obj = json.loads(text)
     except json.JSONDecodeError:
-        if text[0] in "{[":
-            raise MqttPayloadError(f"recipe message {text[:60]!r} is not valid JSON: send {{\"recipe\": \"name\"}} "
-                                   f"or the name as plain text") from None
-        return text, None
+        raise MqttPayloadError(f"recipe message {text[:60]!r} is not valid JSON: send {{\"recipe\": \"name\"}} "
+                               f"or the name as plain text") from None
     if not isinstance(obj, dict):
         raise MqttPayloadError(f"recipe message {text[:60]!r} is not a JSON object: send {{\"recipe\": \"name\"}} "
                                f"or the name as plain text")
     name = obj.get("recipe")
+    if isinstance(name, (int, float)) and not isinstance(name, bool):
+        name = str(name)  # a recipe number
     if not isinstance(name, str) or not name.strip():
-        raise MqttPayloadError(f"recipe message {text[:60]!r} has no \"recipe\" string: send {{\"recipe\": \"name\"}}")
+        raise MqttPayloadError(f"recipe message {text[:60]!r} has no \"recipe\" name: send {{\"recipe\": \"name\"}}")
     rid = obj.get("id")
     return name.strip(), None if rid is None else str(rid)
 
 
-def check_topic_part(value: str, what: str) -> str:
-    """``value`` stripped, if it can be a topic level (no ``+``, ``#``, NUL, not empty, no leading or
-    trailing ``/``).
+def check_topic_part(value: str, what: str, one_level: bool = False) -> str:
+    """``value`` stripped, if it can be part of a topic (no ``+``, ``#``, NUL, not empty, no leading or
+    trailing ``/``; with ``one_level`` no ``/`` at all).
 
     Raises:
         MqttSettingsError: naming the setting and the fix.
@@ -207,6 +217,8 @@ def check_topic_part(value: str, what: str) -> str:
     if any(c in v for c in "+#\0") or v.startswith("/") or v.endswith("/"):
         raise MqttSettingsError(f"MQTT {what} {v!r} cannot be part of a topic: remove '+', '#' and leading or "
                                 f"trailing '/'")
+    if one_level and "/" in v:
+        raise MqttSettingsError(f"MQTT {what} {v!r} must be one topic level: remove the '/'")
     return v
 
 
@@ -253,10 +265,14 @@ class MqttLink:
         self.host = host.strip()
         if not self.host:
             raise MqttSettingsError("MQTT broker host is empty: set it (Station… > Line (MQTT))")
-        if not 0 < int(port) < 65536:
-            raise MqttSettingsError(f"MQTT broker port {port} is not a TCP port (1-65535)")
+        try:
+            port_ok = 0 < int(port) < 65536
+        except (TypeError, ValueError):
+            port_ok = False
+        if not port_ok:
+            raise MqttSettingsError(f"MQTT broker port {port!r} is not a TCP port (1-65535)")
         self.port = int(port)
-        self.station = check_topic_part(station, "station name")
+        self.station = check_topic_part(station, "station name", one_level=True)
         self.prefix = check_topic_part(topic_prefix, "topic prefix")
         if outbox_limit < 1:
             raise MqttSettingsError(f"MQTT outbox limit {outbox_limit} must be at least 1")
@@ -351,9 +367,16 @@ class MqttLink:
                     self._inflight.pop(old.mid, None)
                 self.dropped += 1
                 note = True
+            if self._resending and not self._inflight:
+                self._resending = False  # the resends still awaited were all dropped
         self._pump()
-        if self.state in ("connecting", "disconnected") or note:
-            self._set_state(self.state, self._with_counts(self._base_detail), self._base_detail)
+        with self._lock:  # state and detail change together: paho's thread may change the state meanwhile
+            if not (self.state in ("connecting", "disconnected") or note):
+                return
+            self.detail = self._with_counts(self._base_detail)
+            state, detail = self.state, self.detail
+        if self.on_state is not None:
+            self.on_state(state, detail)
 
     def set_recipe(self, name: str) -> None:
         """The active recipe: said in the retained status message."""
@@ -383,7 +406,8 @@ class MqttLink:
 
     def _set_state(self, state: str, detail: str, base: str | None = None) -> None:
         """New state; ``base`` is the detail without the outbox counts (default ``detail``)."""
-        self.state, self.detail, self._base_detail = state, detail, detail if base is None else base
+        with self._lock:
+            self.state, self.detail, self._base_detail = state, detail, detail if base is None else base
         if self.on_state is not None:
             self.on_state(state, detail)
 
@@ -451,13 +475,12 @@ class MqttLink:
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         with self._lock:
             item = self._inflight.pop(mid, None)
-            if item is None:
-                return  # status, reply, or a verdict dropped meanwhile
-            try:
-                self._outbox.remove(item)
-            except ValueError:
-                pass
-            self.published += 1
+            if item is not None:  # else: status, reply, or a verdict dropped meanwhile
+                try:
+                    self._outbox.remove(item)
+                except ValueError:
+                    pass
+                self.published += 1
             if self._resending and not self._inflight:
                 self._resending = False
         self._pump()
@@ -487,4 +510,4 @@ class MqttLink:
                 if self.on_recipe is not None:
                     self.on_recipe(name, rid)
         except Exception as exc:  # noqa: BLE001 - a callback's bug must not stop the network thread
-            print(f"warning: MQTT message on {msg.topic} not handled: {exc}")
+            log.exception("MQTT message on %s not handled: %s", msg.topic, exc)

@@ -94,12 +94,15 @@ def test_parse_trigger_rejects_malformed_messages_with_the_reason(payload, words
 @pytest.mark.parametrize("payload, expected", [(b"bolt", ("bolt", None)), (b"/data/recipes/bolt.dimodel",
                                                 ("/data/recipes/bolt.dimodel", None)),
                                                (b'{"recipe": "nut", "id": 5}', ("nut", "5")),
-                                               (b"2024_housing", ("2024_housing", None))])
+                                               (b"2024_housing", ("2024_housing", None)),
+                                               # recipe numbers, as PLCs send them, and a JSON string
+                                               (b"7", ("7", None)), (b"2024", ("2024", None)),
+                                               (b'{"recipe": 3}', ("3", None)), (b'"bolt"', ("bolt", None))])
 def test_parse_recipe_accepts_json_or_plain_text(payload, expected):
     assert parse_recipe(payload) == expected
 
 
-@pytest.mark.parametrize("payload, words", [(b"", "empty"), (b'{"recipe": 3}', "no \"recipe\" string"),
+@pytest.mark.parametrize("payload, words", [(b"", "empty"), (b'{"recipe": true}', "no \"recipe\" name"),
                                             (b"{bolt", "not valid JSON"), (b'["bolt"]', "not a JSON object")])
 def test_parse_recipe_rejects_malformed_messages_with_the_reason(payload, words):
     with pytest.raises(MqttPayloadError, match=words):
@@ -108,7 +111,8 @@ def test_parse_recipe_rejects_malformed_messages_with_the_reason(payload, words)
 
 @pytest.mark.parametrize("kw, words", [({"station": " "}, "station name is empty"),
                                        ({"topic_prefix": "a/#"}, "cannot be part of a topic"),
-                                       ({"port": 0}, "not a TCP port"), ({"host": ""}, "host is empty")])
+                                       ({"port": 0}, "not a TCP port"), ({"port": "abc"}, "not a TCP port"),
+                                       ({"station": "line/2"}, "one topic level"), ({"host": ""}, "host is empty")])
 def test_bad_settings_raise_one_clear_error(kw, words):
     args = {"host": "127.0.0.1", "port": 1883, "station": "line2"} | kw
     with pytest.raises(MqttSettingsError, match=words):
@@ -196,9 +200,9 @@ def test_malformed_messages_get_an_error_reply_and_the_link_keeps_working(broker
         sub.client.publish("dinoinspect/line2/trigger", b"[1, 2]", qos=1)
         reply = sub.get_json("dinoinspect/line2/trigger/result")
         assert reply["ok"] is False and "not a JSON object" in reply["message"]
-        sub.client.publish("dinoinspect/line2/recipe", b'{"recipe": 3}', qos=1)
+        sub.client.publish("dinoinspect/line2/recipe", b'{"recipe": [3]}', qos=1)
         reply = sub.get_json("dinoinspect/line2/recipe/result")
-        assert reply["ok"] is False and "no \"recipe\" string" in reply["message"]
+        assert reply["ok"] is False and "no \"recipe\" name" in reply["message"]
         sub.client.publish("dinoinspect/line2/recipe", b"\xff\xfe", qos=1)
         reply = sub.get_json("dinoinspect/line2/recipe/result")
         assert reply["ok"] is False and "not UTF-8" in reply["message"]
@@ -348,3 +352,18 @@ def test_verdicts_in_flight_when_the_broker_dies_are_sent_again_before_the_waiti
         link.stop()
         sub.close()
         broker.stop()
+
+
+def test_dropping_the_last_awaited_resend_does_not_hold_back_the_outbox():
+    # after a reconnect the link waits for paho's resends (_resending); when the outbox overflows and
+    # drops the last of them, nothing is awaited any more: the link must not wait for its ack forever
+    link = MqttLink("127.0.0.1", free_port(), station="line2", outbox_limit=1)
+    link.publish_verdict({"n": 1})
+    first = link._outbox[0]
+    first.mid = 7
+    link._inflight[7] = first
+    link._resending = True
+    link.publish_verdict({"n": 2})  # overflows: the in-flight first verdict is dropped
+    assert link.dropped == 1 and link._inflight == {} and link._resending is False
+    link._on_publish(None, None, 7, None, None)  # its late acknowledgement changes nothing
+    assert link.waiting == 1 and link._resending is False
