@@ -18,7 +18,6 @@ import numpy as np
 import torch
 
 from . import __version__
-from .anomaly_map import anomaly_map
 from .calibration import describe_calibration
 from .errors import DatasetError
 from .images import read_image
@@ -198,6 +197,7 @@ class FitMixin:
         syn_pick = set(rng.permutation(held_idx)[:max(0, synthetic)].tolist())
         scores, pixels, medians, syn_scores, syn_kinds = [], [], [], [], []
         n_hold, t_syn = 0, 0.0
+        input_hw = (self.pre.size, self.pre.size)
         if progress is not None:  # before the first fold's scorer is fitted: its stages report inside this one
             progress(0, n_folds, "cross-fit")
         for f, (hold, sc) in enumerate(fold_scorers):
@@ -206,17 +206,13 @@ class FitMixin:
                 rows = hold[b:b + self.batch_size]
                 patch = sc.score(feats[torch.from_numpy(rows)]).numpy()
                 for i, ps in zip(rows, patch):
-                    if self.roi is None:
-                        scores.append(self._image_score(ps))
-                        amap = anomaly_map(ps, self.pre, (self.pre.size, self.pre.size), self.sigma)
-                        pixels.append(amap[::4, ::4].ravel())
-                        medians.append(ps.ravel())
-                        continue
-                    hw = sizes[int(i)]  # only the region's patches and pixels count
-                    s, _, amap = self.region_result(ps, hw, (self.pre.size, self.pre.size))
+                    # with a region only its patches and pixels count (the image's size places it)
+                    hw = input_hw if self.roi is None else sizes[int(i)]
+                    s, _, amap = self.region_result(ps, hw, input_hw)
                     scores.append(s)
-                    pixels.append(amap[::4, ::4][self._map_region(hw, (self.pre.size, self.pre.size))[::4, ::4]])
-                    medians.append(ps[self.region_patches(hw, ps.shape)])
+                    region, inside = self._map_region(hw, input_hw), self.region_patches(hw, ps.shape)
+                    pixels.append(amap[::4, ::4].ravel() if region is None else amap[::4, ::4][region[::4, ::4]])
+                    medians.append(ps.ravel() if inside is None else ps[inside])
             t0 = time.perf_counter()
             chosen = [i for i in hold if int(i) in syn_pick]
             imgs, kinds = [], []

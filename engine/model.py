@@ -144,7 +144,7 @@ class InspectionModel(FitMixin, CalibrationMixin):
             warning = self._roi.aspect_warning(*image_hw)
             if warning:
                 log.warning(warning)
-            self._region_cache[key] = self._roi.pixel_mask(*image_hw)
+            self._region_cache[key] = _read_only(self._roi.pixel_mask(*image_hw))
         return self._region_cache[key]
 
     def region_patches(self, image_hw: tuple[int, int], grid_hw: tuple[int, int]) -> np.ndarray | None:
@@ -163,7 +163,7 @@ class InspectionModel(FitMixin, CalibrationMixin):
                 raise DatasetError(f"the region of interest covers no patch of the {grid_hw[1]}x{grid_hw[0]} patch "
                                    f"grid on a {image_hw[1]}x{image_hw[0]} image: a patch counts when half of it is "
                                    f"inside. Draw a larger region or use a larger input size.")
-            self._region_cache[key] = m
+            self._region_cache[key] = _read_only(m)
         return self._region_cache[key]
 
     def region_score(self, patch_scores: np.ndarray, image_hw: tuple[int, int]) -> float:
@@ -202,16 +202,18 @@ class InspectionModel(FitMixin, CalibrationMixin):
         amap[~pixels] = fill if floor is None else min(fill, float(floor))
         return score, shown, amap
 
-    def _map_region(self, image_hw: tuple[int, int], map_hw: tuple[int, int]) -> np.ndarray:
+    def _map_region(self, image_hw: tuple[int, int], map_hw: tuple[int, int]) -> np.ndarray | None:
         """``map_hw bool``: the region on a map of an ``image_hw`` image (the image itself, or the
-        network input with ``map_hw == (size, size)`` as at fit)."""
+        network input with ``map_hw == (size, size)`` as at fit); None without a region."""
+        if self._roi is None:
+            return None
         if tuple(map_hw) == tuple(image_hw):
             return self.region_pixels(image_hw)
         key = ("map", *image_hw, *map_hw)
         if key not in self._region_cache:
             if tuple(map_hw) != (self.pre.size, self.pre.size):
                 raise ValueError(f"anomaly map size {map_hw}: the image's {image_hw} or the network input's only")
-            self._region_cache[key] = self.pre.mask_to_input(self.region_pixels(image_hw)) >= 0.5
+            self._region_cache[key] = _read_only(self.pre.mask_to_input(self.region_pixels(image_hw)) >= 0.5)
         return self._region_cache[key]
 
     # ------------------------------------------------------------------ construction
@@ -395,3 +397,9 @@ class InspectionModel(FitMixin, CalibrationMixin):
         except DatasetError as exc:
             raise ModelFileError(str(exc)) from None
         return m
+
+
+def _read_only(mask: np.ndarray) -> np.ndarray:
+    """``mask`` made read-only: the cached region masks are shared by every later prediction."""
+    mask.setflags(write=False)
+    return mask
