@@ -81,6 +81,9 @@ def run(args) -> int:
     cats = find_categories(args.data)
     if not cats:
         raise DatasetError(f"{args.data}: no category in MVTec AD layout (<category>/train/good) found.")
+    if getattr(args, "roi", None) and len(cats) > 1:
+        raise DatasetError(f"--roi {args.roi}: {args.data} holds {len(cats)} categories, and a region of interest is "
+                           f"drawn for one part. Evaluate one category folder at a time with --roi.")
     summary = []
     for cat in cats:
         cat = load_category(cat)  # layout errors before the backbone is loaded

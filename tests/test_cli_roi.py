@@ -88,3 +88,36 @@ def test_evaluate_roi_counts_pixels_inside_only_and_says_so(synthetic_mvtec, tmp
     assert m["roi"] == RegionOfInterest.load(roi).to_json() and "pixel_auroc" in m["metrics"]
     summary = (tmp_path / "rep" / "summary.md").read_text()
     assert "pixel metrics count only its pixels" in summary
+    # the pixel AUROC again, by hand: the saved model's maps against the masks, region pixels only
+    # (the last defect, rows 34-43, lies partly outside the region: its outside pixels must not count)
+    from sklearn.metrics import roc_auc_score
+
+    from engine.images import read_image
+    from engine.model import InspectionModel
+
+    model = InspectionModel.load(tmp_path / "rep" / "model.dimodel")
+    region = RegionOfInterest.load(roi).pixel_mask(64, 64)
+    labels, scores = [], []
+    for kind in ("good", "scratch"):
+        for path in sorted((synthetic_mvtec / "test" / kind).glob("*.png")):
+            pred = model.predict([read_image(path)])[0]
+            mask = np.zeros((64, 64), bool) if kind == "good" else \
+                np.asarray(Image.open(synthetic_mvtec / "ground_truth" / kind / f"{path.stem}_mask.png")) > 127
+            labels.append(mask[region])
+            scores.append(pred.anomaly_map[region])
+    expected = roc_auc_score(np.concatenate(labels), np.concatenate(scores))
+    assert m["metrics"]["pixel_auroc"] == pytest.approx(expected, abs=1e-4)
+
+
+def test_evaluate_roi_refuses_a_folder_of_several_categories(synthetic_mvtec, tmp_path, capsys):
+    import shutil
+
+    parts = tmp_path / "parts"
+    shutil.copytree(synthetic_mvtec, parts / "a")
+    shutil.copytree(synthetic_mvtec, parts / "b")
+    roi = tmp_path / "top.roi.json"
+    RegionOfInterest(include=[[(0, 0), (63, 0), (63, 39), (0, 39)]], ref_width=64, ref_height=64).save(roi)
+    rc = main(["evaluate", "--data", str(parts), "--report", str(tmp_path / "rep"), "--roi", str(roi), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "2 categories" in err and "one category folder at a time" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "rep" / "a").exists()
