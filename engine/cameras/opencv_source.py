@@ -64,6 +64,7 @@ class OpenCVSource(FrameSource):
                 raise CameraError(f"Video file {path} not found. Choose an existing video file.")
             cap = cv2.VideoCapture(str(path))
             if not cap.isOpened():
+                cap.release()
                 raise CameraError(f"Video file {path} could not be opened: OpenCV cannot decode it. "
                                   f"Try an MJPG .avi or H.264 .mp4 file.")
             fps = cap.get(cv2.CAP_PROP_FPS) or self.max_fps

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -50,6 +51,8 @@ MAX_FAILED_GRABS = 10
 """Consecutive failed grabs (damaged buffers) after which the camera counts as lost."""
 QUEUE_BUFFERS = 16
 """Buffers pylon grabs into; in a trigger mode, triggers this far ahead of the reader are kept."""
+_EMULATOR_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg", ".jpeg")
+"""Image files the camera emulation serves from a folder."""
 
 
 @dataclass(frozen=True)
@@ -157,19 +160,22 @@ class PylonSource(FrameSource):
                               f"other programs using it (pylon Viewer, another DINOInspect), then start it "
                               f"again.") from None
         try:
+            self._step = "settings"
             self._configure(genicam)
             self._format = self.camera.PixelFormat.Value.replace("Packed", "")  # RGB8Packed -> RGB8
+            self._step = "buffers"
             self.camera.MaxNumBuffer.Value = QUEUE_BUFFERS
             strategy = (pylon.GrabStrategy_LatestImageOnly if self.trigger_mode == "free"
                         else pylon.GrabStrategy_OneByOne)
+            self._step = "start grabbing"
             self.camera.StartGrabbing(strategy)
         except CameraError:
             self.close()
             raise
         except genicam.GenericException as exc:
             self.close()
-            raise CameraError(f"{self.label}: cannot start grabbing: {_one_line(exc)}. Check the camera in the pylon "
-                              f"Viewer.") from None
+            raise CameraError(f"{self.label}: cannot be set up ({self._step}): {_one_line(exc)}. Check the camera in "
+                              f"the pylon Viewer.") from None
         w, h = self.camera.Width.Value, self.camera.Height.Value
         return (f"{self.label} ({chosen.GetModelName()}, {w}x{h}, {self.camera.PixelFormat.Value}, "
                 f"trigger {self.trigger_mode})")
@@ -206,6 +212,11 @@ class PylonSource(FrameSource):
             if cam.GetNodeMap().GetNode("ImageFilename") is None:
                 raise CameraError(f"{self.label}: serving images from a folder works only with the pylon camera "
                                   f"emulation; clear the emulator image folder for a real camera.")
+            folder = Path(self.emulator_images)
+            if not folder.is_dir() or not any(f.suffix.lower() in _EMULATOR_SUFFIXES for f in folder.iterdir()):
+                raise CameraError(f"{self.label}: emulator image folder {folder} "
+                                  f"{'holds no PNG / BMP / TIFF / JPEG image' if folder.is_dir() else 'not found'}; "
+                                  f"choose a folder of part images in the camera dialog.")
             cam.ImageFilename.Value = self.emulator_images
             cam.ImageFileMode.Value = "On"
             cam.TestImageSelector.Value = "Off"

@@ -117,6 +117,9 @@ def test_rgb8_frames_are_passed_on_as_they_are(opened):
     ({"gain_db": 99.0}, ["gain 99 dB refused", "allows 0..48 dB"]),
     ({"serial": "no-such-camera"}, ["'no-such-camera' not found", EMULATED_SERIAL]),
     ({"trigger_mode": "sometimes"}, ["trigger mode 'sometimes'", "free, software, hardware"]),
+    ({"emulator_images": "/nonexistent/parts"}, ["emulator image folder /nonexistent/parts not found",
+                                                 "camera dialog"]),
+    ({"emulator_images": "/proc/self"}, ["holds no PNG / BMP / TIFF / JPEG image"]),
 ])
 def test_refused_settings_give_one_line_naming_the_setting_and_what_is_allowed(emulation, kwargs, words):
     s = PylonSource(**kwargs)
