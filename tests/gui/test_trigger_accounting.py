@@ -182,6 +182,42 @@ def test_software_triggers_beyond_the_cap_are_refused_logged_and_the_reason_show
     assert window.trigger_inspection("button") is False
 
 
+def test_hardware_triggered_pictures_beyond_the_cap_are_not_inspected_and_reported(qtbot, monkeypatch):
+    class Burst(FrameSource):
+        """A hardware-triggered camera whose line fires 12 times at once."""
+
+        trigger_mode, label = "hardware", "Basler 4712"
+
+        def __init__(self):
+            self.left, self.rng = 12, np.random.default_rng(5)
+
+        def open(self):
+            return "burst"
+
+        def grab(self, timeout_s):
+            if self.left == 0:
+                time.sleep(timeout_s)
+                return None
+            self.left -= 1
+            return Frame(array=texture(self.rng), pixel_format="RGB8", number=12 - self.left)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(camera, "make_source", lambda config: Burst())
+    session = LiveSession()
+    sent = []
+    session.frame_ready.connect(lambda f, source, name, trigger: sent.append(trigger))  # the model never answers
+    failures = collect_failures(session)
+    session.start(CameraConfig(kind="basler", trigger="hardware"))
+    try:
+        qtbot.waitUntil(lambda: session.stats["captured"] == 12, timeout=WAIT_MS)
+        assert len(sent) == 1 and len(session.queued) == MAX_WAITING_TRIGGERS
+        assert len(failures) == 12 - 1 - MAX_WAITING_TRIGGERS and all("model busy" in m for _, m in failures)
+    finally:
+        session.shutdown(10_000)
+
+
 def test_a_trigger_while_the_camera_opens_or_stops_names_that_reason(qtbot, window, toy_model, tmp_path, emulation):
     write_textures(tmp_path / "parts", 1, np.random.default_rng(7))
     open_recipe(qtbot, window, toy_model)
