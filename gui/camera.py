@@ -16,7 +16,11 @@ so that the GUI thread only compares thumbnails:
   grabber fires it when the previous one has its picture (or timed out), so each picture belongs to
   exactly one trigger. A hardware trigger is known only when its picture arrives: its
   ``triggered_at`` is the arrival time. A trigger without a picture within
-  ``config.trigger_timeout_s`` emits ``trigger_failed(trigger_id, message)``.
+  ``config.trigger_timeout_s`` emits ``trigger_failed(trigger_id, message)`` (and the source forgets
+  it, :meth:`engine.cameras.FrameSource.cancel_trigger`); a software-mode picture no trigger waits
+  for is dropped. Triggers the loop leaves unanswered when it ends are handed to the owner by
+  :meth:`FrameGrabber.take_unanswered`. A video file read between software triggers keeps its own
+  pace; a camera waiting for a trigger is asked about once a second whether it is still connected.
 
 ``frame`` is ``(H, W, 3) uint8`` RGB. A conversion warning (a Mono12 camera on a recipe of 8-bit
 images, clipped values) is logged once per session, not once per frame.
@@ -41,7 +45,7 @@ import cv2  # noqa: F401 - tests replace cv2.VideoCapture through this module
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
-from engine.cameras import TRIGGER_MODES, CameraError, FrameSource, SourceEnded, frame_to_rgb
+from engine.cameras import TRIGGER_MODES, CameraError, CameraRemoved, FrameSource, SourceEnded, frame_to_rgb
 from engine.cameras.opencv_source import MAX_READ_FAILURES, OpenCVSource  # noqa: F401 (re-exported)
 from engine.live_guard import STALE_SECONDS, describe_frame
 from engine.value_range import STANDALONE, ValueRange
@@ -52,6 +56,8 @@ GRAB_POLL_S = 0.05
 """Longest wait for a frame before the grabber looks at its stop flag and trigger requests again (s)."""
 TRIGGER_TIMEOUT_S = 2.0
 """Default wait for the picture of a trigger (s)."""
+CONNECTION_CHECK_S = 1.0
+"""How often a camera waiting for software triggers is asked whether it is still connected (s)."""
 
 
 class _FirstOfEachKind(logging.Filter):
@@ -211,6 +217,9 @@ class FrameGrabber(QObject):
         super().__init__()
         self._stop = threading.Event()
         self._requests: queue.SimpleQueue[Trigger] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._waiting: Trigger | None = None  # the software trigger fired, its picture not yet here
+        self._unanswered: list[Trigger] = []  # fired, then the loop ended before its picture came
 
     def stop(self) -> None:
         """Ask the reading loop to end (thread-safe; called from the GUI thread)."""
@@ -220,13 +229,27 @@ class FrameGrabber(QObject):
         """Hand a software trigger to the reading loop (thread-safe; called from the GUI thread)."""
         self._requests.put(trigger)
 
+    def take_unanswered(self) -> list[Trigger]:
+        """The software triggers the last reading loop left without a picture (fired and still
+        waiting, or never fired), oldest first; they are forgotten here. Call it once the loop has
+        ended (after ``stopped``), so the owner can account for each of them."""
+        with self._lock:
+            left, self._unanswered = self._unanswered, []
+        while True:
+            try:
+                left.append(self._requests.get_nowait())
+            except queue.Empty:
+                return left
+
     @Slot(object, object)
     def run(self, config: CameraConfig, value_range: ValueRange = STANDALONE) -> None:
         """Open the source and read until stopped, failed or (video) finished; frames are converted
         with ``value_range`` (the model's)."""
         self._stop.clear()
-        while not self._requests.empty():  # triggers of an earlier session never fire here
-            self._requests.get_nowait()
+        for early in self.take_unanswered():  # normally none: the owner took them when the last loop ended
+            self.trigger_failed.emit(early.trigger_id, f"{config.label.capitalize()}: trigger {early.trigger_id} "
+                                                       f"({early.origin}) came before the camera was open; "
+                                                       f"nothing inspected for it.")
         source = make_source(config)
         try:
             description = source.open()
@@ -243,6 +266,10 @@ class FrameGrabber(QObject):
             reason = self._loop(source, config, value_range)
         finally:
             logging.getLogger("engine.value_range").removeFilter(once)
+            with self._lock:
+                if self._waiting is not None:
+                    self._unanswered.append(self._waiting)
+                    self._waiting = None
             source.close()
             self.stopped.emit(reason)
 
@@ -252,24 +279,51 @@ class FrameGrabber(QObject):
         except queue.Empty:
             return None
 
+    def _fire(self, source: FrameSource, request: Trigger) -> str | None:
+        """Fire ``request`` on ``source``; None when fired, "failed" when the camera is gone (the
+        session ends), "" when only this trigger was refused (``trigger_failed`` says why)."""
+        with self._lock:
+            self._waiting = request
+        try:
+            source.trigger()
+        except CameraRemoved as exc:
+            with self._lock:
+                self._waiting = None
+            self.trigger_failed.emit(request.trigger_id, str(exc))
+            self.failed.emit(str(exc))
+            return "failed"
+        except CameraError as exc:
+            with self._lock:
+                self._waiting = None
+            self.trigger_failed.emit(request.trigger_id, str(exc))
+            return ""
+        return None
+
     def _loop(self, source: FrameSource, config: CameraConfig, value_range: ValueRange) -> str:
         mode = source.trigger_mode
+        # a video read between software triggers is paced like a delivered frame (else it races to its end)
+        pace_every_read = mode == "software" and source.reads_between_triggers
         number, next_due, previous = 0, time.monotonic(), None
-        waiting: Trigger | None = None  # the software trigger fired, its picture not yet here
-        deadline = 0.0
+        deadline, next_check = 0.0, time.monotonic() + CONNECTION_CHECK_S
         while not self._stop.is_set():
-            if mode == "software" and waiting is None:
+            if mode == "software" and self._waiting is None:
                 # a source that must keep reading between triggers (OpenCV) only looks; one that delivers
                 # nothing untriggered (Basler) waits here, so a trigger fires without delay
-                waiting = self._next_request(0 if source.reads_between_triggers else GRAB_POLL_S)
-                if waiting is None and not source.reads_between_triggers:
+                request = self._next_request(0 if source.reads_between_triggers else GRAB_POLL_S)
+                if request is None and not source.reads_between_triggers:
+                    if time.monotonic() >= next_check:  # idle: notice an unplugged camera before the next trigger
+                        next_check = time.monotonic() + CONNECTION_CHECK_S
+                        try:
+                            source.check_connected()
+                        except CameraError as exc:
+                            self.failed.emit(str(exc))
+                            return "failed"
                     continue
-                if waiting is not None:
-                    try:
-                        source.trigger()
-                    except CameraError as exc:
-                        self.trigger_failed.emit(waiting.trigger_id, str(exc))
-                        waiting = None
+                if request is not None:
+                    outcome = self._fire(source, request)
+                    if outcome is not None:
+                        if outcome:
+                            return outcome
                         continue
                     deadline = time.monotonic() + config.trigger_timeout_s
             try:
@@ -280,33 +334,48 @@ class FrameGrabber(QObject):
                 self.failed.emit(str(exc))
                 return "failed"
             if frame is None:
+                waiting = self._waiting
                 if waiting is not None and time.monotonic() > deadline:
+                    source.cancel_trigger()  # a picture coming later is not this trigger's
+                    with self._lock:
+                        self._waiting = None
                     self.trigger_failed.emit(waiting.trigger_id, (
                         f"{source.label.capitalize()}: no picture within {config.trigger_timeout_s:g} s of trigger "
                         f"{waiting.trigger_id} ({waiting.origin}); nothing inspected for it. Check the exposure time "
                         f"and the camera's trigger settings."))
-                    waiting = None
+                if pace_every_read:
+                    next_due = self._wait_turn(source.period_s, next_due)
                 continue
             try:
                 rgb = frame_to_rgb(frame, value_range, f"{source.label} #{frame.number}")
             except CameraError as exc:
                 self.failed.emit(str(exc))
                 return "failed"
-            number += 1
-            facts = describe_frame(rgb, previous, frame.timestamp_ms)
-            previous = rgb
             if mode == "free":
+                number += 1
+                facts = describe_frame(rgb, previous, frame.timestamp_ms)
+                previous = rgb
                 self.frame_captured.emit(rgb, number, facts)
             else:
+                with self._lock:
+                    waiting, self._waiting = self._waiting, None
                 if mode == "hardware":
                     waiting = Trigger(new_trigger_id(), "hardware", time.monotonic())
-                self.triggered_frame_captured.emit(rgb, number, facts, waiting)
-                waiting = None
-            if source.period_s:
-                next_due += source.period_s
-                delay = next_due - time.monotonic()
-                if delay > 0:
-                    self._stop.wait(delay)
-                else:
-                    next_due = time.monotonic()
+                if waiting is not None:  # a software-mode picture nobody waits for (a late one) is dropped
+                    number += 1
+                    facts = describe_frame(rgb, previous, frame.timestamp_ms)
+                    previous = rgb
+                    self.triggered_frame_captured.emit(rgb, number, facts, waiting)
+            next_due = self._wait_turn(source.period_s, next_due)
         return "stopped"
+
+    def _wait_turn(self, period_s: float, next_due: float) -> float:
+        """Keep a source's own pace (``period_s``; 0 = none): wait until the next read is due; the new due time."""
+        if not period_s:
+            return next_due
+        next_due += period_s
+        delay = next_due - time.monotonic()
+        if delay > 0:
+            self._stop.wait(delay)
+            return next_due
+        return time.monotonic()

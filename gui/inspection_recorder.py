@@ -1,5 +1,9 @@
 """Writing the defect log: each inspection with the verdict given at inspection time, each applied
-threshold change and each live-source gap as an event row, and NOK images with their overlays when enabled."""
+threshold change and each live-source gap as an event row, and NOK images with their overlays when enabled.
+
+The row of a triggered inspection says which trigger it answers in its ``message`` column
+(:func:`trigger_note`: ``"trigger <id> (<origin>)"``, after the error of an unreadable picture), so
+the log alone matches a verdict to the trigger the line sent, like the MQTT verdict message does."""
 
 from __future__ import annotations
 
@@ -10,6 +14,19 @@ from .log_widget import DefectLogWidget
 from .nok_saver import SaveNokJob, SaveNokSignals, nok_paths
 from .run_results import InspectionResult
 from .verdict import Thresholds
+
+
+def trigger_note(trigger_id: str, origin: str) -> str:
+    """The defect-log note of a triggered verdict: ``"trigger <id> (<origin>)"`` (origin ``"?"`` when unknown)."""
+    return f"trigger {trigger_id} ({origin or '?'})"
+
+
+def _message(r: InspectionResult) -> str | None:
+    """The ``message`` cell of ``r``'s row: its error and/or the trigger it answers; None for neither."""
+    parts = [r.error] if r.error is not None else []
+    if r.trigger_id is not None:
+        parts.append(trigger_note(r.trigger_id, r.origin))
+    return "; ".join(parts) if parts else None
 
 
 class InspectionRecorder:
@@ -34,7 +51,7 @@ class InspectionRecorder:
                          score_normalised=None if t is None else thresholds.normalised(r.score, t), threshold=t,
                          station=station, recipe=info["recipe"] if info else "",
                          backbone=info["backbone"] if info else "",
-                         latency_ms=r.latency_ms if r.score is not None else None, message=r.error,
+                         latency_ms=r.latency_ms if r.score is not None else None, message=_message(r),
                          time=r.time.astimezone().isoformat(timespec="milliseconds"))
         if r.verdict == "NOK" and self.table.save_nok_check.isChecked() and r.image is not None:
             img_path, ovl_path = nok_paths(self.table.nok_folder, r.name, r.time)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from engine.mqtt_link import MqttSettingsError, verdict_message
 
+from .camera import new_trigger_id
 from .locations import recipes_dir
 from .mqtt_bridge import LineSettings, MqttBridge, load_line_settings, save_line_settings
 from .recipes import MODEL_SUFFIX, recipe_name
@@ -93,7 +94,9 @@ class LineControls:
             self.show_message("info", f"Line (MQTT): connected again ({detail}).")
 
     def _on_line_trigger(self, origin: str, trigger_id: str) -> None:
-        """A trigger message: inspect now through the window's software trigger."""
+        """A trigger message: inspect now through the window's software trigger. A message without an
+        id gets a new one here, so the answer and the verdict carry the same id."""
+        trigger_id = trigger_id or new_trigger_id()
         trigger = getattr(self, "trigger_inspection", None)
         if trigger is None:
             self.line.reply_trigger(trigger_id, False, "this station has no software trigger")

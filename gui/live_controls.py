@@ -9,9 +9,12 @@ HH:MM:SS ..."), a note when it resumes, and an event row in the defect log for e
 lost during a session is logged the same way. Everything here runs in the GUI thread.
 
 Software trigger: :meth:`LiveControls.trigger_inspection` (the toolbar's Trigger button, the F5
-key, an MQTT message) asks the running software-triggered source for one picture; a trigger that
-got no picture, or a blank one, is shown in the message bar and logged as an event row, so every
-trigger is accounted for in the defect log.
+key, an MQTT message) asks the running software-triggered source for one picture. A trigger refused
+(no software-triggered source, camera still opening or stopping, model busy) is answered False with
+the reason in the message bar; an accepted trigger that gets no verdict (no picture, a blank one,
+the source stopped or failed, the model failed, the window closed) is shown in the message bar,
+logged as an event row and answered on the line's ``trigger/result`` topic (``ok`` false, its
+trigger id, the reason), so every trigger is accounted for in the defect log and on the line.
 """
 
 from __future__ import annotations
@@ -51,22 +54,40 @@ class LiveControls:
                 result; None = a new id.
         Returns:
             True when the trigger was handed to the camera; False (the reason in the message bar) when no
-            software-triggered live source is running.
+            software-triggered live source is running, the camera is still opening or stopping, or the
+            model is busy with :data:`gui.live_session.MAX_WAITING_TRIGGERS` triggers (logged as an event row).
         """
         config = self.live.config
-        if not self.live.triggered or config is None or config.trigger != "software":
+        software = config is not None and config.trigger == "software"
+        if self.live.stopping or (self.live_running and software and not self.live.triggered):
+            why = "the camera is still stopping" if self.live.stopping else "the camera is still opening"
+            self.show_message("warning", f"Trigger ({origin}) ignored: {why}; trigger again once it is "
+                                         f"{'off' if self.live.stopping else 'connected'}.")
+            return False
+        if not self.live.triggered or not software:
             why = ("its trigger mode is hardware (the trigger input line fires it)" if self.live.triggered else
                    "no live source in software trigger mode is running")
             self.show_message("warning", f"Trigger ({origin}) ignored: {why}. Start a camera with trigger mode "
                                          f"'software' (Live…).")
             return False
+        busy = self.live.busy_reason()
+        if busy is not None:
+            message = f"Trigger ({origin}{', ' + trigger_id if trigger_id else ''}) refused: {busy}."
+            self.show_message("warning", message)
+            self._log_live_event(message)
+            return False
         return self.live.trigger(origin, trigger_id) is not None
 
     def _on_trigger_failed(self, trigger_id: str, message: str) -> None:
+        """An accepted trigger got no verdict: log it (also while the window closes: the log is still
+        open), tell the operator and answer the line."""
+        self._log_live_event(f"trigger {trigger_id}: {message}")
         if self._closing:
             return
         self.show_message("warning", message)
-        self._log_live_event(f"trigger {trigger_id}: {message}")
+        line = getattr(self, "line", None)  # the MQTT part of the window (gui.line_controls)
+        if line is not None:
+            line.reply_trigger(trigger_id, False, message)
 
     @property
     def live_running(self) -> bool:
@@ -77,7 +98,8 @@ class LiveControls:
     def live_stats(self) -> dict[str, int]:
         """Frames of the live session: ``captured``, ``inspected``, ``dropped`` (replaced by a newer
         one while waiting for the model) and ``skipped`` (not a new picture: repeated, blank, or
-        unchanged after the stale period)."""
+        unchanged after the stale period); in a trigger mode ``blank`` (triggered pictures refused as
+        blank) and ``failed`` (accepted triggers that got no verdict)."""
         return self.live.stats
 
     @property
@@ -95,7 +117,7 @@ class LiveControls:
         self._update_actions()
 
     def stop_live(self) -> None:
-        """Stop the live source; a frame waiting for the model is dropped."""
+        """Stop the live source; a frame waiting for the model is dropped, a trigger waiting is logged as failed."""
         self.live.stop()
 
     def _on_live_status(self, text: str) -> None:

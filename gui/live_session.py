@@ -17,7 +17,11 @@ Triggered sources (``config.trigger`` ``"software"`` / ``"hardware"``) are diffe
 triggered picture is inspected, in trigger order (a queue, never replaced by a newer one), and the
 guard's repeat / still / stale rules do not apply (a station may rest between parts for hours);
 only a blank picture (black, saturated, uniform) is refused, with ``trigger_failed``. :meth:`trigger`
-hands a software trigger to the grabber from the GUI thread. ``frame_ready`` carries the
+hands a software trigger to the grabber from the GUI thread; at most :data:`MAX_WAITING_TRIGGERS`
+triggers wait for their verdict at once (:meth:`busy_reason` says why a further one is refused).
+Every accepted trigger ends in exactly one verdict or one ``trigger_failed``: a trigger still waiting
+for its picture or for the model when the source stops, fails or the window closes, and the
+trigger of a picture the model failed on, get ``trigger_failed`` too. ``frame_ready`` carries the
 :class:`gui.camera.Trigger` of a triggered frame (None when free-running), so the result can say
 which trigger it answers and the time from trigger to verdict.
 
@@ -32,7 +36,7 @@ import time
 from collections import deque
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QObject, QThread, QTimer, Signal
 
 from engine.live_guard import FrameFacts, GuardEvent, LiveGuard, blank_kind
 from engine.value_range import STANDALONE, ValueRange
@@ -41,6 +45,11 @@ from .camera import CameraConfig, FrameGrabber, Trigger, new_trigger_id
 
 GUARD_TICK_MS = 500
 """How often the guard is asked whether the source went stale while no frame arrives (ms)."""
+MAX_WAITING_TRIGGERS = 8
+"""Triggers that may wait for their verdict at once; a further software trigger is refused, a further
+hardware-triggered picture is not inspected (both reported): memory and latency stay bounded."""
+
+_NEW_STATS = {"captured": 0, "inspected": 0, "dropped": 0, "skipped": 0, "blank": 0, "failed": 0}
 
 
 class LiveSession(QObject):
@@ -75,7 +84,10 @@ class LiveSession(QObject):
         self.queued: deque[tuple[np.ndarray, str, str, Trigger]] = deque()  # triggered frames, in order
         self.camera_state = "off"
         self._opened = False
-        self.stats = {"captured": 0, "inspected": 0, "dropped": 0, "skipped": 0}
+        self._stopping = False
+        self._unanswered: dict[str, Trigger] = {}  # accepted software triggers without a verdict yet
+        self._in_flight_trigger: Trigger | None = None
+        self.stats = dict(_NEW_STATS)
         self.guard: LiveGuard | None = None
         self._closing = False
         self._tick = QTimer(self)
@@ -100,9 +112,11 @@ class LiveSession(QObject):
         self.config = config
         self.running = True
         self._opened = False
+        self._stopping = False
         self.pending = None
         self.queued.clear()
-        self.stats = {"captured": 0, "inspected": 0, "dropped": 0, "skipped": 0}
+        self._unanswered.clear()
+        self.stats = dict(_NEW_STATS)
         self.guard = None  # made when the source opened: opening a camera may take seconds
         self.status_changed.emit(f"Opening {config.label}…")
         self._set_state("connecting", f"opening {config.label}")
@@ -110,8 +124,26 @@ class LiveSession(QObject):
 
     @property
     def triggered(self) -> bool:
-        """A source in a trigger mode is open (software or hardware)."""
-        return self.running and self._opened and self.config is not None and self.config.trigger != "free"
+        """A source in a trigger mode is open (software or hardware) and not stopping."""
+        return (self.running and self._opened and not self._stopping and self.config is not None
+                and self.config.trigger != "free")
+
+    @property
+    def stopping(self) -> bool:
+        """:meth:`stop` was called and the source has not ended yet."""
+        return self.running and self._stopping
+
+    @property
+    def waiting_triggers(self) -> int:
+        """Triggers accepted and not yet answered (a verdict or ``trigger_failed``)."""
+        return len(self._unanswered) + sum(1 for q in self.queued if q[3].trigger_id not in self._unanswered)
+
+    def busy_reason(self) -> str | None:
+        """Why a further software trigger would be refused now (the model is behind), or None."""
+        n = self.waiting_triggers
+        if n >= MAX_WAITING_TRIGGERS:
+            return f"model busy: {n} triggers waiting for their verdict (at most {MAX_WAITING_TRIGGERS})"
+        return None
 
     def trigger(self, origin: str, trigger_id: str | None = None) -> str | None:
         """Ask the running software-triggered source for one picture to inspect.
@@ -120,43 +152,70 @@ class LiveSession(QObject):
             origin: who triggered (``"button"``, ``"key"``, ``"mqtt"``...), carried to the result.
             trigger_id: the sender's id for this trigger (e.g. the line controller's); None = a new one.
         Returns:
-            the trigger id, or None when no software-triggered source is open (nothing happens).
+            the trigger id, or None when no software-triggered source is open, or when
+            :meth:`busy_reason` refuses it (nothing happens).
         """
-        if not self.triggered or self.config.trigger != "software" or self._closing:
+        if not self.triggered or self.config.trigger != "software" or self._closing or self.busy_reason():
             return None
         trigger = Trigger(trigger_id or new_trigger_id(), origin, time.monotonic())
+        self._unanswered[trigger.trigger_id] = trigger
         self.grabber.request_trigger(trigger)
         return trigger.trigger_id
 
     def stop(self) -> None:
-        """Stop the source; a frame waiting for the model is dropped."""
+        """Stop the source; a frame waiting for the model is dropped, a trigger waiting for its picture
+        or for the model gets ``trigger_failed`` (the frame in flight still gets its verdict)."""
         if not self.running:
             return
+        self._stopping = True
         self.grabber.stop()
         if self.pending is not None:
             self.pending = None
             self.stats["dropped"] += 1
-        self.stats["dropped"] += len(self.queued)
-        self.queued.clear()
+        self._fail_queued("live stopped")
 
     def result_arrived(self) -> None:
         """The model answered the frame in flight: count it and send the newest pending one."""
         self.in_flight = False
+        if self._in_flight_trigger is not None:
+            self._unanswered.pop(self._in_flight_trigger.trigger_id, None)
+            self._in_flight_trigger = None
         self.stats["inspected"] += 1
         self._send_pending()
         self._report()
 
-    def frame_failed(self) -> None:
-        """The model failed on the frame in flight: stop the source."""
+    def frame_failed(self, message: str = "") -> None:
+        """The model failed on the frame in flight (``message``: its error): its trigger, if any, gets
+        ``trigger_failed``; the source stops."""
         self.in_flight = False
+        trigger, self._in_flight_trigger = self._in_flight_trigger, None
+        if trigger is not None:
+            self._fail(trigger, f"the model failed on its picture: {message or 'see the message above'}")
         self.stop()
 
     def shutdown(self, wait_ms: int) -> bool:
-        """Stop the source and the thread (True if the thread ended within ``wait_ms``)."""
-        self._closing = True
+        """Stop the source and the thread (True if the thread ended within ``wait_ms``). Every trigger
+        still without a verdict (waiting for its picture, queued, or with the model: the window
+        no longer takes results) gets ``trigger_failed`` here, before this returns."""
+        if self._closing:
+            return self.thread.wait(wait_ms)
+        self._stopping = True
         self.grabber.stop()
         self.thread.quit()
-        return self.thread.wait(wait_ms)
+        ended = self.thread.wait(wait_ms)
+        QCoreApplication.sendPostedEvents(self)  # pictures and failures the grabber sent before it ended
+        self._closing = True
+        why = "the window was closed"
+        if self._in_flight_trigger is not None:
+            self._fail(self._in_flight_trigger, why)
+            self._in_flight_trigger = None
+        self._fail_queued(why)
+        if ended:
+            for trigger in self.grabber.take_unanswered():
+                self._fail(trigger, why)
+        for trigger in list(self._unanswered.values()):  # fired, never came back (a grabber that did not end)
+            self._fail(trigger, why)
+        return ended
 
     # ------------------------------------------------------------------ private
     def _on_opened(self, description: str) -> None:
@@ -179,23 +238,49 @@ class LiveSession(QObject):
         self.camera_state_changed.emit(state, detail)
 
     def _on_triggered_frame(self, frame: np.ndarray, number: int, facts: FrameFacts, trigger: Trigger) -> None:
-        if self._closing or not self.running or self.config is None or not self._opened:
+        if self._closing or not self.running or self.config is None:
             return
         self.stats["captured"] += 1
+        if self._stopping:
+            self._fail(trigger, "live stopped")
+            return
         blank = blank_kind(facts.thumb)
         if blank:
-            self.stats["skipped"] += 1
-            self.trigger_failed.emit(trigger.trigger_id, (
-                f"{self.config.label.capitalize()}: the picture of trigger {trigger.trigger_id} ({trigger.origin}) is "
-                f"{blank}; not inspected. Check the light, the lens and the exposure time."))
+            self.stats["blank"] += 1
+            self._fail(trigger, f"its picture is {blank}; not inspected. Check the light, the lens and the exposure "
+                                f"time", prefixed=True)
+            self._report()
+            return
+        if trigger.trigger_id not in self._unanswered and self.waiting_triggers >= MAX_WAITING_TRIGGERS:
+            self._fail(trigger, f"model busy: {self.waiting_triggers} triggers waiting for their verdict; its picture "
+                                f"was not inspected. Trigger less often, or use a faster recipe", prefixed=True)
             self._report()
             return
         self.queued.append((frame, self.config.kind, f"{self.config.label} #{number}", trigger))
         self._send_pending()
 
     def _on_trigger_failed(self, trigger_id: str, message: str) -> None:
-        if not self._closing and self.running:
-            self.trigger_failed.emit(trigger_id, message)
+        if self._closing or not self.running:
+            return
+        self._unanswered.pop(trigger_id, None)
+        self.stats["failed"] += 1
+        self.trigger_failed.emit(trigger_id, message)
+
+    def _fail(self, trigger: Trigger, why: str, prefixed: bool = False) -> None:
+        """``trigger`` gets no verdict: say so once (``trigger_failed``) and forget it."""
+        self._unanswered.pop(trigger.trigger_id, None)
+        self.stats["failed"] += 1
+        label = self.config.label.capitalize() if self.config is not None else "Live"
+        if prefixed:
+            message = f"{label}: trigger {trigger.trigger_id} ({trigger.origin}): {why}."
+        else:
+            message = (f"{label}: trigger {trigger.trigger_id} ({trigger.origin}) got no verdict: {why}; nothing "
+                       f"inspected for it.")
+        self.trigger_failed.emit(trigger.trigger_id, message)
+
+    def _fail_queued(self, why: str) -> None:
+        while self.queued:
+            self._fail(self.queued.popleft()[3], why)
 
     @property
     def stale(self) -> bool:
@@ -237,6 +322,7 @@ class LiveSession(QObject):
             return
         if self.queued:
             frame, source, name, trigger = self.queued.popleft()
+            self._in_flight_trigger = trigger
         elif self.pending is not None:
             (frame, source, name), trigger = self.pending, None
             self.pending = None
@@ -248,8 +334,11 @@ class LiveSession(QObject):
     def _on_stopped(self, reason: str) -> None:
         if self._closing:
             return
+        for trigger in self.grabber.take_unanswered():  # fired or handed over, no picture before the end
+            self._fail(trigger, f"live {reason} before its picture came")
         self.running = False
         self._opened = False
+        self._stopping = False
         self._tick.stop()
         if self.camera_state != "disconnected":
             self._set_state("off", reason)
@@ -260,6 +349,12 @@ class LiveSession(QObject):
         if self.config is None:
             return
         s = self.stats
+        if self.config.trigger != "free":  # every picture is a trigger's: nothing is replaced or repeated
+            self.status_changed.emit(
+                f"Live {self.config.label} ({self.config.trigger} trigger): {s['captured']} pictures, "
+                f"{s['inspected']} inspected, {s['blank']} blank (not inspected), {s['failed']} trigger(s) without "
+                f"a verdict{suffix}")
+            return
         skipped = ""
         if s["skipped"] and self.guard is not None:
             c = self.guard.counts

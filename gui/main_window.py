@@ -372,7 +372,7 @@ class MainWindow(LiveControls, LineControls, QMainWindow):
                 "apply": "Could not apply the threshold"}.get(job, "Error")
         self.show_message("error", f"{what}: {message}")
         if job == "frame":
-            self.live.frame_failed()
+            self.live.frame_failed(message)
         elif job == "apply":
             self.threshold_panel.set_applying(False)
         if job in ("fit", "load", "save", "apply") and self.job == job:

@@ -7,6 +7,6 @@ exactly like an image file (:mod:`engine.images`). ``pylon_source`` imports ``py
 a Basler camera is used.
 """
 
-from .base import TRIGGER_MODES, CameraError, Frame, FrameSource, SourceEnded, frame_to_rgb
+from .base import TRIGGER_MODES, CameraError, CameraRemoved, Frame, FrameSource, SourceEnded, frame_to_rgb
 
-__all__ = ["TRIGGER_MODES", "CameraError", "Frame", "FrameSource", "SourceEnded", "frame_to_rgb"]
+__all__ = ["TRIGGER_MODES", "CameraError", "CameraRemoved", "Frame", "FrameSource", "SourceEnded", "frame_to_rgb"]

@@ -39,6 +39,10 @@ class CameraError(InspectError):
     the camera and what to check."""
 
 
+class CameraRemoved(CameraError):
+    """The camera was removed (cable pulled, power lost): the session cannot go on."""
+
+
 class SourceEnded(Exception):
     """A finite source (a video file) has no more frames."""
 
@@ -127,6 +131,18 @@ class FrameSource(abc.ABC):
 
         Raises:
             CameraError: the camera refused the trigger.
+        """
+
+    def cancel_trigger(self) -> None:
+        """Forget a software trigger whose picture did not come in time, so a later picture is not
+        taken for it (the reader gave up on it). Default: nothing to forget."""
+
+    def check_connected(self) -> None:
+        """Look whether the device is still there (called about once a second while the reader
+        waits for a trigger and does not grab). Default: nothing to check.
+
+        Raises:
+            CameraRemoved: the device was removed.
         """
 
     @abc.abstractmethod

@@ -85,6 +85,9 @@ class OpenCVSource(FrameSource):
     def trigger(self) -> None:
         self._triggered = True
 
+    def cancel_trigger(self) -> None:
+        self._triggered = False
+
     def grab(self, timeout_s: float) -> Frame | None:
         """One read (module docstring); None after a failed camera read (retried by the caller) or,
         in software trigger mode, for a frame read before any trigger."""

@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import CameraError, Frame, FrameSource, TRIGGER_MODES
+from .base import TRIGGER_MODES, CameraError, CameraRemoved, Frame, FrameSource
 
 PIXEL_FORMATS = ("Mono8", "Mono10", "Mono12", "RGB8")
 """Pixel formats offered; each tried under its node names (:data:`_FORMAT_NAMES`)."""
@@ -279,6 +279,8 @@ class PylonSource(FrameSource):
             raise CameraError(f"{self.label} runs in {self.trigger_mode} trigger mode; a software trigger needs "
                               f"trigger mode 'software' (camera dialog).")
         try:
+            if self.camera.IsCameraDeviceRemoved():
+                raise self._lost(None)
             while self.camera.GetGrabResultWaitObject().Wait(0):
                 with self.camera.RetrieveResult(0, pylon.TimeoutHandling_Return) as late:
                     if late.IsValid():
@@ -288,8 +290,15 @@ class PylonSource(FrameSource):
                                   f"previous picture?); check that the exposure time is shorter than the time between "
                                   f"triggers.")
             self.camera.ExecuteSoftwareTrigger()
+        except CameraError:
+            raise
         except genicam.GenericException as exc:
             raise self._lost(exc) from None
+
+    def check_connected(self) -> None:
+        """Raises :class:`CameraRemoved` when pylon reports the camera removed (``IsCameraDeviceRemoved``)."""
+        if self.camera is not None and self.camera.IsCameraDeviceRemoved():
+            raise self._lost(None)
 
     def grab(self, timeout_s: float) -> Frame | None:
         pylon, genicam = _pylon()
@@ -319,7 +328,7 @@ class PylonSource(FrameSource):
     def _lost(self, why) -> CameraError:
         removed = self.camera is not None and self.camera.IsCameraDeviceRemoved()
         if removed:
-            return CameraError(f"{self.label} was removed at {time.strftime('%H:%M:%S')} (cable pulled or power "
+            return CameraRemoved(f"{self.label} was removed at {time.strftime('%H:%M:%S')} (cable pulled or power "
                                f"lost); live stopped. Check the cable and the camera's power, then start it again.")
         detail = _one_line(why) if isinstance(why, BaseException) else (why or "unknown error")
         return CameraError(f"{self.label} stopped delivering pictures at {time.strftime('%H:%M:%S')}: {detail}. "
