@@ -11,6 +11,10 @@ of the last verdicts.
     PYLON_CAMEMU=1 python scripts/live_view_screenshot.py                  # fits a quick recipe
     python scripts/live_view_screenshot.py --model bottle.dimodel         # a recipe fitted before
 
+docs/screenshots/live_view.png was made with a DINOv2 recipe (the default backbone) fitted on the first
+30 bottle good images with a 16-corner region around the bottle (the recipe of benchmarks/station_latency.py,
+see docs/CAMERAS.md): ``python main.py fit --good GOOD30 --out bottle.dimodel --roi bottle.roi.json``.
+
 Without ``--model`` it fits ``efficientnet_lite0`` on the first ``--n-train`` good images of
 ``--data`` with a region around the part (a 32-corner polygon on a circle of 46 % of the image
 side). Data and settings go to a temporary folder (DINOINSPECT_DATA_DIR), never the user's own.
