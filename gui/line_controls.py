@@ -20,7 +20,6 @@ settings, recorder, recent recipes, message bar and job bookkeeping). The link i
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 
 from engine.mqtt_link import MqttSettingsError, verdict_message
@@ -38,7 +37,6 @@ class LineControls:
         """Create the bridge, its status label, and connect (called once while the window starts)."""
         self.line = MqttBridge(self)
         self._line_state = "off"
-        self._line_trigger_origins: dict[str, str] = {}  # trigger id -> origin, until its verdict
         self.station_status.watch_broker(self.line)
         self.line.broker_state_changed.connect(self._on_broker_state)
         self.line.trigger_requested.connect(self._on_line_trigger)
@@ -71,9 +69,7 @@ class LineControls:
         """Send the verdict of ``r`` (already in the defect log) to the broker, when the link is on."""
         if not self.line.enabled:
             return
-        trigger_id, triggered_at = getattr(r, "trigger_id", None), getattr(r, "triggered_at", None)
-        origin = getattr(r, "origin", None) or (self._line_trigger_origins.pop(trigger_id, None)
-                                                if trigger_id is not None else None)
+        trigger_id, triggered_at, origin = r.trigger_id, r.triggered_at, r.origin
         self.line.publish_verdict(verdict_message(
             station=self.station, recipe=self.info["recipe"] if self.info else "", time=r.time, file=r.name,
             score=r.score, threshold=r.threshold, verdict=r.verdict,
@@ -98,18 +94,18 @@ class LineControls:
         if trigger is None:
             self.line.reply_trigger(trigger_id, False, "this station has no software trigger")
             return
-        if trigger_id and "trigger_id" in inspect.signature(trigger).parameters:
-            ok = trigger(origin=origin, trigger_id=trigger_id)
-        else:
-            ok = trigger(origin=origin)
-        if ok and trigger_id:
-            self._line_trigger_origins[trigger_id] = origin
+        ok = trigger(origin=origin, trigger_id=trigger_id or None)
         self.line.reply_trigger(trigger_id, bool(ok), "inspection triggered" if ok else
                                 (self.message_bar.text or "no triggered live source is running"))
 
     def find_recipe(self, name_or_path: str) -> Path | None:
         """The model file of a recipe: a path to one, or a name among the recent recipes and the
-        recipes folder (``<name>.dimodel``); None when there is none."""
+        recipes folder (``<name>.dimodel``); None when there is none.
+
+        Raises:
+            OSError, RuntimeError, ValueError: ``name_or_path`` cannot be a path here (a name too long
+                for the file system, ``~unknownuser/...``, a NUL character).
+        """
         p = Path(name_or_path).expanduser()
         if p.suffix == MODEL_SUFFIX and p.is_file():
             return p
@@ -121,7 +117,13 @@ class LineControls:
 
     def _on_line_recipe(self, name_or_path: str) -> None:
         """A recipe message: open that recipe; the answer comes when it is loaded (or failed)."""
-        path = self.find_recipe(name_or_path)
+        try:
+            path = self.find_recipe(name_or_path)
+        except (OSError, RuntimeError, ValueError) as exc:  # a name the line made up is no reason to crash
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.line.reply_recipe(False, f"no recipe {name_or_path[:80]!r}: not a usable name or path ({why}). "
+                                          f"Give a model-file path or a recipe name.")
+            return
         if path is None:
             self.line.reply_recipe(False, f"no recipe {name_or_path!r}: give a model-file path or the name of a "
                                           f"recent recipe or of one in {recipes_dir()}")

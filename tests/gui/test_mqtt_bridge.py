@@ -125,9 +125,16 @@ def test_broker_down_every_row_still_logged_status_says_so_then_all_sent(qtbot, 
         # the count reaches the indicator by a queued signal from the link's thread
         qtbot.waitUntil(lambda: "8 verdicts waiting for the broker" in window.station_status.broker.toolTip(),
                         timeout=WAIT_MS)
+        # the bridge's backlog_changed counts them beside the state, and the tooltip says it once
+        qtbot.waitUntil(lambda: window.station_status.broker.label.text().endswith(" · 8 verdicts waiting"),
+                        timeout=WAIT_MS)
+        assert window.line.backlog == 8 and window.station_status.backlog == 8
+        assert window.station_status.broker.toolTip().count("8 verdicts waiting") == 1
         broker.start()
         qtbot.waitUntil(lambda: window.line.state == "connected" and window.line.link.waiting == 0, timeout=WAIT_MS)
         assert "connected again" in window.message_bar.text
+        qtbot.waitUntil(lambda: window.station_status.backlog == 0, timeout=WAIT_MS)  # acknowledged: none shown
+        assert "waiting" not in window.station_status.broker.label.text()
         qtbot.waitUntil(lambda: len({m["log_id"] for m in seen.on("plant/line2/verdict")}) == 8, timeout=WAIT_MS)
         ids = list(dict.fromkeys(m["log_id"] for m in seen.on("plant/line2/verdict")))
         assert ids == sorted(r[0] for r in window.log.rows())  # in the order they were logged
@@ -193,3 +200,39 @@ def test_station_dialog_edits_the_line_settings_and_shows_the_topics(qtbot):
     dlg.station_edit.setText("cell 4")
     assert dlg.line_settings() == LineSettings(True, "10.0.0.7", 8883, "plant")
     assert "plant/cell 4/trigger" in dlg.topics_label.text()
+
+
+def test_a_second_recipe_message_while_one_loads_is_refused_and_the_first_answered(qtbot, window, broker, toy_copy,
+                                                                                    tmp_path):
+    other = tmp_path / "other.dimodel"
+    other.write_bytes(toy_copy.read_bytes())
+    sub = Subscriber(broker.port, ["plant/line2/recipe/result"])
+    seen = Collect(sub)
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    # both messages reach the link before the GUI thread handles the first (as two quick PLC messages)
+    window.line.link.on_recipe(str(toy_copy), "A")
+    window.line.link.on_recipe(str(other), "B")
+    qtbot.waitUntil(lambda: len(seen.on("plant/line2/recipe/result")) == 2, timeout=TIMEOUT_MS)
+    replies = {r["id"]: r for r in seen.on("plant/line2/recipe/result")}
+    assert replies["B"]["ok"] is False and "busy loading recipe" in replies["B"]["message"], replies["B"]
+    assert str(toy_copy) in replies["B"]["message"] and replies["B"]["recipe"] == str(other)
+    assert (replies["A"]["ok"], replies["A"]["recipe"]) == (True, "toy"), replies["A"]
+    assert window.info["path"] == str(toy_copy) and window.line.pending_recipe is None
+    sub.close()
+
+
+@pytest.mark.parametrize("name", ["~no_such_user_dinoinspect/x.dimodel", "r" * 300])
+def test_a_recipe_name_that_cannot_be_a_path_is_answered_not_crashing(qtbot, window, broker, name):
+    sub = Subscriber(broker.port, ["plant/line2/recipe/result"])
+    seen = Collect(sub)
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    sub.client.publish("plant/line2/recipe", json.dumps({"recipe": name, "id": "X"}), qos=1)
+    qtbot.waitUntil(lambda: bool(seen.on("plant/line2/recipe/result")), timeout=WAIT_MS)
+    reply = seen.on("plant/line2/recipe/result")[0]
+    assert (reply["ok"], reply["id"]) == (False, "X") and reply["message"].startswith("no recipe")
+    assert "\n" not in reply["message"] and window.line.pending_recipe is None
+    sub.close()
