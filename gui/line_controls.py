@@ -24,6 +24,7 @@ from pathlib import Path
 
 from engine.mqtt_link import MqttSettingsError, verdict_message
 
+from .defect_log import EVENT, LogEntry
 from .locations import recipes_dir
 from .mqtt_bridge import LineSettings, MqttBridge, load_line_settings, save_line_settings
 from .recipes import MODEL_SUFFIX, recipe_name
@@ -37,6 +38,7 @@ class LineControls:
         """Create the bridge, its status label, and connect (called once while the window starts)."""
         self.line = MqttBridge(self)
         self._line_state = "off"
+        self._line_started_with: tuple[LineSettings, str] | None = None  # what the running link uses
         self.station_status.watch_broker(self.line)
         self.line.broker_state_changed.connect(self._on_broker_state)
         self.line.trigger_requested.connect(self._on_line_trigger)
@@ -50,11 +52,27 @@ class LineControls:
         return load_line_settings(self.settings)
 
     def set_line_settings(self, line: LineSettings) -> None:
-        """Store the broker settings and (re)connect with them (or switch the link off)."""
+        """Store the broker settings and (re)connect with them (or switch the link off).
+
+        A link already running with these settings and this station name is kept as it is (its
+        waiting verdicts with it): the Station dialog's OK does not restart it.
+        """
         save_line_settings(self.settings, line)
+        if self.line.enabled and self._line_started_with == (line, self.station):
+            return
         self._start_line(line)
 
     def _start_line(self, line: LineSettings) -> None:
+        left = self.line.stop()
+        if left:  # they are in the defect log; the line will not get them
+            note = (f"Line (MQTT) restarted with new settings: {left} verdict{'s' if left != 1 else ''} waiting for "
+                    f"the broker not sent (they are in the defect log)")
+            self.show_message("warning", note + ".")
+            self.recorder.record_event(LogEntry(
+                source="mqtt", file="", verdict=EVENT, station=self.station,
+                recipe=self.info["recipe"] if self.info else "",
+                backbone=self.info["backbone"] if self.info else "", message=note))
+        self._line_started_with = (line, self.station)
         try:
             self.line.start(line, self.station, self.info["recipe"] if self.info else "")
         except MqttSettingsError as exc:

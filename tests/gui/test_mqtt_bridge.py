@@ -236,3 +236,29 @@ def test_a_recipe_name_that_cannot_be_a_path_is_answered_not_crashing(qtbot, win
     assert (reply["ok"], reply["id"]) == (False, "X") and reply["message"].startswith("no recipe")
     assert "\n" not in reply["message"] and window.line.pending_recipe is None
     sub.close()
+
+
+def test_station_dialog_ok_keeps_the_link_and_a_real_restart_says_what_it_dropped(qtbot, window, broker, toy_model,
+                                                                                 toy_images):
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    open_recipe(qtbot, window, toy_model)
+    broker.stop()
+    qtbot.waitUntil(lambda: window.line.state == "disconnected", timeout=WAIT_MS)
+    window.run_folder(toy_images)
+    qtbot.waitUntil(lambda: not window.busy, timeout=TIMEOUT_MS)
+    link = window.line.link
+    assert link.waiting == 8 and window.log.count() == 8
+    # what the Station dialog's OK does with nothing changed: the same link, its verdicts still waiting
+    window.set_station(window.station)
+    window.set_line_settings(window.line_settings)
+    assert window.line.link is link and link.waiting == 8 and window.line.state == "disconnected"
+    # another port: restarted, and the 8 verdicts it could not send are said and logged
+    moved = LineSettings(True, "127.0.0.1", broker.port + 1, "plant")
+    window.set_line_settings(moved)
+    assert window.line.link is not link and window.line.link.waiting == 0
+    assert "8 verdicts waiting for the broker not sent" in window.message_bar.text
+    events = [dict(zip(COLUMNS, r)) for r in window.log.rows() if dict(zip(COLUMNS, r))["verdict"] == "event"]
+    assert len(events) == 1 and "8 verdicts waiting for the broker not sent" in events[0]["message"]
+    assert window.log.count() == 8 and len(window.log.rows()) == 9  # the 8 verdicts kept, plus the event
