@@ -12,7 +12,11 @@ settings, recorder, recent recipes, message bar and job bookkeeping). The link i
   triggered live source's software trigger); the answer on ``trigger/result`` says whether it was
   accepted, and the verdict comes back with its ``trigger_id``.
 * Recipe switch: by name among the recent recipes and the recipes folder, or by model-file path;
-  the answer on ``recipe/result`` comes once the recipe is loaded (or why not).
+  the answer on ``recipe/result`` comes once the recipe is loaded (or why not). While a live source
+  runs (a triggered station), it is stopped, the recipe loaded, and the source started again with
+  the same camera settings (the new recipe's value range); the answer comes once the camera is
+  connected again (``ok`` false, saying why, when it does not come back; when the load fails the
+  old recipe stays and its source is started again). Triggers in between are refused.
 * State: the header's "Line (MQTT)" indicator (:class:`gui.station_status.StationStatus`: state,
   and the detail with the verdicts waiting in its tooltip), and the message bar when the broker is
   lost or back.
@@ -43,7 +47,10 @@ class LineControls:
         self.line.broker_state_changed.connect(self._on_broker_state)
         self.line.trigger_requested.connect(self._on_line_trigger)
         self.line.recipe_requested.connect(self._on_line_recipe)
+        self._line_switch: dict | None = None  # a recipe switch while live, until answered
         self.worker.model_loaded.connect(self._line_recipe_loaded)
+        self.live.ended.connect(self._line_switch_live_ended)
+        self.live.camera_state_changed.connect(self._line_switch_camera)
         self.worker.error_occurred.connect(self._line_worker_error)
         self._start_line(load_line_settings(self.settings))
 
@@ -146,19 +153,74 @@ class LineControls:
             self.line.reply_recipe(False, f"no recipe {name_or_path!r}: give a model-file path or the name of a "
                                           f"recent recipe or of one in {recipes_dir()}")
             return
-        if self.job is not None or self.live_running:
-            why = f"busy ({self.job})" if self.job else "a live source is running: stop it first"
-            self.line.reply_recipe(False, f"recipe {recipe_name(path)} not loaded: {why}")
+        if self.job is not None:
+            self.line.reply_recipe(False, f"recipe {recipe_name(path)} not loaded: busy ({self.job})")
+            return
+        if self.live_running:  # stop it, load, start it again with the same camera settings
+            self._line_switch = {"path": path, "config": self.live.config, "stage": "stopping"}
+            self.show_message("info", f"Line (MQTT): switching to recipe {recipe_name(path)}: stopping the live "
+                                      f"source, loading, starting it again.")
+            self.stop_live()
             return
         self.open_recipe(path)
+
+    # a recipe switch while live (module docstring): stopping -> loading -> restarting -> answered
+    def _line_switch_live_ended(self, _reason: str) -> None:
+        switch = self._line_switch
+        if switch is None or self._closing:
+            return
+        if switch["stage"] == "stopping":
+            switch["stage"] = "loading"
+            self.open_recipe(switch["path"])
+            if self.job != "load":  # could not start the load
+                self._line_switch = None
+                self.line.reply_recipe(False, f"recipe {recipe_name(switch['path'])} not loaded: "
+                                              f"{self.message_bar.text}")
+        elif switch["stage"] == "restarting":  # the source stopped again before it was connected
+            self._line_switch_answer(False, "the live source did not start again")
+
+    def _line_switch_camera(self, state: str, detail: str) -> None:
+        switch = self._line_switch
+        if switch is None or switch["stage"] != "restarting" or self._closing:
+            return
+        if state == "connected":
+            self._line_switch_answer(True, f"live source started again ({detail})")
+        elif state == "disconnected":
+            self._line_switch_answer(False, f"the live source did not start again: {detail}")
+
+    def _line_switch_restart(self) -> None:
+        """The recipe loaded (or failed to): start the live source again with the same camera settings
+        (the active recipe's value range)."""
+        switch = self._line_switch
+        switch["stage"] = "restarting"
+        self.start_live(switch["config"])
+        if not self.live_running:
+            self._line_switch_answer(False, f"the live source did not start again: {self.message_bar.text}")
+
+    def _line_switch_answer(self, live_ok: bool, live_note: str) -> None:
+        switch, self._line_switch = self._line_switch, None
+        loaded = switch.get("loaded")
+        if loaded is None:  # the load failed: the old recipe is active, its live source back (or not)
+            self.line.reply_recipe(False, f"could not open the recipe: {switch['error']}; {live_note}")
+        else:
+            self.line.reply_recipe(live_ok, f"recipe {loaded['recipe']} loaded from {loaded['path']}; {live_note}",
+                                   loaded["recipe"])
 
     def _line_recipe_loaded(self, info: dict) -> None:
         if self._closing:
             return
         self.line.set_recipe(info["recipe"])
-        if self.line.pending_recipe is not None:
+        if self._line_switch is not None and self._line_switch["stage"] == "loading":
+            self._line_switch["loaded"] = info
+            self._line_switch_restart()  # answered once the source is back
+        elif self.line.pending_recipe is not None:
             self.line.reply_recipe(True, f"recipe {info['recipe']} loaded from {info['path']}", info["recipe"])
 
     def _line_worker_error(self, job: str, message: str) -> None:
-        if job == "load" and not self._closing and self.line.pending_recipe is not None:
+        if job != "load" or self._closing:
+            return
+        if self._line_switch is not None and self._line_switch["stage"] == "loading":
+            self._line_switch["error"] = message
+            self._line_switch_restart()  # the old recipe stays: its live source goes on
+        elif self.line.pending_recipe is not None:
             self.line.reply_recipe(False, f"could not open the recipe: {message}")

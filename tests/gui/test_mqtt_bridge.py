@@ -262,3 +262,40 @@ def test_station_dialog_ok_keeps_the_link_and_a_real_restart_says_what_it_droppe
     events = [dict(zip(COLUMNS, r)) for r in window.log.rows() if dict(zip(COLUMNS, r))["verdict"] == "event"]
     assert len(events) == 1 and "8 verdicts waiting for the broker not sent" in events[0]["message"]
     assert window.log.count() == 8 and len(window.log.rows()) == 9  # the 8 verdicts kept, plus the event
+
+
+def test_recipe_message_at_a_triggered_station_stops_loads_restarts_then_answers(qtbot, window, broker, toy_copy,
+                                                                               tmp_path, monkeypatch):
+    pytest.importorskip("pypylon")
+    import numpy as np
+
+    from tests.conftest import write_textures
+    from tests.gui.test_live_trigger import start_triggered
+
+    monkeypatch.setenv("PYLON_CAMEMU", "1")  # the vendor's emulated camera
+    other = tmp_path / "other.dimodel"
+    other.write_bytes(toy_copy.read_bytes())
+    write_textures(tmp_path / "parts", 2, np.random.default_rng(3))
+    sub = Subscriber(broker.port, ["plant/line2/recipe/result"])
+    seen = Collect(sub)
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    open_recipe(qtbot, window, toy_copy)
+    states = start_triggered(qtbot, window, tmp_path / "parts")
+    config = window.live.config
+    sub.client.publish("plant/line2/recipe", json.dumps({"recipe": str(other), "id": "S"}), qos=1)
+    qtbot.waitUntil(lambda: bool(seen.on("plant/line2/recipe/result")), timeout=TIMEOUT_MS)
+    reply = seen.on("plant/line2/recipe/result")[0]
+    assert (reply["ok"], reply["recipe"], reply["id"]) == (True, "other", "S"), reply
+    assert "live source started again" in reply["message"]
+    # answered once the camera was back: the same camera settings, triggered, under the new recipe
+    assert window.info["recipe"] == "other" and window.live_running and window.live.triggered
+    assert window.live.config == config
+    assert states[-3:] == ["off", "connecting", "connected"]
+    assert window.trigger_inspection("mqtt")
+    qtbot.waitUntil(lambda: window.log.count() == 1, timeout=TIMEOUT_MS)
+    assert window.log.rows()[0][COLUMNS.index("recipe")] == "other"
+    window.stop_live()
+    qtbot.waitUntil(lambda: not window.live_running, timeout=WAIT_MS)
+    sub.close()
