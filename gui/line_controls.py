@@ -94,13 +94,12 @@ class LineControls:
         """Send the verdict of ``r`` (already in the defect log) to the broker, when the link is on."""
         if not self.line.enabled:
             return
-        trigger_id, triggered_at, origin = r.trigger_id, r.triggered_at, r.origin
         self.line.publish_verdict(verdict_message(
             station=self.station, recipe=self.info["recipe"] if self.info else "", time=r.time, file=r.name,
             score=r.score, threshold=r.threshold, verdict=r.verdict,
             latency_ms=r.latency_ms if r.score is not None else None, log_id=r.log_id,
-            trigger_id=trigger_id, origin=origin if (trigger_id or triggered_at is not None) else None,
-            triggered_at=triggered_at))
+            trigger_id=r.trigger_id, origin=r.origin if (r.trigger_id or r.triggered_at is not None) else None,
+            triggered_at=r.triggered_at))
 
     # ------------------------------------------------------------------ events from the line
     def _on_broker_state(self, state: str, detail: str) -> None:
@@ -115,11 +114,7 @@ class LineControls:
 
     def _on_line_trigger(self, origin: str, trigger_id: str) -> None:
         """A trigger message: inspect now through the window's software trigger."""
-        trigger = getattr(self, "trigger_inspection", None)
-        if trigger is None:
-            self.line.reply_trigger(trigger_id, False, "this station has no software trigger")
-            return
-        ok = trigger(origin=origin, trigger_id=trigger_id or None)
+        ok = self.trigger_inspection(origin=origin, trigger_id=trigger_id or None)
         self.line.reply_trigger(trigger_id, bool(ok), "inspection triggered" if ok else
                                 (self.message_bar.text or "no triggered live source is running"))
 
