@@ -12,9 +12,12 @@ Polygons are stored in the reference image's pixel coordinates (``x`` = column, 
 OpenCV) together with that image's size. They are filled as OpenCV's ``fillPoly`` fills: the
 pixels on the outline belong to the polygon (a square with corners ``(0, 0)`` and ``(10, 10)``
 holds 11 x 11 pixels); an exclude polygon removes its outline too.
-An image of another size gets the polygons scaled by ``W / ref_w`` and ``H / ref_h`` (the fixture
-fills the frame the same way at another resolution); :meth:`RegionOfInterest.aspect_warning` says
-when the aspect ratio differs by more than 1 %, since the region may then miss the part.
+An image of another size gets the polygons scaled (the fixture fills the frame the same way at
+another resolution) by :meth:`RegionOfInterest.scaled`, pixel centre to pixel centre: the centres of
+the reference's first and last column land on those of the image's (``x' = x * (W - 1) / (ref_w - 1)``,
+rows alike), so a region drawn to an edge of the image keeps that edge at any size (a whole-image
+rectangle stays the whole image); :meth:`RegionOfInterest.aspect_warning` says when the aspect
+ratio differs by more than 1 %, since the region may then miss the part.
 
 On the backbone's patch grid (:func:`patch_mask`) a patch is *inside* when at least half of its
 area is inside: the pixel mask goes through the model's preprocessing (resize or letterbox, as the
@@ -74,22 +77,44 @@ class RegionOfInterest:
     def pixel_mask(self, height: int, width: int) -> np.ndarray:
         """``(height, width) bool`` mask, True inside the region, for an image of that size.
 
-        Polygons are scaled from the reference size (module docstring) and filled with OpenCV's
+        Polygons are scaled from the reference size (:meth:`scaled`) and filled with OpenCV's
         ``fillPoly`` (outline included; vertices rounded to 1/16 px).
         """
-        sx, sy = width / self.ref_width, height / self.ref_height
+        region = self.scaled(width, height)
         shift = 4  # sub-pixel bits of fillPoly
-        def scaled(poly: Polygon) -> np.ndarray:
-            pts = np.asarray(poly, np.float64) * (sx, sy)
-            return np.round(pts * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
-        if self.include:
+        def fixed(poly: Polygon) -> np.ndarray:
+            return np.round(np.asarray(poly, np.float64) * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
+        if region.include:
             mask = np.zeros((height, width), np.uint8)
-            cv2.fillPoly(mask, [scaled(p) for p in self.include], 1, lineType=cv2.LINE_8, shift=shift)
+            cv2.fillPoly(mask, [fixed(p) for p in region.include], 1, lineType=cv2.LINE_8, shift=shift)
         else:
             mask = np.ones((height, width), np.uint8)
-        if self.exclude:
-            cv2.fillPoly(mask, [scaled(p) for p in self.exclude], 0, lineType=cv2.LINE_8, shift=shift)
+        if region.exclude:
+            cv2.fillPoly(mask, [fixed(p) for p in region.exclude], 0, lineType=cv2.LINE_8, shift=shift)
         return mask.astype(bool)
+
+    def scaled(self, width: int, height: int) -> "RegionOfInterest":
+        """The same region on a ``width x height`` image (module docstring: pixel centre to pixel
+        centre, edge pixels kept); ``self`` when that is the reference size.
+
+        Args:
+            width, height: image size in pixels (> 0).
+        Returns:
+            a region whose ``ref_width, ref_height`` are ``width, height``.
+        Raises:
+            DatasetError: a size that is not positive.
+        """
+        if (width, height) == (self.ref_width, self.ref_height):
+            return self
+        def factor(new: int, ref: int) -> tuple[float, float]:  # x' = x * a + b
+            if ref == 1:  # one pixel: its centre to the image's centre
+                return float(new), (new - 1) / 2.0
+            return (new - 1) / (ref - 1), 0.0
+        (ax, bx), (ay, by) = factor(int(width), self.ref_width), factor(int(height), self.ref_height)
+        def move(polys: list[Polygon]) -> list[Polygon]:
+            return [[(x * ax + bx, y * ay + by) for x, y in p] for p in polys]
+        return RegionOfInterest(include=move(self.include), exclude=move(self.exclude),
+                                ref_width=width, ref_height=height)
 
     def describe(self) -> str:
         """A few words: ``"roi=2 include, 1 exclude"`` (``"roi=whole image"`` without polygons)."""

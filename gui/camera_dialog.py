@@ -5,6 +5,10 @@ a free-running source without a new picture stops being judged (:mod:`engine.liv
 
 from __future__ import annotations
 
+import threading
+
+from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtGui import QCursor
 from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QDoubleSpinBox,
                                QFileDialog, QFormLayout, QHBoxLayout, QLineEdit, QPushButton, QRadioButton, QSpinBox,
                                QVBoxLayout, QWidget)
@@ -22,11 +26,37 @@ PIXEL_FORMATS = ("Mono8", "Mono10", "Mono12", "RGB8")
 TRIGGER_LINES = ("Line1", "Line2", "Line3", "Line4")
 
 
+def _list_cameras():
+    """The Basler cameras pylon sees, or the :class:`CameraError` it raised (any thread)."""
+    from engine.cameras.pylon_source import list_cameras
+
+    try:
+        return list_cameras()
+    except CameraError as exc:
+        return exc
+
+
+class _CameraSearch(QObject):
+    """One pylon enumeration off the GUI thread; ``finished`` carries :func:`_list_cameras`'s answer."""
+
+    finished = Signal(object)
+
+    def run(self) -> None:
+        self.finished.emit(_list_cameras())
+
+
 class CameraDialog(QDialog):
-    """Fields for a :class:`gui.camera.CameraConfig`; :meth:`config` reads them."""
+    """Fields for a :class:`gui.camera.CameraConfig`; :meth:`config` reads them.
+
+    Signals:
+        cameras_listed(list): the serials found by "Find cameras" (empty when none or pylon failed).
+    """
+
+    cameras_listed = Signal(list)
 
     def __init__(self, config: CameraConfig, parent: QWidget | None = None):
         super().__init__(parent)
+        self._searching: _CameraSearch | None = None
         self.setWindowTitle("Live source")
         self.camera_radio = QRadioButton("Camera")
         self.video_radio = QRadioButton("Video file (stand-in camera)")
@@ -95,7 +125,7 @@ class CameraDialog(QDialog):
         layout.addLayout(form)
         layout.addWidget(buttons)
         self.video_button.clicked.connect(self._browse)
-        self.find_button.clicked.connect(self.find_cameras)
+        self.find_button.clicked.connect(self.search_cameras)
         group.buttonToggled.connect(lambda *_: self._grey())
         self.trigger_combo.currentIndexChanged.connect(lambda *_: self._grey())
         self._grey()
@@ -135,6 +165,7 @@ class CameraDialog(QDialog):
             w.setEnabled(self.video_radio.isChecked())
         for w in (self.serial_combo, self.find_button, self.exposure_spin, self.gain_spin, self.format_combo):
             w.setEnabled(basler)
+        self.find_button.setEnabled(basler and self._searching is None)  # one search at a time
         hardware = self.trigger_combo.currentData() == "hardware"
         self.line_combo.setEnabled(basler and hardware)
         if hardware and not basler:
@@ -142,23 +173,45 @@ class CameraDialog(QDialog):
         self.trigger_combo.model().item(2).setEnabled(basler)
         self.stale_spin.setEnabled(self.trigger_combo.currentData() == "free")
 
-    def find_cameras(self) -> list[str]:
-        """Fill the serial list with the Basler cameras pylon sees now; returns their serials."""
-        from engine.cameras.pylon_source import list_cameras
+    def search_cameras(self) -> None:
+        """"Find cameras": ask pylon in a background thread (enumerating GigE cameras takes seconds),
+        the button greyed and a busy cursor meanwhile; the list is filled when it answers
+        (:attr:`cameras_listed`). The window stays responsive."""
+        if self._searching is not None:
+            return
+        self._searching = _CameraSearch()
+        self._searching.finished.connect(self._show_cameras, Qt.ConnectionType.QueuedConnection)
+        self.find_button.setEnabled(False)
+        self.find_button.setText("Searching…")
+        self.setCursor(QCursor(Qt.CursorShape.BusyCursor))
+        threading.Thread(target=self._searching.run, name="find-basler-cameras", daemon=True).start()
 
+    def find_cameras(self) -> list[str]:
+        """Fill the serial list with the Basler cameras pylon sees now; returns their serials.
+        Blocks until pylon answers (the button uses :meth:`search_cameras`)."""
+        return self._show_cameras(_list_cameras())
+
+    def _show_cameras(self, found) -> list[str]:
+        """Fill the serial list from ``found``: a list of cameras, or the CameraError pylon gave."""
+        if self._searching is not None:
+            self._searching = None
+            self.find_button.setText("Find cameras")
+            self.unsetCursor()
+            self._grey()
         current = self.serial_combo.currentText()
         self.serial_combo.clear()
-        try:
-            cameras = list_cameras()
-        except CameraError as exc:
-            self.serial_combo.lineEdit().setPlaceholderText(str(exc))
+        if isinstance(found, CameraError):
+            self.serial_combo.lineEdit().setPlaceholderText(str(found))
+            self.cameras_listed.emit([])
             return []
+        cameras = found
         for c in cameras:
             self.serial_combo.addItem(f"{c.serial}  ({c.friendly_name}{', ' + c.user_name if c.user_name else ''})",
                                       c.serial)
         self.serial_combo.lineEdit().setPlaceholderText("first camera found" if cameras else "no Basler camera found")
         self.serial_combo.setEditText(current if current else (cameras[0].serial if cameras else ""))
         self.basler_radio.setChecked(True)
+        self.cameras_listed.emit([c.serial for c in cameras])
         return [c.serial for c in cameras]
 
     def _serial(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 
 from engine.mqtt_link import DEFAULT_PREFIX, MqttLink
 
@@ -47,20 +47,30 @@ def save_line_settings(settings: QSettings, s: LineSettings) -> None:
     settings.setValue("mqtt/topic_prefix", s.topic_prefix)
 
 
+BACKLOG_POLL_MS = 500
+"""How often the bridge reads the link's count of waiting verdicts (ms)."""
+
+
 class MqttBridge(QObject):
     """One :class:`~engine.mqtt_link.MqttLink` at a time, its events as GUI-thread signals.
 
     Signals:
         broker_state_changed(state, detail): ``"connected" | "connecting" | "disconnected" | "off"``
             and a one-line detail (waiting verdicts included).
+        backlog_changed(n): verdicts waiting for the broker (:attr:`engine.mqtt_link.MqttLink.waiting`)
+            changed to ``n``; checked after each state change and verdict, and every
+            :data:`BACKLOG_POLL_MS` (acknowledgements arrive in paho's thread without a call).
         trigger_requested(origin, trigger_id): a valid trigger message (``origin`` is ``"mqtt"``,
             ``trigger_id`` ``""`` when the message had none).
         recipe_requested(name_or_path): a valid recipe message; answer with :meth:`reply_recipe`.
+            One at a time: a recipe message arriving while one is pending is refused at once
+            ("busy loading A") and the pending one keeps its answer.
     """
 
     broker_state_changed = Signal(str, str)
     trigger_requested = Signal(str, str)
     recipe_requested = Signal(str)
+    backlog_changed = Signal(int)
 
     _state_from_link = Signal(int, str, str)  # (link generation, ...): late calls of a stopped link are ignored
     _trigger_from_link = Signal(int, object)
@@ -72,6 +82,10 @@ class MqttBridge(QObject):
         self.state, self.detail = "off", "MQTT off"
         self._pending_recipe: tuple[str, str | None] | None = None  # (requested, request id)
         self._generation = 0
+        self.backlog = 0
+        self._backlog_timer = QTimer(self)
+        self._backlog_timer.setInterval(BACKLOG_POLL_MS)
+        self._backlog_timer.timeout.connect(self._check_backlog)
         queued = Qt.ConnectionType.QueuedConnection
         self._state_from_link.connect(self._on_state, queued)
         self._trigger_from_link.connect(self._on_trigger, queued)
@@ -98,6 +112,7 @@ class MqttBridge(QObject):
                              on_recipe=lambda name, rid: self._recipe_from_link.emit(g, name, rid), **link_options)
         self.link.recipe = recipe
         self.link.start()
+        self._backlog_timer.start()
 
     def stop(self) -> int:
         """Disconnect (status ``offline``); returns the verdicts that were still waiting (they are
@@ -106,16 +121,19 @@ class MqttBridge(QObject):
             return 0
         link, self.link = self.link, None
         self._generation += 1
+        self._backlog_timer.stop()
         left = link.stop()
         self._pending_recipe = None
         self.state, self.detail = link.state, link.detail
         self.broker_state_changed.emit(link.state, link.detail)
+        self._check_backlog()
         return left
 
     def publish_verdict(self, message: dict) -> None:
         """Send one verdict message (:func:`engine.mqtt_link.verdict_message`) when enabled."""
         if self.link is not None:
             self.link.publish_verdict(message)
+            self._check_backlog()
 
     def set_recipe(self, name: str) -> None:
         """The active recipe, for the retained status message."""
@@ -148,6 +166,13 @@ class MqttBridge(QObject):
             return  # a late call from a link already stopped
         self.state, self.detail = state, detail
         self.broker_state_changed.emit(state, detail)
+        self._check_backlog()
+
+    def _check_backlog(self) -> None:
+        n = self.link.waiting if self.link is not None else 0
+        if n != self.backlog:
+            self.backlog = n
+            self.backlog_changed.emit(n)
 
     def _on_trigger(self, generation: int, trigger_id) -> None:
         if self._current(generation):
@@ -156,7 +181,10 @@ class MqttBridge(QObject):
     def _on_recipe(self, generation: int, name: str, request_id) -> None:
         if not self._current(generation):
             return
-        if self._pending_recipe is not None:  # the line asked again before the answer: answer the first
-            self.reply_recipe(False, f"replaced by a request for recipe {name!r} before it was loaded")
+        if self._pending_recipe is not None:  # one at a time: the first keeps its answer ("loaded" or why not)
+            if self.link is not None:
+                self.link.reply_recipe(name, False, f"busy loading recipe {self._pending_recipe[0]!r}: send "
+                                                    f"{name!r} again after its answer", request_id)
+            return
         self._pending_recipe = (name, request_id)
         self.recipe_requested.emit(name)

@@ -8,6 +8,11 @@ good folder and how many of its images, the region), the New-recipe dialog opens
 (:meth:`gui.recipe_dialog.NewRecipeDialog.prefill`) and the region editor on top; "Re-fit" writes
 the same model file (after asking).
 
+A recipe fitted without calibration (hold-out fraction 0) is re-fitted without; one calibrated on a
+hold-out (``fit --folds 1`` on the command line) is named in the notes, since the app cross-fits.
+The re-fit replaces the applied threshold by the new calibration: the window logs
+that as an event row ("re-fitted with a new region, threshold X -> Y", :func:`refit_event_message`).
+
 Settings the New-recipe dialog does not offer are those of the app's fits: the resize mode,
 image-score rule and map smoothing (:func:`refit_spec` names each that the model file has otherwise,
 a recipe fitted with other options on the command line, so the operator can re-fit with the CLI
@@ -79,9 +84,27 @@ def refit_spec(model_path: str | Path) -> tuple[RecipeSpec, list[str]]:
                       scorer_params=scorer_kwargs(scorer, config["scorer"].get("params") or {}),
                       target_frr=float(calib.get("target_frr") or RecipeSpec.target_frr),
                       max_images=n if n and in_folder is not None and n < in_folder else None,
-                      roi=config.get("roi"))
+                      roi=config.get("roi"),
+                      holdout_fraction=RecipeSpec.holdout_fraction if calib else 0.0)  # 0: fitted uncalibrated
     stored = {"resize_mode": config["preprocess"].get("mode"), **{k: config["anomaly_map"].get(k) for k in
                                                                     ("score_mode", "top_fraction", "sigma")}}
     notes = [f"{k} is {stored[k]!r} in the file, {v!r} in the app's fit" for k, v in APP_DEFAULTS.items()
              if stored[k] is not None and stored[k] != v]
+    n_hold, n_all = int(prov.get("n_holdout") or 0), int(prov.get("n_images") or 0)
+    if calib and n_hold:  # fitted with folds < 2 on the command line
+        notes.append(f"the threshold was calibrated on a hold-out of {n_hold} of {n_all} images in the file; "
+                     f"the app's fit cross-fits all of them (5 folds)")
     return spec, notes
+
+
+def refit_event_message(before: dict, after: dict) -> str:
+    """The log line of a re-fit with a new region: ``before`` and ``after`` are the window's
+    recipe info (:func:`gui.worker.model_info`) of the old and the new fit."""
+    def t(info: dict) -> str:
+        return "none" if info.get("threshold") is None else f"{info['threshold']:.6g}"
+    def region(info: dict) -> str:
+        roi = info.get("roi")
+        return "whole image" if not roi else f"{len(roi.get('include') or [])} include, " \
+                                             f"{len(roi.get('exclude') or [])} exclude polygon(s)"
+    return (f"recipe re-fitted with a new region ({region(before)} -> {region(after)}), threshold {t(before)} -> "
+            f"{t(after)} (newly calibrated on the new region)")

@@ -147,12 +147,10 @@ def describe(roi: RegionOfInterest | None, height: int, width: int) -> str:
 
 
 def scaled_polygons(roi: RegionOfInterest, width: int, height: int) -> tuple[list[Polygon], list[Polygon]]:
-    """The region's ``(include, exclude)`` polygons scaled to a ``width x height`` image, the way
-    :meth:`engine.roi.RegionOfInterest.pixel_mask` scales them (region coordinates)."""
-    sx, sy = width / roi.ref_width, height / roi.ref_height
-    def scale(polys: list[Polygon]) -> list[Polygon]:
-        return [[(x * sx, y * sy) for x, y in p] for p in polys]
-    return scale(roi.include), scale(roi.exclude)
+    """The region's ``(include, exclude)`` polygons on a ``width x height`` image (region
+    coordinates): :meth:`engine.roi.RegionOfInterest.scaled`, as the mask the engine uses."""
+    region = roi.scaled(width, height)
+    return region.include, region.exclude
 
 
 def outline_xy(polygons: list[Polygon]) -> tuple[np.ndarray, np.ndarray]:

@@ -5,7 +5,8 @@ words: **connected** (green), **connecting** (amber), **disconnected** (red, wit
 sender gives, e.g. "lost at 10:32:05, retrying") and **off** (grey, "not configured"). The full
 detail line is in the tooltip; a disconnected source also shows it beside the state, so a lost
 camera or broker is read from across the station without hovering. Verdicts waiting for the broker
-(kept locally until it is back) are counted beside the line's indicator.
+(kept locally until it is back) are counted beside the line's indicator (and in its tooltip, once:
+the MQTT link's own detail already says how many).
 
 The senders are :class:`gui.live_session.LiveSession` (``camera_state_changed(str, str)``) and the
 MQTT bridge (``broker_state_changed(str, str)``, ``backlog_changed(int)``): :meth:`StationStatus.watch_camera`
@@ -93,7 +94,8 @@ class ConnectionIndicator(QWidget):
         self.label.setStyleSheet(f"QLabel {{ color: {self.colour}; font-weight: bold; }}"
                                  if self.state == "disconnected" else "")
         tip = f"{self.name}: {self.state}" + (f" — {self.detail}" if self.detail else "")
-        self.setToolTip(tip + (f"\n{self.extra_full}" if self.extra_full else ""))
+        extra = self.extra_full if self.extra_full and self.extra_full not in self.detail else ""
+        self.setToolTip(tip + (f"\n{extra}" if extra else ""))  # said once, when the detail already has it
 
 
 class StationStatus(QWidget):

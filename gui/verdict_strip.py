@@ -7,7 +7,9 @@ are coloured by the verdict given at inspection time (as logged; a previewed thr
 recolour them): green OK, red NOK (with a white cross, for operators who do not tell red from
 green), grey n/a (no threshold), orange unreadable. Events of the run
 (the source went stale or resumed, the threshold was changed) are thin blue markers between the
-tiles, so a gap or a change in verdicts is explained where it happened. The line above the tiles
+tiles, so a gap or a change in verdicts is explained where it happened; events in a row (a source
+going stale and resuming many times between two parts) share one marker, whose tooltip lists the
+newest of them and counts the rest, so markers never crowd out the parts. The line above the tiles
 counts the NOKs among them ("3 NOK in the last 20", and "last 2 in a row" when the newest parts
 are NOK), so a run of NOKs is seen at a glance.
 
@@ -50,6 +52,9 @@ MAX_TILE = 24
 MARKER = 5
 """Width of an event marker's slot (px)."""
 
+MARKER_LINES = 5
+"""Events listed in the tooltip of a marker that holds several (the newest; the rest are counted)."""
+
 
 @dataclass(frozen=True)
 class StripTile:
@@ -59,13 +64,17 @@ class StripTile:
         index: the part's index in the run (:class:`gui.run_results.RunResults`); None for an event.
         verdict: ``"OK"``, ``"NOK"``, ``"n/a"``, ``"error"``, or ``"event"`` for an event marker.
         colour: fill, ``"#rrggbb"``.
-        tooltip: what hovering shows (time, name, score, threshold; or the event's message).
+        tooltip: what hovering shows (time, name, score, threshold; or the events' messages).
+        events: for an event marker, the events in a row it stands for (``lines`` holds the newest
+            :data:`MARKER_LINES` of them); 0 for a part.
     """
 
     index: int | None
     verdict: str
     colour: str
     tooltip: str
+    events: int = 0
+    lines: tuple[str, ...] = ()
 
     @property
     def is_event(self) -> bool:
@@ -129,7 +138,15 @@ class VerdictStrip(QWidget):
         """Append an event marker (``message``: what happened, e.g. "threshold changed 0.4 -> 0.5
         by operator"; ``at``: when, default now)."""
         at = at or dt.datetime.now()
-        self.tiles.append(StripTile(None, "event", EVENT_COLOUR, f"{at:%H:%M:%S} · {message}"))
+        line = f"{at:%H:%M:%S} · {message}"
+        if self.tiles and self.tiles[-1].is_event:  # events in a row: one marker (module docstring)
+            last = self.tiles.pop()
+            n, lines = last.events + 1, (last.lines + (line,))[-MARKER_LINES:]
+        else:
+            n, lines = 1, (line,)
+        earlier = n - len(lines)
+        tooltip = (f"{earlier} earlier event{'s' if earlier != 1 else ''} …\n" if earlier else "") + "\n".join(lines)
+        self.tiles.append(StripTile(None, "event", EVENT_COLOUR, tooltip, n, lines))
         self._changed()
 
     def set_current(self, index: int | None) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Slot
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QToolBar
 
@@ -17,7 +17,8 @@ from .camera import load_camera_config
 from .camera_dialog import CameraDialog
 from .locations import data_dir
 from .recipe_dialog import NewRecipeDialog
-from .recipe_refit import refit_spec
+from .defect_log import EVENT, LogEntry
+from .recipe_refit import refit_event_message, refit_spec
 from .recipes import MODEL_SUFFIX
 from .settings_dialog import SettingsDialog
 
@@ -27,6 +28,7 @@ class WindowActions:
 
     def __init__(self, window: QMainWindow):
         w = self.window = window
+        self._refit_watch: _RefitWatch | None = None
         self.new_recipe = self._action("New recipe…", self.new_recipe_dialog, ["Ctrl+N"],
                                        "Learn a recipe from a folder of good images")
         self.open_recipe = self._action("Open recipe…", self.open_recipe_dialog, ["Ctrl+O"])
@@ -115,7 +117,12 @@ class WindowActions:
             return
         QTimer.singleShot(0, dlg.edit_roi)
         if dlg.exec():
+            before = dict(w.info)
             w.start_fit(dlg.spec())
+            if w.job == "fit":  # started: the new fit's info is logged against this one
+                if self._refit_watch is None:  # (the worker is made after the actions)
+                    self._refit_watch = _RefitWatch(w)
+                self._refit_watch.before = before
 
     def open_recipe_dialog(self) -> None:
         w = self.window
@@ -168,6 +175,41 @@ class WindowActions:
         act.triggered.connect(lambda _=False: slot())
         self.window.addAction(act)
         return act
+
+
+class _RefitWatch(QObject):
+    """Logs a re-fit for a new region once its model is loaded. A QObject of the window, so the
+    worker's signals reach it in the GUI thread (queued)."""
+
+    def __init__(self, window: QMainWindow):
+        super().__init__(window)
+        self.before: dict | None = None  # the recipe's info while its re-fit runs
+        window.worker.model_loaded.connect(self.after_fit)
+        window.worker.error_occurred.connect(self.failed)
+        window.worker.cancelled.connect(self.ended)
+
+    @Slot(object)
+    def after_fit(self, info: dict) -> None:
+        """A fit finished (``model_loaded``): when it was a re-fit for a new region, log it (an event row
+        and a strip marker: the applied threshold was replaced by the new calibration)."""
+        before, self.before = self.before, None
+        w = self.parent()
+        if before is None or info["path"] != before["path"] or w._closing:
+            return
+        message = refit_event_message(before, info)
+        w.recorder.record_event(LogEntry(source="operator", file=info["path"], verdict=EVENT,
+                                         threshold=info["threshold"], station=w.station, recipe=info["recipe"],
+                                         backbone=info["backbone"], message=message))
+        w.strip.add_event(message)
+
+    @Slot(str)
+    def ended(self, job: str) -> None:
+        if job == "fit":
+            self.before = None  # failed or cancelled: the model file is the old one
+
+    @Slot(str, str)
+    def failed(self, job: str, _message: str) -> None:
+        self.ended(job)
 
 
 def dropped_paths(mime) -> list[Path]:

@@ -37,10 +37,11 @@ def test_pixel_mask_counts_include_minus_exclude():
 
 
 def test_pixel_mask_scales_to_another_image_size():
-    # drawn on 64 x 48, used on 128 x 96: the polygon doubles; corners 20 and 58 -> 39 px + outline
-    roi = RegionOfInterest(include=[rect(10, 10, 29, 29)], ref_width=64, ref_height=48)
-    m = roi.pixel_mask(96, 128)
-    assert m.sum() == 39 * 39 and m[20, 20] and m[58, 58] and not m[59, 59]
+    # drawn on 65 x 49, used on 129 x 97: pixel centre to pixel centre, (129 - 1) / (65 - 1) = 2, so
+    # corners 10 and 29 -> 20 and 58: 39 px with the outline
+    roi = RegionOfInterest(include=[rect(10, 10, 29, 29)], ref_width=65, ref_height=49)
+    m = roi.pixel_mask(97, 129)
+    assert m.sum() == 39 * 39 and m[20, 20] and m[58, 58] and not m[59, 59] and not m[19, 19]
 
 
 def test_no_include_polygon_is_the_whole_image_minus_exclusions():
@@ -275,3 +276,29 @@ def test_pixel_metrics_with_valid_pixels_equal_those_of_the_cropped_region():
     assert aupro(masks, maps, valid=[valid] * 5) != pytest.approx(aupro(masks, maps), abs=1e-6)
     got = compute_all([1, 1, 1, 1, 0], [3, 2, 3, 2, 0], masks, maps, valid=[valid] * 5)
     assert got["aupro"] == pytest.approx(aupro(cm, ca), abs=1e-12)
+
+
+def test_a_whole_image_rectangle_stays_the_whole_image_at_any_size():
+    roi = RegionOfInterest(include=[rect(0, 0, 79, 63)], ref_width=80, ref_height=64)
+    for h, w in ((64, 80), (128, 160), (100, 130), (32, 40), (7, 9)):
+        assert roi.pixel_mask(h, w).all(), (h, w)
+
+
+def test_scaling_maps_pixel_centres_and_edge_pixels_onto_each_other():
+    # 81 x 65 -> 161 x 129: (161 - 1) / (81 - 1) = 2 exactly, so corners 10 and 29 land on 20 and 58
+    roi = RegionOfInterest(include=[rect(10, 10, 29, 29)], exclude=[rect(0, 0, 3, 3)], ref_width=81, ref_height=65)
+    big = roi.scaled(161, 129)
+    assert (big.ref_width, big.ref_height) == (161, 129)
+    assert big.include == [[(20.0, 20.0), (58.0, 20.0), (58.0, 58.0), (20.0, 58.0)]]
+    assert big.exclude == [[(0.0, 0.0), (6.0, 0.0), (6.0, 6.0), (0.0, 6.0)]]
+    assert roi.pixel_mask(129, 161).sum() == 39 * 39
+    assert roi.scaled(81, 65) is roi
+
+
+def test_outline_and_mask_scale_the_same_way():
+    from gui.roi_geometry import scaled_polygons
+
+    roi = RegionOfInterest(include=[[(5, 4), (70, 9), (40, 60)]], ref_width=80, ref_height=64)
+    include, exclude = scaled_polygons(roi, 160, 128)
+    assert include == roi.scaled(160, 128).include and exclude == []
+    assert include[0][1] == pytest.approx((70 * 159 / 79, 9 * 127 / 63))

@@ -103,6 +103,20 @@ def test_a_missing_basler_camera_is_reported_and_its_state_is_disconnected(qtbot
     assert [s for s, _ in states] == ["connecting", "disconnected"] and "not found" in states[-1][1]
 
 
+def test_find_cameras_asks_pylon_off_the_gui_thread_and_fills_the_list_when_it_answers(qtbot, emulation):
+    dlg = CameraDialog(CameraConfig(kind="basler"))
+    qtbot.addWidget(dlg)
+    assert dlg.find_button.isEnabled()
+    with qtbot.waitSignal(dlg.cameras_listed, timeout=WAIT_MS) as listed:
+        dlg.find_button.click()
+        # the click returned before pylon answered: the button waits greyed, nothing listed yet
+        assert not dlg.find_button.isEnabled() and dlg.find_button.text() == "Searching…"
+        assert dlg.serial_combo.count() == 0
+    assert listed.args == [["0815-0000"]]
+    assert dlg.serial_combo.itemData(0) == "0815-0000" and dlg.find_button.isEnabled()
+    assert dlg.find_button.text() == "Find cameras"
+
+
 def test_camera_dialog_offers_the_basler_settings_and_finds_the_emulated_camera(qtbot, emulation):
     dlg = CameraDialog(CameraConfig())
     qtbot.addWidget(dlg)

@@ -125,9 +125,16 @@ def test_broker_down_every_row_still_logged_status_says_so_then_all_sent(qtbot, 
         # the count reaches the indicator by a queued signal from the link's thread
         qtbot.waitUntil(lambda: "8 verdicts waiting for the broker" in window.station_status.broker.toolTip(),
                         timeout=WAIT_MS)
+        # the bridge's backlog_changed counts them beside the state, and the tooltip says it once
+        qtbot.waitUntil(lambda: window.station_status.broker.label.text().endswith(" · 8 verdicts waiting"),
+                        timeout=WAIT_MS)
+        assert window.line.backlog == 8 and window.station_status.backlog == 8
+        assert window.station_status.broker.toolTip().count("8 verdicts waiting") == 1
         broker.start()
         qtbot.waitUntil(lambda: window.line.state == "connected" and window.line.link.waiting == 0, timeout=WAIT_MS)
         assert "connected again" in window.message_bar.text
+        qtbot.waitUntil(lambda: window.station_status.backlog == 0, timeout=WAIT_MS)  # acknowledged: none shown
+        assert "waiting" not in window.station_status.broker.label.text()
         qtbot.waitUntil(lambda: len({m["log_id"] for m in seen.on("plant/line2/verdict")}) == 8, timeout=WAIT_MS)
         ids = list(dict.fromkeys(m["log_id"] for m in seen.on("plant/line2/verdict")))
         assert ids == sorted(r[0] for r in window.log.rows())  # in the order they were logged
@@ -193,3 +200,102 @@ def test_station_dialog_edits_the_line_settings_and_shows_the_topics(qtbot):
     dlg.station_edit.setText("cell 4")
     assert dlg.line_settings() == LineSettings(True, "10.0.0.7", 8883, "plant")
     assert "plant/cell 4/trigger" in dlg.topics_label.text()
+
+
+def test_a_second_recipe_message_while_one_loads_is_refused_and_the_first_answered(qtbot, window, broker, toy_copy,
+                                                                                    tmp_path):
+    other = tmp_path / "other.dimodel"
+    other.write_bytes(toy_copy.read_bytes())
+    sub = Subscriber(broker.port, ["plant/line2/recipe/result"])
+    seen = Collect(sub)
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    # both messages reach the link before the GUI thread handles the first (as two quick PLC messages)
+    window.line.link.on_recipe(str(toy_copy), "A")
+    window.line.link.on_recipe(str(other), "B")
+    qtbot.waitUntil(lambda: len(seen.on("plant/line2/recipe/result")) == 2, timeout=TIMEOUT_MS)
+    replies = {r["id"]: r for r in seen.on("plant/line2/recipe/result")}
+    assert replies["B"]["ok"] is False and "busy loading recipe" in replies["B"]["message"], replies["B"]
+    assert str(toy_copy) in replies["B"]["message"] and replies["B"]["recipe"] == str(other)
+    assert (replies["A"]["ok"], replies["A"]["recipe"]) == (True, "toy"), replies["A"]
+    assert window.info["path"] == str(toy_copy) and window.line.pending_recipe is None
+    sub.close()
+
+
+@pytest.mark.parametrize("name", ["~no_such_user_dinoinspect/x.dimodel", "r" * 300])
+def test_a_recipe_name_that_cannot_be_a_path_is_answered_not_crashing(qtbot, window, broker, name):
+    sub = Subscriber(broker.port, ["plant/line2/recipe/result"])
+    seen = Collect(sub)
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    sub.client.publish("plant/line2/recipe", json.dumps({"recipe": name, "id": "X"}), qos=1)
+    qtbot.waitUntil(lambda: bool(seen.on("plant/line2/recipe/result")), timeout=WAIT_MS)
+    reply = seen.on("plant/line2/recipe/result")[0]
+    assert (reply["ok"], reply["id"]) == (False, "X") and reply["message"].startswith("no recipe")
+    assert "\n" not in reply["message"] and window.line.pending_recipe is None
+    sub.close()
+
+
+def test_station_dialog_ok_keeps_the_link_and_a_real_restart_says_what_it_dropped(qtbot, window, broker, toy_model,
+                                                                                 toy_images):
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    open_recipe(qtbot, window, toy_model)
+    broker.stop()
+    qtbot.waitUntil(lambda: window.line.state == "disconnected", timeout=WAIT_MS)
+    window.run_folder(toy_images)
+    qtbot.waitUntil(lambda: not window.busy, timeout=TIMEOUT_MS)
+    link = window.line.link
+    assert link.waiting == 8 and window.log.count() == 8
+    # what the Station dialog's OK does with nothing changed: the same link, its verdicts still waiting
+    window.set_station(window.station)
+    window.set_line_settings(window.line_settings)
+    assert window.line.link is link and link.waiting == 8 and window.line.state == "disconnected"
+    # another port: restarted, and the 8 verdicts it could not send are said and logged
+    moved = LineSettings(True, "127.0.0.1", broker.port + 1, "plant")
+    window.set_line_settings(moved)
+    assert window.line.link is not link and window.line.link.waiting == 0
+    assert "8 verdicts waiting for the broker not sent" in window.message_bar.text
+    events = [dict(zip(COLUMNS, r)) for r in window.log.rows() if dict(zip(COLUMNS, r))["verdict"] == "event"]
+    assert len(events) == 1 and "8 verdicts waiting for the broker not sent" in events[0]["message"]
+    assert window.log.count() == 8 and len(window.log.rows()) == 9  # the 8 verdicts kept, plus the event
+
+
+def test_recipe_message_at_a_triggered_station_stops_loads_restarts_then_answers(qtbot, window, broker, toy_copy,
+                                                                               tmp_path, monkeypatch):
+    pytest.importorskip("pypylon")
+    import numpy as np
+
+    from tests.conftest import write_textures
+    from tests.gui.test_live_trigger import start_triggered
+
+    monkeypatch.setenv("PYLON_CAMEMU", "1")  # the vendor's emulated camera
+    other = tmp_path / "other.dimodel"
+    other.write_bytes(toy_copy.read_bytes())
+    write_textures(tmp_path / "parts", 2, np.random.default_rng(3))
+    sub = Subscriber(broker.port, ["plant/line2/recipe/result"])
+    seen = Collect(sub)
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    open_recipe(qtbot, window, toy_copy)
+    states = start_triggered(qtbot, window, tmp_path / "parts")
+    config = window.live.config
+    sub.client.publish("plant/line2/recipe", json.dumps({"recipe": str(other), "id": "S"}), qos=1)
+    qtbot.waitUntil(lambda: bool(seen.on("plant/line2/recipe/result")), timeout=TIMEOUT_MS)
+    reply = seen.on("plant/line2/recipe/result")[0]
+    assert (reply["ok"], reply["recipe"], reply["id"]) == (True, "other", "S"), reply
+    assert "live source started again" in reply["message"]
+    # answered once the camera was back: the same camera settings, triggered, under the new recipe
+    assert window.info["recipe"] == "other" and window.live_running and window.live.triggered
+    assert window.live.config == config
+    assert states[-3:] == ["off", "connecting", "connected"]
+    assert window.trigger_inspection("mqtt")
+    qtbot.waitUntil(lambda: window.log.count() == 1, timeout=TIMEOUT_MS)
+    assert window.log.rows()[0][COLUMNS.index("recipe")] == "other"
+    window.stop_live()
+    qtbot.waitUntil(lambda: not window.live_running, timeout=WAIT_MS)
+    sub.close()

@@ -7,6 +7,8 @@ from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
 from engine.errors import ModelFileError
+from engine.model import InspectionModel
+from gui.defect_log import COLUMNS
 from engine.roi import RegionOfInterest
 from gui.recipe_dialog import NewRecipeDialog
 from gui.recipe_refit import refit_spec
@@ -26,6 +28,24 @@ def test_fit_settings_are_read_back_from_the_model_file(toy_model, toy_images):
     assert notes == []
 
 
+def test_hold_out_and_uncalibrated_fits_are_reproduced_or_named(toy_images, tmp_path):
+    paths = sorted(toy_images.iterdir())
+    uncalibrated = InspectionModel.create(backbone="efficientnet_lite0", size=SIZE, device="cpu",
+                                          scorer_params={"coreset_ratio": 0.5})
+    uncalibrated.fit(paths, holdout_fraction=0.0)
+    uncalibrated.save(tmp_path / "none.dimodel")
+    spec, notes = refit_spec(tmp_path / "none.dimodel")
+    assert spec.holdout_fraction == 0.0 and notes == []  # re-fitted uncalibrated, as it was
+    held = InspectionModel.create(backbone="efficientnet_lite0", size=SIZE, device="cpu",
+                                  scorer_params={"coreset_ratio": 0.5})
+    held.fit(paths, holdout_fraction=0.25, folds=1)  # 2 of the 8 images held out
+    held.save(tmp_path / "held.dimodel")
+    spec, notes = refit_spec(tmp_path / "held.dimodel")
+    assert spec.holdout_fraction > 0
+    assert notes == ["the threshold was calibrated on a hold-out of 2 of 8 images in the file; the app's fit "
+                     "cross-fits all of them (5 folds)"]
+
+
 def test_a_file_that_is_not_a_model_is_named(tmp_path):
     bad = tmp_path / "x.dimodel"
     bad.write_bytes(b"nonsense")
@@ -40,6 +60,7 @@ def test_a_file_that_is_not_a_model_is_named(tmp_path):
 def test_edit_region_refits_the_active_recipe_with_the_new_region(qtbot, window, toy_copy, toy_images,
                                                                     monkeypatch):
     open_recipe(qtbot, window, toy_copy)
+    thresholds_before = dict(window.info)
     asked = []
     monkeypatch.setattr(QMessageBox, "question", lambda *a, **k: asked.append(a[2]) or QMessageBox.StandardButton.Yes)
     fits = []
@@ -71,5 +92,15 @@ def test_edit_region_refits_the_active_recipe_with_the_new_region(qtbot, window,
     assert (spec.backbone, spec.scorer, spec.size, spec.scorer_params) == ("efficientnet_lite0", "knn", SIZE,
                                                                            {"coreset_ratio": 0.5})
     assert spec.good_folder == str(toy_images)
+    before = float(thresholds_before["threshold"])
     wait_idle(qtbot, window)
     assert window.info is not None and window.info["path"] == str(toy_copy), window.message_bar.text
+    # the file's applied threshold was replaced by the new calibration: one event row and one strip marker say so
+    after = window.info["threshold"]
+    events = [r for r in window.log.rows() if r[COLUMNS.index("verdict")] == "event"]
+    assert len(events) == 1
+    message = events[0][COLUMNS.index("message")]
+    assert "re-fitted with a new region (whole image -> 1 include, 0 exclude polygon(s))" in message
+    assert f"threshold {before:.6g} -> {after:.6g}" in message
+    assert events[0][COLUMNS.index("threshold")] == after and events[0][COLUMNS.index("file")] == str(toy_copy)
+    assert [t.tooltip.endswith(message) for t in window.strip.tiles if t.is_event] == [True]

@@ -241,8 +241,11 @@ def test_save_then_load_on_an_image_twice_the_size_scales_the_shapes(qtbot, edit
     big = RoiEditorDialog(gray(2 * W, 2 * H))
     qtbot.addWidget(big)
     assert big.load_roi_file(path)
-    assert big.polygons("include") == [[(20, 20), (140, 24), (80, 120)]]
-    assert big.polygons("exclude") == [[(60, 40), (90, 40), (90, 60), (60, 60)]]
+    # pixel centre to pixel centre (engine.roi: x * (2W - 1) / (W - 1)), each corner on the nearest pixel
+    def on_big(poly):
+        return [(np.floor(x * (2 * W - 1) / (W - 1) + 0.5), np.floor(y * (2 * H - 1) / (H - 1) + 0.5)) for x, y in poly]
+    assert big.polygons("include") == [on_big([(10, 10), (70, 12), (40, 60)])] == [[(20, 20), (141, 24), (81, 121)]]
+    assert big.polygons("exclude") == [on_big(rectangle((30, 20), (45, 30)))]
     assert big.error_label.text() == ""  # same aspect ratio: no warning
     assert big.roi().ref_width == 2 * W
     # the region is the same one: at the original size it keeps the same pixels
@@ -337,11 +340,14 @@ def test_inspection_view_outlines_the_region_scaled_to_each_image(qtbot):
     assert view.roi_outline("include")[0].size == 0  # no image yet: nothing drawn
     view.show_result(gray(2 * W, 2 * H), (2 * H, 2 * W), None, None, "")
     x, y = view.roi_outline("include")
-    # corners doubled, on the pixels' centres (+0.5), closed, then a gap
-    assert list(x[:5]) == [20.5, 120.5, 120.5, 20.5, 20.5] and list(y[:5]) == [20.5, 20.5, 80.5, 80.5, 20.5]
+    # corners scaled pixel centre to pixel centre (x * (2W - 1) / (W - 1)), drawn on the pixels'
+    # centres (+0.5), closed, then a gap
+    sx, sy = (2 * W - 1) / (W - 1), (2 * H - 1) / (H - 1)
+    assert x[:5] == pytest.approx([10 * sx + .5, 60 * sx + .5, 60 * sx + .5, 10 * sx + .5, 10 * sx + .5])
+    assert y[:5] == pytest.approx([10 * sy + .5, 10 * sy + .5, 40 * sy + .5, 40 * sy + .5, 10 * sy + .5])
     assert np.isnan(x[5])
     xe, _ = view.roi_outline("exclude")
-    assert list(xe[:5]) == [40.5, 60.5, 60.5, 40.5, 40.5]
+    assert xe[:5] == pytest.approx([20 * sx + .5, 30 * sx + .5, 30 * sx + .5, 20 * sx + .5, 20 * sx + .5])
     assert view.roi_items["exclude"].opts["pen"].style() == Qt.PenStyle.DashLine
     assert not view.roi_check.isHidden()
     view.roi_check.setChecked(False)
@@ -367,7 +373,9 @@ def test_window_outlines_the_loaded_recipes_region_on_inspected_images(qtbot, wi
     window.run_images([toy_images / "000.png"])  # a 64 x 64 image: the region drawn on 32 x 32 is doubled
     wait_idle(qtbot, window)
     x, y = window.view.roi_outline("include")
-    assert list(x[:5]) == [16.5, 62.5, 62.5, 16.5, 16.5] and list(y[:5]) == [16.5, 16.5, 46.5, 46.5, 16.5]
+    s = 63 / 31  # pixel centre to pixel centre: 32 -> 64
+    assert x[:5] == pytest.approx([8 * s + .5, 31 * s + .5, 31 * s + .5, 8 * s + .5, 8 * s + .5])
+    assert y[:5] == pytest.approx([8 * s + .5, 8 * s + .5, 23 * s + .5, 23 * s + .5, 8 * s + .5])
     assert window.view.roi_items["include"].isVisible()
     window.worker.model_loaded.emit(dict(window.info, roi=None))
     assert window.view.roi_outline("include")[0].size == 0

@@ -76,6 +76,15 @@ def test_backlog_counts_verdicts_waiting_for_the_broker(status):
     assert status.broker.label.text() == "Line (MQTT): connected" and "waiting" not in status.broker.toolTip()
 
 
+def test_a_backlog_the_detail_already_counts_is_said_once_in_the_tooltip(status):
+    detail = "broker 127.0.0.1:1883 lost at 10:32:05, retrying; 3 verdicts waiting for the broker"
+    status.set_broker_state("disconnected", detail)  # the MQTT link's detail carries the count
+    status.set_broker_backlog(3)
+    assert status.broker.label.text().endswith(" · 3 verdicts waiting")
+    assert status.broker.toolTip() == f"Line (MQTT): disconnected — {detail}"
+    assert status.broker.toolTip().count("3 verdicts waiting") == 1
+
+
 def test_unknown_state_is_refused_and_the_shown_state_kept(status):
     status.set_camera_state("connected", "cam")
     with pytest.raises(ValueError, match="Camera: unknown connection state 'online'; expected one of connected"):

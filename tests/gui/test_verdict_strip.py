@@ -214,3 +214,20 @@ def test_the_strip_length_is_kept_in_the_settings(qtbot, data_dir):
     s.sync()
     w3 = make_window(qtbot, restore_recipe=False)
     assert w3.strip.length == 20
+
+
+def test_many_events_in_a_row_share_one_marker_and_leave_every_part_visible(strip):
+    for i in range(5):
+        strip.add_result(i, result(i, 0.1))
+    for k in range(200):  # a flickering source: stale, resumed, stale...
+        strip.add_event("source stale" if k % 2 == 0 else "source resumed", dt.datetime(2026, 3, 4, 11, 0, k % 60))
+    strip.add_result(5, result(5, 0.9))
+    assert [t.verdict for t in strip.tiles] == ["OK"] * 4 + ["event", "NOK"]
+    marker = strip.tiles[4]
+    assert marker.events == 200
+    lines = marker.tooltip.split("\n")
+    assert lines[0] == "195 earlier events …" and len(lines) == 6
+    assert lines[-1] == "11:00:19 · source resumed"  # the newest of them (k = 199)
+    rects = strip.tile_rects()
+    assert all(not r.isEmpty() for r in rects)  # every part's tile is drawn
+    assert [t.index for t in strip.tiles if not t.is_event] == [1, 2, 3, 4, 5]
