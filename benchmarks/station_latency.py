@@ -19,7 +19,6 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -42,15 +41,9 @@ def summary(name: str, ms: list[float]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="a fitted model file (.dimodel)")
-    ap.add_argument("--images", required=True, help="folder of images the emulated camera serves")
-    ap.add_argument("--triggers", type=int, default=50)
-    ap.add_argument("--gap", type=float, default=0.2, help="seconds between a verdict and the next trigger")
-    ap.add_argument("--pixel-format", default="RGB8", choices=("Mono8", "Mono12", "RGB8"))
-    ap.add_argument("--device", default="auto")
-    args = ap.parse_args()
-    os.environ["DINOINSPECT_DATA_DIR"] = tempfile.mkdtemp(prefix="station_latency_")
+    from benchmarks.trigger_latency import parse_args
+
+    args = parse_args(__doc__.split("\n\n")[0], "station_latency")
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication

@@ -27,8 +27,10 @@ os.environ.setdefault("PYLON_CAMEMU", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_args(description: str, name: str) -> argparse.Namespace:
+    """The options of a trigger benchmark (this one and station_latency.py); the app's data folder
+    becomes a new temporary one (``name`` in its name), so no station's settings are touched."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--model", required=True, help="a fitted model file (.dimodel)")
     ap.add_argument("--images", required=True, help="folder of images the emulated camera serves")
     ap.add_argument("--triggers", type=int, default=50)
@@ -36,7 +38,12 @@ def main() -> None:
     ap.add_argument("--pixel-format", default="RGB8", choices=("Mono8", "Mono12", "RGB8"))
     ap.add_argument("--device", default="auto")
     args = ap.parse_args()
-    os.environ["DINOINSPECT_DATA_DIR"] = tempfile.mkdtemp(prefix="trigger_latency_")
+    os.environ["DINOINSPECT_DATA_DIR"] = tempfile.mkdtemp(prefix=f"{name}_")
+    return args
+
+
+def main() -> None:
+    args = parse_args(__doc__.split("\n\n")[0], "trigger_latency")
 
     import numpy as np
     from PySide6.QtCore import QTimer
