@@ -106,9 +106,14 @@ def load_roi(args):
     from engine.roi import RegionOfInterest
 
     try:
-        return RegionOfInterest.load(args.roi)
+        roi = RegionOfInterest.load(args.roi)
     except DatasetError as exc:
         raise DatasetError(f"--roi {exc}") from None
+    if not roi.pixel_mask(roi.ref_height, roi.ref_width).any():
+        raise DatasetError(f"--roi {args.roi}: the region keeps no pixel of its {roi.ref_width}x{roi.ref_height} "
+                           f"reference image (outside it, or all excluded). Put the include polygons on the "
+                           f"image: x 0..{roi.ref_width - 1}, y 0..{roi.ref_height - 1}.")
+    return roi
 
 
 def add_bit_depth_option(p) -> None:

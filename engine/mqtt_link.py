@@ -214,7 +214,7 @@ class MqttLink:
             self._inflight.clear()
         c.disconnect()
         c.loop_stop()
-        self._set_state("off", "MQTT off" + (f"; {left} verdicts not sent (they are in the defect log)"
+        self._set_state("off", "MQTT off" + (f"; {left} verdict{'s' if left != 1 else ''} not sent (in the defect log)"
                                              if left else ""))
         return left
 

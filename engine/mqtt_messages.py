@@ -112,8 +112,11 @@ def parse_recipe(payload: bytes) -> tuple[str, str | None]:
     if not text:
         raise MqttPayloadError("recipe message is empty: send the recipe name, a model-file path or "
                                "{\"recipe\": \"name\"}")
-    if text[0] == '"' and text[-1] == '"' and len(text) > 2:
-        text = text[1:-1].strip()  # a JSON string: the name without its quotes
+    if text[0] == '"':
+        text = text[1:-1].strip() if len(text) > 1 and text[-1] == '"' else ""  # a JSON string: the name
+        if not text:
+            raise MqttPayloadError("recipe message names no recipe: send the recipe name, a model-file path or "
+                                   "{\"recipe\": \"name\"}")
     if text[0] not in "{[":
         return text, None  # plain text: a name, a recipe number ("7", "2024") or a path
     try:

@@ -150,8 +150,12 @@ class RegionOfInterest:
         if not isinstance(data, dict) or data.get("format") != ROI_FORMAT:
             raise DatasetError(f"{where}: not a DINOInspect region of interest (expected \"format\": "
                                f"\"{ROI_FORMAT}\"). Draw the region in the app and save it again.")
+        size = data.get("reference_size")
+        if not isinstance(size, list) or len(size) != 2:
+            raise DatasetError(f"{where}: \"reference_size\" must be [width, height] of the image the region was "
+                               f"drawn on, got {size!r}.")
         try:
-            w, h = data["reference_size"]
+            w, h = size
             return cls(include=data.get("include", []), exclude=data.get("exclude", []), ref_width=w, ref_height=h)
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{where}: damaged region of interest ({exc}). Draw the region again.") from None

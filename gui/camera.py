@@ -253,9 +253,11 @@ class FrameGrabber(QObject):
         source = make_source(config)
         try:
             description = source.open()
-        except CameraError as exc:
+        except Exception as exc:  # noqa: BLE001 - an unforeseen driver error must still end the session
             source.close()
-            self.failed.emit(str(exc))
+            self.failed.emit(str(exc) if isinstance(exc, CameraError) else
+                             f"{config.label.capitalize()} could not be opened ({type(exc).__name__}: {exc}). Check "
+                             f"its settings in the camera dialog, then start it again.")
             self.stopped.emit("failed")
             return
         self.opened.emit(description)

@@ -65,6 +65,12 @@ def test_fit_roi_then_predict_and_calibrate_use_the_models_region(station, tmp_p
     (json.dumps({"format": "dinoinspect-roi/1", "reference_size": [10, 10], "include": [[[0, 0], [1, 1]]]}),
      "at least 3"),
     (json.dumps({"include": []}), "not a DINOInspect region of interest"),
+    (json.dumps({"format": "dinoinspect-roi/1", "reference_size": [512]}), "must be [width, height]"),
+    # wholly outside its reference image, and wholly excluded: told before any slow work
+    (json.dumps({"format": "dinoinspect-roi/1", "reference_size": [64, 64],
+                 "include": [[[600, 600], [900, 600], [900, 900]]]}), "keeps no pixel of its 64x64 reference"),
+    (json.dumps({"format": "dinoinspect-roi/1", "reference_size": [64, 64],
+                 "exclude": [[[0, 0], [63, 0], [63, 63], [0, 63]]]}), "outside it, or all excluded"),
 ])
 def test_bad_roi_file_is_one_line_naming_it(station, tmp_path, capsys, content, expected):
     roi = tmp_path / "part.roi.json"

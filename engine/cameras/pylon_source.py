@@ -35,6 +35,7 @@ the allowed values), camera removed (``IsCameraDeviceRemoved``), trigger not acc
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,6 +116,10 @@ class PylonSource(FrameSource):
                  pixel_format: str = "Mono8", trigger_mode: str = "free", trigger_line: str = "Line1",
                  emulator_images: str = ""):
         self.serial, self.exposure_us, self.gain_db = str(serial).strip(), exposure_us, gain_db
+        for what, value, unit in (("exposure", exposure_us, "µs"), ("gain", gain_db, "dB")):
+            if value is not None and not math.isfinite(float(value)):
+                raise CameraError(f"Basler camera: {what} {value} is not a number of {unit}; set {what} in the camera "
+                                  f"dialog.")
         self.pixel_format, self.trigger_mode, self.trigger_line = pixel_format, trigger_mode, trigger_line
         self.emulator_images = str(emulator_images)
         self.camera = None
@@ -198,10 +203,13 @@ class PylonSource(FrameSource):
         try:
             param.Value = value
         except genicam.GenericException as exc:
-            try:
-                allowed = f"{_num(param.Min)}..{_num(param.Max)}{unit}"
-            except genicam.GenericException:
-                allowed = ", ".join(param.Symbolics) if hasattr(param, "Symbolics") else "?"
+            if hasattr(param, "Symbolics"):  # an enumeration (pixel format, trigger source...)
+                allowed = ", ".join(param.Symbolics)
+            else:
+                try:
+                    allowed = f"{_num(param.Min)}..{_num(param.Max)}{unit}"
+                except (genicam.GenericException, AttributeError):
+                    allowed = "?"
             shown = _num(value) if isinstance(value, float) else value
             raise CameraError(f"{self.label}: {what} {shown}{unit} refused ({_one_line(exc)}); it allows {allowed}. "
                               f"Set {what} in the camera dialog.") from None
@@ -214,9 +222,10 @@ class PylonSource(FrameSource):
                                   f"emulation; clear the emulator image folder for a real camera.")
             folder = Path(self.emulator_images)
             if not folder.is_dir() or not any(f.suffix.lower() in _EMULATOR_SUFFIXES for f in folder.iterdir()):
-                raise CameraError(f"{self.label}: emulator image folder {folder} "
-                                  f"{'holds no PNG / BMP / TIFF / JPEG image' if folder.is_dir() else 'not found'}; "
-                                  f"choose a folder of part images in the camera dialog.")
+                why = ("holds no PNG / BMP / TIFF / JPEG image" if folder.is_dir() else
+                       "is a file, not a folder" if folder.exists() else "not found")
+                raise CameraError(f"{self.label}: emulator image folder {folder} {why}; choose a folder of part "
+                                  f"images in the camera dialog.")
             cam.ImageFilename.Value = self.emulator_images
             cam.ImageFileMode.Value = "On"
             cam.TestImageSelector.Value = "Off"

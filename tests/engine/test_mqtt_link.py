@@ -102,7 +102,7 @@ def test_parse_recipe_accepts_json_or_plain_text(payload, expected):
     assert parse_recipe(payload) == expected
 
 
-@pytest.mark.parametrize("payload, words", [(b"", "empty"), (b'{"recipe": true}', "no \"recipe\" name"),
+@pytest.mark.parametrize("payload, words", [(b"", "empty"), (b'""', "names no recipe"), (b'"', "names no recipe"), (b'{"recipe": true}', "no \"recipe\" name"),
                                             (b"{bolt", "not valid JSON"), (b'["bolt"]', "not a JSON object")])
 def test_parse_recipe_rejects_malformed_messages_with_the_reason(payload, words):
     with pytest.raises(MqttPayloadError, match=words):

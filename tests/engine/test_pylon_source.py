@@ -120,6 +120,9 @@ def test_rgb8_frames_are_passed_on_as_they_are(opened):
     ({"emulator_images": "/nonexistent/parts"}, ["emulator image folder /nonexistent/parts not found",
                                                  "camera dialog"]),
     ({"emulator_images": "/proc/self"}, ["holds no PNG / BMP / TIFF / JPEG image"]),
+    ({"emulator_images": "/etc/hostname"}, ["is a file, not a folder"]),
+    # the emulation has input lines 1-3: an enumeration refused, its allowed values named
+    ({"trigger_mode": "hardware", "trigger_line": "Line4"}, ["Line4 refused", "Line1, Line2, Line3"]),
 ])
 def test_refused_settings_give_one_line_naming_the_setting_and_what_is_allowed(emulation, kwargs, words):
     s = PylonSource(**kwargs)
@@ -151,3 +154,10 @@ def test_emulator_fed_from_a_folder_delivers_those_images(opened, tmp_path):
         seen.append(next(i for i, img in enumerate(images) if np.array_equal(f.array, img)))
         assert np.array_equal(frame_to_rgb(f), read_image(tmp_path / f"part{seen[-1]}.png"))
     assert sorted(seen) == [0, 1, 2]
+
+
+def test_exposure_or_gain_that_is_not_a_number_is_refused_before_the_camera_is_asked():
+    with pytest.raises(CameraError, match="exposure nan is not a number of µs"):
+        PylonSource(exposure_us=float("nan"))
+    with pytest.raises(CameraError, match="gain inf is not a number of dB"):
+        PylonSource(gain_db=float("inf"))

@@ -186,3 +186,22 @@ def test_camera_dialog_gives_back_the_resolution_it_was_opened_with(qtbot, size)
     qtbot.addWidget(dlg)
     c = dlg.config()
     assert (c.kind, c.device, c.width, c.height) == ("camera", 3, *size)
+
+
+def test_an_unforeseen_driver_error_while_opening_ends_the_session_with_one_line(qapp, monkeypatch):
+    class Crashing:
+        closed = False
+
+        def open(self):
+            raise AttributeError("'EnumParameter' object has no attribute 'Min'")
+
+        def close(self):
+            Crashing.closed = True
+
+    monkeypatch.setattr(camera, "make_source", lambda config: Crashing())
+    grabber = FrameGrabber()
+    rec = Recorder(grabber)
+    grabber.run(CameraConfig(kind="basler"))  # returns: the thread is not left hanging at "connecting"
+    assert rec.kinds() == ["failed", "stopped"] and Crashing.closed
+    message = rec.events[0][1]
+    assert "could not be opened (AttributeError" in message and "camera dialog" in message and "\n" not in message
