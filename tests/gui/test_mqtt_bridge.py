@@ -80,6 +80,15 @@ def test_bad_line_settings_show_one_error_and_leave_the_link_off(qtbot, window):
     assert load_line_settings(window.settings) == line(1883)  # kept, to be fixed in the dialog
 
 
+def connect_then_lose_the_broker(qtbot, window, broker, toy_model) -> None:
+    """Station "line2" connected to ``broker`` with the toy recipe open, then the broker stopped."""
+    window.set_station("line2")
+    window.set_line_settings(line(broker.port))
+    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
+    open_recipe(qtbot, window, toy_model)
+    broker.stop()
+    qtbot.waitUntil(lambda: window.line.state == "disconnected", timeout=WAIT_MS)
+
 def test_folder_run_verdicts_reach_the_topic_after_the_defect_log(qtbot, window, broker, toy_model, toy_images):
     sub = Subscriber(broker.port, ["plant/line2/verdict"])
     seen = Collect(sub)
@@ -110,12 +119,7 @@ def test_broker_down_every_row_still_logged_status_says_so_then_all_sent(qtbot, 
     seen = Collect(sub)
     window = make_window(qtbot, restore_recipe=False)
     try:
-        window.set_station("line2")
-        window.set_line_settings(line(broker.port))
-        qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
-        open_recipe(qtbot, window, toy_model)
-        broker.stop()
-        qtbot.waitUntil(lambda: window.line.state == "disconnected", timeout=WAIT_MS)
+        connect_then_lose_the_broker(qtbot, window, broker, toy_model)
         assert window.station_status.broker.state == "disconnected"
         assert "Line (MQTT)" in window.message_bar.text and "lost at" in window.message_bar.text
         window.run_folder(toy_images)
@@ -240,12 +244,7 @@ def test_a_recipe_name_that_cannot_be_a_path_is_answered_not_crashing(qtbot, win
 
 def test_station_dialog_ok_keeps_the_link_and_a_real_restart_says_what_it_dropped(qtbot, window, broker, toy_model,
                                                                                  toy_images):
-    window.set_station("line2")
-    window.set_line_settings(line(broker.port))
-    qtbot.waitUntil(lambda: window.line.state == "connected", timeout=WAIT_MS)
-    open_recipe(qtbot, window, toy_model)
-    broker.stop()
-    qtbot.waitUntil(lambda: window.line.state == "disconnected", timeout=WAIT_MS)
+    connect_then_lose_the_broker(qtbot, window, broker, toy_model)
     window.run_folder(toy_images)
     qtbot.waitUntil(lambda: not window.busy, timeout=TIMEOUT_MS)
     link = window.line.link
