@@ -24,7 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     from cli import COMMANDS
 
+    from engine import __version__
+
     p = argparse.ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"DINOInspect {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND",
                            help="one of the commands below; `main.py COMMAND -h` lists its options. No command "
                                 "opens the GUI.")

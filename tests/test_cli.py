@@ -401,3 +401,12 @@ def test_fit_refuses_an_unwritable_out_before_any_work_and_nan_numbers(synthetic
     with pytest.raises(SystemExit):
         main(["calibrate", "--model", "m.dimodel", "--good", good, "--target-frr", "0.9"])
     assert "0.9 is out of range (0, 0.5]" in capsys.readouterr().err
+
+
+def test_version_is_the_installed_distributions(capsys):
+    import importlib.metadata
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"DINOInspect {importlib.metadata.version('dinoinspect')}"
