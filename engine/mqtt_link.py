@@ -109,6 +109,8 @@ class MqttLink:
         on_state: ``on_state(state, detail)``, from paho's thread or the caller's.
         on_trigger: ``on_trigger(trigger_id or None)`` for a valid trigger message.
         on_recipe: ``on_recipe(name_or_path, request_id or None)`` for a valid recipe message.
+        on_backlog: ``on_backlog(n)`` whenever the number of verdicts waiting (:attr:`waiting`)
+            may have changed (a verdict queued, acknowledged, dropped), from paho's thread or the caller's.
 
     Raises:
         MqttSettingsError: a bad setting, or paho-mqtt not installed.
@@ -120,7 +122,8 @@ class MqttLink:
                  reconnect_delay: tuple[int, int] = (1, 30),
                  on_state: Callable[[str, str], None] | None = None,
                  on_trigger: Callable[[str | None], None] | None = None,
-                 on_recipe: Callable[[str, str | None], None] | None = None):
+                 on_recipe: Callable[[str, str | None], None] | None = None,
+                 on_backlog: Callable[[int], None] | None = None):
         try:
             import paho.mqtt.client as mqtt
         except ImportError:
@@ -140,7 +143,7 @@ class MqttLink:
         if outbox_limit < 1:
             raise MqttSettingsError(f"MQTT outbox limit {outbox_limit} must be at least 1")
         self.outbox_limit = outbox_limit
-        self.on_state, self.on_trigger, self.on_recipe = on_state, on_trigger, on_recipe
+        self.on_state, self.on_trigger, self.on_recipe, self.on_backlog = on_state, on_trigger, on_recipe, on_backlog
         self.recipe = ""
         self.state, self.detail, self._base_detail = "off", "MQTT off", "MQTT off"
         self.dropped = 0  # verdicts dropped from the outbox (still in the defect log)
@@ -214,6 +217,7 @@ class MqttLink:
             self._inflight.clear()
         c.disconnect()
         c.loop_stop()
+        self._backlog_changed()
         self._set_state("off", "MQTT off" + (f"; {left} verdict{'s' if left != 1 else ''} not sent (in the defect log)"
                                              if left else ""))
         return left
@@ -233,6 +237,7 @@ class MqttLink:
             if self._resending and not self._inflight:
                 self._resending = False  # the resends still awaited were all dropped
         self._pump()
+        self._backlog_changed()
         with self._lock:  # state and detail change together: paho's thread may change the state meanwhile
             if not (self.state in ("connecting", "disconnected") or note):
                 return
@@ -273,6 +278,10 @@ class MqttLink:
             self.state, self.detail, self._base_detail = state, detail, detail if base is None else base
         if self.on_state is not None:
             self.on_state(state, detail)
+
+    def _backlog_changed(self) -> None:
+        if self.on_backlog is not None:
+            self.on_backlog(self.waiting)
 
     def _away(self) -> None:
         base = f"broker {self.host}:{self.port} " + (f"lost at {self._lost_at}, retrying" if self._lost_at
@@ -347,6 +356,8 @@ class MqttLink:
             if self._resending and not self._inflight:
                 self._resending = False
         self._pump()
+        if item is not None:
+            self._backlog_changed()
 
     def _on_message(self, client, userdata, msg) -> None:
         try:

@@ -288,16 +288,13 @@ class FrameGrabber(QObject):
             self._waiting = request
         try:
             source.trigger()
-        except CameraRemoved as exc:
-            with self._lock:
-                self._waiting = None
-            self.trigger_failed.emit(request.trigger_id, str(exc))
-            self.failed.emit(str(exc))
-            return "failed"
         except CameraError as exc:
             with self._lock:
                 self._waiting = None
             self.trigger_failed.emit(request.trigger_id, str(exc))
+            if isinstance(exc, CameraRemoved):
+                self.failed.emit(str(exc))
+                return "failed"
             return ""
         return None
 
@@ -348,26 +345,27 @@ class FrameGrabber(QObject):
                 if pace_every_read:
                     next_due = self._wait_turn(source.period_s, next_due)
                 continue
+            trigger = None
+            if mode != "free":
+                with self._lock:
+                    trigger, self._waiting = self._waiting, None
+                if mode == "hardware":
+                    trigger = Trigger(new_trigger_id(), "hardware", time.monotonic())
+                if trigger is None:  # a software-mode picture nobody waits for (a late one) is dropped
+                    next_due = self._wait_turn(source.period_s, next_due)
+                    continue
             try:
                 rgb = frame_to_rgb(frame, value_range, f"{source.label} #{frame.number}")
             except CameraError as exc:
                 self.failed.emit(str(exc))
                 return "failed"
-            if mode == "free":
-                number += 1
-                facts = describe_frame(rgb, previous, frame.timestamp_ms)
-                previous = rgb
+            number += 1
+            facts = describe_frame(rgb, previous, frame.timestamp_ms)
+            previous = rgb
+            if trigger is None:
                 self.frame_captured.emit(rgb, number, facts)
             else:
-                with self._lock:
-                    waiting, self._waiting = self._waiting, None
-                if mode == "hardware":
-                    waiting = Trigger(new_trigger_id(), "hardware", time.monotonic())
-                if waiting is not None:  # a software-mode picture nobody waits for (a late one) is dropped
-                    number += 1
-                    facts = describe_frame(rgb, previous, frame.timestamp_ms)
-                    previous = rgb
-                    self.triggered_frame_captured.emit(rgb, number, facts, waiting)
+                self.triggered_frame_captured.emit(rgb, number, facts, trigger)
             next_due = self._wait_turn(source.period_s, next_due)
         return "stopped"
 

@@ -260,23 +260,24 @@ class LiveSession(QObject):
         self._send_pending()
 
     def _on_trigger_failed(self, trigger_id: str, message: str) -> None:
-        if self._closing or not self.running:
-            return
+        if not self._closing and self.running:
+            self._answer_failed(trigger_id, message)
+
+    def _answer_failed(self, trigger_id: str, message: str) -> None:
+        """The trigger ``trigger_id`` gets no verdict: say so once (``trigger_failed``) and forget it."""
         self._unanswered.pop(trigger_id, None)
         self.stats["failed"] += 1
         self.trigger_failed.emit(trigger_id, message)
 
     def _fail(self, trigger: Trigger, why: str, prefixed: bool = False) -> None:
-        """``trigger`` gets no verdict: say so once (``trigger_failed``) and forget it."""
-        self._unanswered.pop(trigger.trigger_id, None)
-        self.stats["failed"] += 1
+        """``trigger`` gets no verdict because of ``why`` (:meth:`_answer_failed` with the message)."""
         label = self.config.label.capitalize() if self.config is not None else "Live"
         if prefixed:
             message = f"{label}: trigger {trigger.trigger_id} ({trigger.origin}): {why}."
         else:
             message = (f"{label}: trigger {trigger.trigger_id} ({trigger.origin}) got no verdict: {why}; nothing "
                        f"inspected for it.")
-        self.trigger_failed.emit(trigger.trigger_id, message)
+        self._answer_failed(trigger.trigger_id, message)
 
     def _fail_queued(self, why: str) -> None:
         while self.queued:

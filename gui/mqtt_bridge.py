@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
 
 from engine.mqtt_link import DEFAULT_PREFIX, MqttLink
 
@@ -47,10 +47,6 @@ def save_line_settings(settings: QSettings, s: LineSettings) -> None:
     settings.setValue("mqtt/topic_prefix", s.topic_prefix)
 
 
-BACKLOG_POLL_MS = 500
-"""How often the bridge reads the link's count of waiting verdicts (ms)."""
-
-
 class MqttBridge(QObject):
     """One :class:`~engine.mqtt_link.MqttLink` at a time, its events as GUI-thread signals.
 
@@ -58,8 +54,7 @@ class MqttBridge(QObject):
         broker_state_changed(state, detail): ``"connected" | "connecting" | "disconnected" | "off"``
             and a one-line detail (waiting verdicts included).
         backlog_changed(n): verdicts waiting for the broker (:attr:`engine.mqtt_link.MqttLink.waiting`)
-            changed to ``n``; checked after each state change and verdict, and every
-            :data:`BACKLOG_POLL_MS` (acknowledgements arrive in paho's thread without a call).
+            changed to ``n`` (the link says so whenever a verdict is queued, acknowledged or dropped).
         trigger_requested(origin, trigger_id): a valid trigger message (``origin`` is ``"mqtt"``,
             ``trigger_id`` ``""`` when the message had none).
         recipe_requested(name_or_path): a valid recipe message; answer with :meth:`reply_recipe`.
@@ -75,6 +70,7 @@ class MqttBridge(QObject):
     _state_from_link = Signal(int, str, str)  # (link generation, ...): late calls of a stopped link are ignored
     _trigger_from_link = Signal(int, object)
     _recipe_from_link = Signal(int, str, object)
+    _backlog_from_link = Signal(int, int)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -83,13 +79,11 @@ class MqttBridge(QObject):
         self._pending_recipe: tuple[str, str | None] | None = None  # (requested, request id)
         self._generation = 0
         self.backlog = 0
-        self._backlog_timer = QTimer(self)
-        self._backlog_timer.setInterval(BACKLOG_POLL_MS)
-        self._backlog_timer.timeout.connect(self._check_backlog)
         queued = Qt.ConnectionType.QueuedConnection
         self._state_from_link.connect(self._on_state, queued)
         self._trigger_from_link.connect(self._on_trigger, queued)
         self._recipe_from_link.connect(self._on_recipe, queued)
+        self._backlog_from_link.connect(self._on_backlog, queued)
 
     @property
     def enabled(self) -> bool:
@@ -109,10 +103,10 @@ class MqttBridge(QObject):
         self.link = MqttLink(settings.host, settings.port, station=station, topic_prefix=settings.topic_prefix,
                              on_state=lambda state, detail: self._state_from_link.emit(g, state, detail),
                              on_trigger=lambda tid: self._trigger_from_link.emit(g, tid),
-                             on_recipe=lambda name, rid: self._recipe_from_link.emit(g, name, rid), **link_options)
+                             on_recipe=lambda name, rid: self._recipe_from_link.emit(g, name, rid),
+                             on_backlog=lambda n: self._backlog_from_link.emit(g, n), **link_options)
         self.link.recipe = recipe
         self.link.start()
-        self._backlog_timer.start()
 
     def stop(self) -> int:
         """Disconnect (status ``offline``); returns the verdicts that were still waiting (they are
@@ -121,19 +115,17 @@ class MqttBridge(QObject):
             return 0
         link, self.link = self.link, None
         self._generation += 1
-        self._backlog_timer.stop()
         left = link.stop()
         self._pending_recipe = None
         self.state, self.detail = link.state, link.detail
         self.broker_state_changed.emit(link.state, link.detail)
-        self._check_backlog()
+        self._set_backlog(0)
         return left
 
     def publish_verdict(self, message: dict) -> None:
         """Send one verdict message (:func:`engine.mqtt_link.verdict_message`) when enabled."""
         if self.link is not None:
             self.link.publish_verdict(message)
-            self._check_backlog()
 
     def set_recipe(self, name: str) -> None:
         """The active recipe, for the retained status message."""
@@ -166,10 +158,12 @@ class MqttBridge(QObject):
             return  # a late call from a link already stopped
         self.state, self.detail = state, detail
         self.broker_state_changed.emit(state, detail)
-        self._check_backlog()
 
-    def _check_backlog(self) -> None:
-        n = self.link.waiting if self.link is not None else 0
+    def _on_backlog(self, generation: int, n: int) -> None:
+        if self._current(generation):
+            self._set_backlog(n)
+
+    def _set_backlog(self, n: int) -> None:
         if n != self.backlog:
             self.backlog = n
             self.backlog_changed.emit(n)
