@@ -4,7 +4,8 @@ The store keeps each image's ``(h, w) float16`` patch scores (``anomaly_grid``),
 :class:`MapRenderer` turns a grid back into the pixel anomaly map with the model's own settings --
 :func:`engine.anomaly_map.anomaly_map` (bilinear upsampling to the network input, Gaussian of
 ``sigma`` input pixels, resize / letterbox undone), the region of interest's fill outside the
-region (as :meth:`engine.model.InspectionModel.region_result`) -- and draws it with
+region and the median of the inside patches outside it (as
+:meth:`engine.model.InspectionModel.region_result`) -- and draws it with
 :func:`engine.overlay.render_overlay` on the model's :class:`engine.overlay.DisplayScale`, so an
 overlay in the report is the one ``predict`` writes for that image, up to the float16 rounding of the
 stored patch scores.
@@ -30,7 +31,7 @@ import numpy as np
 from engine.anomaly_map import anomaly_map
 from engine.backbones.preprocess import Preprocess
 from engine.overlay import DisplayScale, display_scale, render_overlay
-from engine.roi import RegionOfInterest
+from engine.roi import RegionOfInterest, patch_mask
 from engine.value_range import STANDALONE, ValueRange
 
 THUMB_SIDE = 224
@@ -64,11 +65,18 @@ class MapRenderer:
 
     def pixel_map(self, grid: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """``(h, w)`` patch scores (any float dtype) -> ``(H, W) float32`` anomaly map of an ``image_hw`` image."""
-        amap = anomaly_map(np.asarray(grid, np.float32), self.pre, image_hw, self.sigma)
-        if self.roi is not None:
-            pixels = self.roi.pixel_mask(*image_hw)
-            fill = float(amap[pixels].min()) if pixels.any() else float(amap.min())
-            amap[~pixels] = fill if self.floor is None else min(fill, float(self.floor))
+        grid = np.asarray(grid, np.float32)
+        if self.roi is None:
+            return anomaly_map(grid, self.pre, image_hw, self.sigma)
+        # as InspectionModel.region_result: patches outside the region hold the median of those inside
+        # (stored so, rounded to float16: taken again from the inside patches, as predict takes it)
+        pixels = self.roi.pixel_mask(*image_hw)
+        inside = patch_mask(pixels, self.pre, grid.shape)
+        if inside.any():
+            grid = np.where(inside, grid, np.median(grid[inside])).astype(np.float32)
+        amap = anomaly_map(grid, self.pre, image_hw, self.sigma)
+        fill = float(amap[pixels].min()) if pixels.any() else float(amap.min())
+        amap[~pixels] = fill if self.floor is None else min(fill, float(self.floor))
         return amap
 
     def overlay(self, image: np.ndarray, grid: np.ndarray | None, score: float | None) -> np.ndarray:
