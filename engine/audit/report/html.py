@@ -102,6 +102,8 @@ def counts_block(counts: dict, has_verdicts: bool) -> str:
     if has_verdicts:
         rate = f"{counts['nok'] / scored:.2%}" if scored else "n/a"
         items += [("OK", counts["ok"], "ok"), ("NOK", counts["nok"], "nok"), ("NOK rate", rate, "nok")]
+        if counts.get("no_verdict"):
+            items.append(("no verdict", counts["no_verdict"], ""))
     return "<div class=\"counts\" id=\"counts\">" + "".join(
         f"<div class=\"count {cls}\" data-name=\"{esc(name)}\"><b>{esc(v)}</b>{esc(name)}</div>"
         for name, v, cls in items) + "</div>"

@@ -1,38 +1,36 @@
-"""Overlays of audited images, drawn from the store's patch grids exactly as ``predict`` draws them.
+"""Overlays of audited images, drawn from the store's patch grids as ``predict`` draws them.
 
 The store keeps each image's ``(h, w) float16`` patch scores (``anomaly_grid``), not its pixel map.
-:class:`MapRenderer` turns a grid back into the pixel anomaly map with the model's own settings --
-:func:`engine.anomaly_map.anomaly_map` (bilinear upsampling to the network input, Gaussian of
-``sigma`` input pixels, resize / letterbox undone), the region of interest's fill outside the
-region and the median of the inside patches outside it (as
-:meth:`engine.model.InspectionModel.region_result`) -- and draws it with
-:func:`engine.overlay.render_overlay` on the model's :class:`engine.overlay.DisplayScale`, so an
+:class:`MapRenderer` turns a grid back into the pixel anomaly map with the settings the scorer wrote
+into the store's meta (``meta["map"]``: input size, resize mode, sigma, region of interest, floor),
+through :func:`engine.audit.scoring.render_anomaly_map` (:func:`engine.anomaly_map.anomaly_map` and the
+region's fill, as :meth:`engine.model.InspectionModel.region_result`), and draws it with
+:func:`engine.overlay.render_overlay` on the scale of ``meta["display"]``
+(:func:`engine.audit.scoring.display_scale_from_meta`: the model's :class:`DisplayScale`). So an
 overlay in the report is the one ``predict`` writes for that image, up to the float16 rounding of the
-stored patch scores.
+stored patch scores (tests/engine/test_audit_report.py measures the difference).
 
-Where the settings come from (:func:`map_renderer`, first that applies):
-1. the model file named in the store's meta (``model_path``), when it is still there: its header only
-   (safetensors metadata, JSON; nothing executed, no array read);
-2. otherwise the meta's own ``image_size`` / ``threshold`` / ``display``, with the defaults ``fit``
-   uses (``resize``, sigma 4 px) -- :attr:`MapRenderer.note` says so in the report.
-Mutual (recipe-free) audits have no model file: their grids are drawn the second way, and without a
-threshold or display range each overlay is stretched per image (:meth:`DisplayScale.per_image`).
+Images are decoded as the model decodes them: with its value range for images deeper than 8 bits,
+read from the model file's header (JSON only, nothing executed, no array read) while the file is
+there; otherwise with the standalone default, and :attr:`MapRenderer.note` says so. Without
+``meta["map"]`` (a store of another writer) the defaults of ``fit`` are used (resize, sigma 4 px)
+and the note says that too. Without a scale (mutual audits, old models) each overlay is stretched
+per image (:meth:`DisplayScale.per_image`), as ``predict`` does.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from engine.anomaly_map import anomaly_map
-from engine.backbones.preprocess import Preprocess
-from engine.overlay import DisplayScale, display_scale, render_overlay
-from engine.roi import RegionOfInterest, patch_mask
+from engine.overlay import DisplayScale, render_overlay
 from engine.value_range import STANDALONE, ValueRange
+
+from ..scoring import display_scale_from_meta, render_anomaly_map
 
 THUMB_SIDE = 224
 """Longer side (px) of the thumbnails in the report page."""
@@ -41,57 +39,44 @@ DEFAULT_SIGMA = 4.0
 """Map smoothing (input pixels) when the model file cannot be read: ``fit``'s default."""
 
 
+DEFAULT_MAP = {"resize_mode": "resize", "mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0], "sigma": DEFAULT_SIGMA,
+               "floor": None, "roi": None}
+"""Map settings used for a store whose meta has no ``map`` (size from ``image_size``)."""
+
+
 @dataclass(frozen=True)
 class MapRenderer:
     """How one audit's patch grids become overlays (module docstring).
 
     Attributes:
-        pre: the model's preprocessing (only its size and resize mode are used here).
-        sigma: Gaussian smoothing of the map, input pixels.
+        meta: the store's meta with a complete ``map`` entry (:func:`engine.audit.scoring.render_anomaly_map`).
         scale: the colour scale (None: stretched per image).
-        roi: the model's region of interest, or None.
-        floor: the model's floor (fill outside the region), or None.
-        value_range: how deep images map to 8 bits (the model's).
+        value_range: how deep images map to 8 bits (the model's when its file is readable).
         note: one line on where the settings came from, for the report's header.
     """
 
-    pre: Preprocess
-    sigma: float
+    meta: dict = field(repr=False)
     scale: DisplayScale | None
-    roi: RegionOfInterest | None = None
-    floor: float | None = None
     value_range: ValueRange = STANDALONE
     note: str = ""
 
     def pixel_map(self, grid: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
         """``(h, w)`` patch scores (any float dtype) -> ``(H, W) float32`` anomaly map of an ``image_hw`` image."""
-        grid = np.asarray(grid, np.float32)
-        if self.roi is None:
-            return anomaly_map(grid, self.pre, image_hw, self.sigma)
-        # as InspectionModel.region_result: patches outside the region hold the median of those inside
-        # (stored so, rounded to float16: taken again from the inside patches, as predict takes it)
-        pixels = self.roi.pixel_mask(*image_hw)
-        inside = patch_mask(pixels, self.pre, grid.shape)
-        if inside.any():
-            grid = np.where(inside, grid, np.median(grid[inside])).astype(np.float32)
-        amap = anomaly_map(grid, self.pre, image_hw, self.sigma)
-        fill = float(amap[pixels].min()) if pixels.any() else float(amap.min())
-        amap[~pixels] = fill if self.floor is None else min(fill, float(self.floor))
-        return amap
+        return render_anomaly_map(self.meta, grid, image_hw)
 
     def overlay(self, image: np.ndarray, grid: np.ndarray | None, score: float | None) -> np.ndarray:
         """``(H, W, 3) uint8`` RGB image + its patch grid -> ``(H, W, 3) uint8`` overlay (the image
-        itself when there is no grid: an image that failed to score has none)."""
+        itself when there is no grid)."""
         if grid is None:
             return image
         return render_overlay(image, self.pixel_map(grid, image.shape[:2]), self.scale, score)
 
 
-def _model_header(path: str) -> dict:
-    """The JSON config in a model file's safetensors header (no array is read).
+def _model_input(path: str) -> dict | None:
+    """The ``input`` entry (value range) of a model file's header; safetensors metadata only.
 
     Raises:
-        OSError / ValueError: unreadable file or not a model file header.
+        OSError / ValueError / safetensors errors: unreadable file or not a model file.
     """
     from safetensors import safe_open
 
@@ -100,55 +85,34 @@ def _model_header(path: str) -> dict:
     if meta.get("format") != "dinoinspect-model" or "config" not in meta:
         raise ValueError("not a DINOInspect model file")
     cfg = json.loads(meta["config"])
-    if not isinstance(cfg, dict):
-        raise ValueError("damaged model header")
-    return cfg
+    return cfg.get("input") if isinstance(cfg, dict) else None
 
 
 def map_renderer(meta: dict) -> MapRenderer:
-    """The :class:`MapRenderer` of an audit store's meta (module docstring says which source wins).
-
-    Args:
-        meta: the store's meta (``AuditStore.meta()``): ``threshold``, ``display``, ``image_size``,
-            ``model_path``, ``mode``.
-    Returns:
-        the renderer; never raises for a missing / unreadable model file (its ``note`` says so).
-    """
-    threshold = meta.get("threshold")
+    """The :class:`MapRenderer` of an audit store's meta (module docstring). Never raises for a missing
+    or unreadable model file: its ``note`` says what was used instead."""
+    notes = []
+    mp = meta.get("map")
+    if not mp:
+        size = int(meta.get("image_size") or 224)
+        mp = {**DEFAULT_MAP, "size": size}
+        notes.append(f"no map settings in the store: drawn at input {size} px, resize, sigma {DEFAULT_SIGMA:g} px")
+    meta = {**meta, "map": mp}
+    value_range = STANDALONE
     model_path = meta.get("model_path")
-    cfg, why = None, ""
     if model_path:
         try:
-            cfg = _model_header(model_path)
-        except Exception as exc:  # noqa: BLE001 - any failure: fall back to the meta, and say so
-            why = f"model file {model_path} not readable ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
-    if cfg is not None:
-        pcfg, mcfg = cfg.get("preprocess") or {}, cfg.get("anomaly_map") or {}
-        pre = Preprocess(int(pcfg.get("size", meta.get("image_size") or 224)),
-                         tuple(pcfg.get("mean", (0.0, 0.0, 0.0))), tuple(pcfg.get("std", (1.0, 1.0, 1.0))),
-                         pcfg.get("mode", "resize"))
-        calibration, display_range = cfg.get("calibration") or {}, cfg.get("display_range")
-        # the threshold the audit used (meta) anchors the scale, as predict anchors at the model's
-        scale = display_scale(threshold, calibration, display_range, float(mcfg.get("top_fraction", 0.01)))
-        roi = RegionOfInterest.from_json(cfg.get("roi"), f"{model_path}: region of interest")
-        floor = calibration.get("floor", (display_range or {}).get("floor"))
-        return MapRenderer(pre, float(mcfg.get("sigma", DEFAULT_SIGMA)), scale, roi,
-                           None if floor is None else float(floor), ValueRange.from_json(cfg.get("input")),
-                           f"overlays drawn with the settings of {model_path}")
-    display = meta.get("display") or {}
-    floor = display.get("floor")
-    if threshold is not None:
-        scale = DisplayScale(float(floor or 0.0), float(threshold), float(threshold), "threshold")
-    elif display.get("high") is not None or display.get("anchor") is not None:
-        anchor = display.get("anchor", display.get("high"))
-        scale = DisplayScale(float(floor or 0.0), float(anchor), None, "good-range")
+            value_range = ValueRange.from_json(_model_input(model_path))
+            notes.append(f"drawn with the settings of {model_path}")
+        except Exception as exc:  # noqa: BLE001 - any failure: 8-bit default, and say so
+            notes.append(f"model file {model_path} not readable ({type(exc).__name__}), so images deeper than "
+                         f"8 bits are shown with the standalone value range")
     else:
-        scale = None
-    size = int(meta.get("image_size") or 224)
-    where = why or ("no model file (mutual audit)" if meta.get("mode") == "mutual" else "no model file recorded")
-    return MapRenderer(Preprocess(size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), "resize"), DEFAULT_SIGMA, scale,
-                       note=f"{where}: overlays drawn at input {size} px, resize, sigma {DEFAULT_SIGMA:g} px"
-                            + ("" if scale else ", colours stretched per image"))
+        notes.append(f"drawn with the {meta.get('mode', 'audit')} scorer's settings")
+    scale = display_scale_from_meta(meta)
+    if scale is None:
+        notes.append("colours stretched per image (no colour scale)")
+    return MapRenderer(meta, scale, value_range, "; ".join(notes))
 
 
 def thumbnail(rgb: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:

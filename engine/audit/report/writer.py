@@ -111,14 +111,15 @@ def _swap_in(tmp: Path, out: Path) -> None:
 def _write(store: AuditStore, dest: Path, top_n: int, band_width: float | None, band_n: int, progress) -> None:
     meta, counts, runs = store.meta(), store.counts(), store.runs()
     threshold = meta.get("threshold")
-    has_verdicts = threshold is not None
+    # verdicts come from the threshold (recipe) or from the scorer's own cut per folder (mutual)
+    has_verdicts = counts["ok"] + counts["nok"] > 0
     calibration = np.asarray(meta.get("calibration_scores") or [], np.float64)
     band = review_band(threshold, calibration, band_width)
     renderer = map_renderer(meta)
 
     # ---- histogram (scores streamed from the store)
     scores = store.scores()
-    extra = [threshold] if has_verdicts else []
+    extra = [threshold] if threshold is not None else []
     if calibration.size:
         extra += [float(calibration.min()), float(calibration.max())]
     edges = histogram_edges(float(scores.min()) if scores.size else 0.0,
@@ -173,15 +174,19 @@ def _write(store: AuditStore, dest: Path, top_n: int, band_width: float | None, 
               "mutual (no recipe: each image scored against the other images of its folder)"),
              ("backbone", meta.get("backbone") or "?"),
              ("model", meta.get("model_path") or "(none)"),
-             ("threshold", "none (no verdicts: images are ranked by score)" if not has_verdicts else f"{threshold:.6g}"),
+             ("scorer", meta.get("describe") or ""),
+             ("threshold", f"{threshold:.6g}" if threshold is not None else
+              "none: verdicts from the scorer's cut per folder" if has_verdicts else
+              "none (no verdicts: images are ranked by score)"),
              ("roots", ", ".join(meta.get("roots") or [])),
              ("audit started", H._short_time(meta.get("created"))),
              ("report written", _dt.datetime.now(_dt.timezone.utc).isoformat()[:19].replace("T", " ") + " UTC"),
              ("overlays", renderer.note + (f"; {renderer.scale.describe()}" if renderer.scale else ""))]
+    facts = [(k, v) for k, v in facts if v]
     hist_note = [f"{n_scored} scored images in {len(edges) - 1} bins"]
     if log_y:
         hist_note.append("count axis logarithmic (the tallest bin is over 50x the median non-empty bin)")
-    if has_verdicts:
+    if threshold is not None:
         hist_note.append(f"dashed line: threshold {threshold:.4g}")
         hist_note.append(f"green: the {calibration.size} good-calibration scores the threshold came from"
                          if calibration.size else "no good-calibration scores recorded")
