@@ -366,3 +366,34 @@ def test_refuses_to_replace_a_folder_that_is_not_a_report_and_a_missing_store(sy
     assert (mine / "notes.txt").read_text() == "keep me"
     with pytest.raises(AuditStoreError, match="no audit results"):
         write_report(tmp_path / "nothing-here")
+
+
+# ------------------------------------------------------------------------------------------ a real audit
+def test_a_real_audit_writes_the_report_and_report_only_remakes_it(tmp_path_factory, tmp_path, capsys):
+    """main.py audit (real recipe scorer, local runner) writes DIR/report; --report-only re-makes it from
+    the store alone; a folder without a store is one line, not a traceback."""
+    from main import main
+    from tests.audit_support import shared_tiny_model, write_archive
+
+    model = shared_tiny_model(tmp_path_factory)
+    arc, out = tmp_path / "arc", tmp_path / "out"
+    write_archive(arc, 10)
+    (arc / "line0" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    main(["audit", "--model", str(model), str(arc), "--out", str(out), "--quiet", "--top-n", "4", "--device", "cpu"])
+    assert f"report: {out / 'report' / 'index.html'}" in capsys.readouterr().out
+    page = Page((out / "report" / "index.html").read_text(encoding="utf-8"))
+    with AuditStore.open(out) as store:
+        top = store.top(4)
+        counts = store.counts()
+    assert [c["data-path"] for c in page.cards["top-list"]] == [r["path"] for r in top]
+    assert page.counts["images"] == "11" and page.counts["errors"] == "1" == str(counts["errors"])
+    assert all((out / "report" / c["href"]).is_file() for c in page.cards["top-list"])
+    first = (out / "report" / "index.html").stat().st_mtime_ns
+
+    assert main(["audit", "--report-only", str(out), "--top-n", "2", "--quiet"]) == 0
+    assert len(Page((out / "report" / "index.html").read_text(encoding="utf-8")).cards["top-list"]) == 2
+    assert (out / "report" / "index.html").stat().st_mtime_ns != first
+    capsys.readouterr()
+    assert main(["audit", "--report-only", str(tmp_path / "none"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no audit results there" in err
