@@ -105,3 +105,29 @@ def test_an_audit_killed_with_sigkill_resumes_with_every_image_scored_exactly_on
     assert all(killed[p] == (rid, at) for p, rid, at in rows if p in killed)  # none scored twice
     runs = con.execute("SELECT id, status, n_scored, n_unchanged FROM runs ORDER BY id").fetchall()
     assert runs == [(1, "running", 0, 0), (2, "finished", 60 - len(killed), len(killed))]
+
+
+def test_make_audit_archive_copies_decode_as_their_sources_with_their_own_bytes(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from engine.audit.records import fast_hash
+    from engine.images import read_image
+    from scripts.make_audit_archive import make_archive
+    from tests.conftest import texture
+
+    rng = np.random.default_rng(3)
+    src = []
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(texture(rng)).save(tmp_path / name)
+        src.append(tmp_path / name)
+    files = make_archive(tmp_path / "arc", 7, src, per_lot=2, progress=False)
+    rels = [p.relative_to(tmp_path / "arc").as_posix() for p in files]
+    assert rels[:3] == ["line1/2026-11-01/lot000/img_00000.png", "line1/2026-11-01/lot000/img_00001.jpg",
+                        "line2/2026-11-01/lot001/img_00002.png"]
+    assert rels[6] == "line1/2026-11-02/lot003/img_00006.png"
+    for k, p in enumerate(files):
+        np.testing.assert_array_equal(read_image(p), read_image(src[k % 2]))
+    assert len({fast_hash(str(p)) for p in files}) == 7
+    again = make_archive(tmp_path / "arc2", 7, src, per_lot=2, progress=False)
+    assert [p.read_bytes() for p in again] == [p.read_bytes() for p in files]
