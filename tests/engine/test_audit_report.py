@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -354,6 +356,12 @@ def test_rewriting_replaces_the_folder_whole_and_a_stopped_rewrite_keeps_the_old
         write_report(out, top_n=5, progress=stop)
     assert (folder / "index.html").read_bytes() == before
     assert [p.name for p in out.iterdir() if p.name.startswith(".report")] == []  # no temporary left
+    # what a writer killed with SIGKILL leaves (its pid no longer runs) is removed by the next one
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / f".report.tmp-{dead.pid}" / "thumbs").mkdir(parents=True)
+    write_report(out, top_n=1)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".report")] == []
 
 
 def test_refuses_to_replace_a_folder_that_is_not_a_report_and_a_missing_store(synthetic_audit, tmp_path):

@@ -71,6 +71,7 @@ def write_report(store_dir: str | Path, out: str | Path | None = None, top_n: in
     band_n = top_n if band_n is None else band_n
     with AuditStore.open(store_dir) as store:
         _check_out(out)
+        _remove_leftovers(out)
         tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -93,6 +94,24 @@ def _check_out(out: Path) -> None:
     if out.exists() and not (out.is_dir() and ((out / "index.html").is_file() or not any(out.iterdir()))):
         raise ReportError(f"{out}: exists and is not a report folder (no index.html), so it is not replaced. "
                           f"Move it away or write the report elsewhere.")
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Remove the temporary folders a killed report writer left next to ``out`` (``.report.tmp-PID``,
+    ``.report.old-PID`` of a process that no longer runs)."""
+    if not out.parent.is_dir():
+        return
+    for p in out.parent.glob(f".{out.name}.*-*"):
+        kind, _, pid = p.name[len(out.name) + 2:].partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that writer still runs
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
