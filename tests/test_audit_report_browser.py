@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.audit.records import ArchiveFile, AuditRecord, fast_hash
+from engine.audit.records import AuditRecord, fast_hash
 from engine.audit.report import write_report
 from engine.audit.store import AuditStore
 from tests.conftest import texture

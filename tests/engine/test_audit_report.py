@@ -4,8 +4,6 @@ whole. The page in a real browser: tests/test_audit_report_browser.py."""
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 import sys
 from html.parser import HTMLParser
