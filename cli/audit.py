@@ -41,6 +41,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--top-n", type=in_range(1, 10000, int), default=50,
                    help="most anomalous images shown in the report (default: %(default)s)")
     # --- options of the other audit parts go below (mutual, ray): one marked block each
+    # --- report (owner: report)
+    p.add_argument("--report-only", metavar="DIR",
+                   help="only (re)write the HTML report of the audit in DIR (DIR/report/index.html) and exit")
+    p.add_argument("--band", type=in_range(0, 1e12, float, lo_open=True), default=None, metavar="WIDTH",
+                   help="width (score units) of the report's review band just under the threshold (default: the "
+                        "standard deviation of the good-calibration scores, else 10%% of the threshold)")
     return p
 
 
@@ -53,6 +59,18 @@ def _export(store_dir: Path, csv_path: Path) -> int:
         except OSError as exc:
             raise AuditStoreError(f"{csv_path}: cannot write the CSV ({exc.strerror or exc}). Give --csv in a "
                                   f"folder you can write to; the results stay in {store.path}.") from None
+
+
+def _report(store_dir: Path, args) -> Path:
+    """Write the HTML report of the audit in ``store_dir`` (owner: report); returns its folder."""
+    from engine.audit.report import write_report
+    from engine.progress import TqdmProgress
+
+    prog = TqdmProgress(not args.quiet)
+    try:
+        return write_report(store_dir, top_n=args.top_n, band=args.band, progress=prog)
+    finally:
+        prog.close()
 
 
 def _scorer(args):
@@ -87,6 +105,9 @@ def _stop_on_signals(stop: threading.Event) -> dict:
 def run(args) -> int:
     from engine.errors import DatasetError
 
+    if args.report_only:  # --- report (owner: report)
+        print(f"report: {_report(Path(args.report_only), args) / 'index.html'}")
+        return 0
     if args.export_csv:
         d = Path(args.export_csv)
         csv_path = Path(args.csv) if args.csv else d / "results.csv"
@@ -132,12 +153,7 @@ def run(args) -> int:
     print(f"CSV: {csv_path} ({plural(n, 'row')})")
     # --- report (owner: report): the HTML report is written here when its module is present
     if not args.no_report:
-        try:
-            from engine.audit.report import write_report
-        except ImportError:
-            write_report = None
-        if write_report is not None:
-            print(f"report: {write_report(out, top_n=args.top_n)}")
+        print(f"report: {_report(out, args) / 'index.html'}")
     if s.status == "stopped":
         print(f"stopped: {s.n_scored + s.n_errors} files done in this run are saved. Run the same command again to "
               f"continue (files already done are skipped).", file=sys.stderr)
