@@ -169,7 +169,13 @@ def main() -> None:
     ap.add_argument("--no-aupro", action="store_true")
     ap.add_argument("--json", type=Path, default=REPO / "docs" / "mutual_audit.json")
     ap.add_argument("--doc", type=Path, default=REPO / "docs" / "MUTUAL_AUDIT.md")
+    ap.add_argument("--table-only", action="store_true",
+                    help="write the table of --doc from the results already in --json (no scoring)")
     args = ap.parse_args()
+    if args.table_only:
+        saved = json.loads(args.json.read_text())
+        write_table(saved["results"], recipe_rows(REPO / "docs" / "BENCHMARKS.md"), saved["recipe_commit"], args.doc)
+        return
     import torch
 
     scorer = MutualScorer(args.backbone, size=args.size, references=args.references, fraction=args.fraction)

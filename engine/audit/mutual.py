@@ -44,7 +44,6 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
