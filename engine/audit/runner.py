@@ -6,7 +6,8 @@
 
 * Files come from :class:`engine.audit.scan.ArchiveScan` (streamed, flat memory); each is checked
   against the store (:meth:`engine.audit.store.AuditStore.check`): *unchanged* files are counted
-  and skipped, *new* and *changed* ones are cut into batches of ``batch_size`` files.
+  and skipped, *new* and *changed* ones are cut into work units of ``batch_size`` files
+  (:func:`work_units`; the Ray engine scores the same units, so both give the same bits).
 * While batch ``k`` is scored in this thread, batch ``k+1`` is decoded in a worker thread (as
   :func:`engine.model.iter_images` prefetches), when the scorer offers ``decode`` /
   ``score_decoded`` (:class:`engine.audit.scoring.RecipeScorer`); other scorers get
@@ -64,19 +65,35 @@ class AuditSummary:
         return (self.n_scored + self.n_errors) / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def _batches(scan: ArchiveScan, store: AuditStore, size: int, retry_errors: bool, summary: AuditSummary,
-             on_unchanged) -> Iterator[list[ArchiveFile]]:
+def work_units(scan: ArchiveScan, store: AuditStore, size: int, retry_errors: bool = False,
+               summary: AuditSummary | None = None, on_unchanged=None) -> Iterator[list[ArchiveFile]]:
+    """The files still to score, cut into work units of ``size`` files in scan order (the last one
+    shorter): what both engines score, one unit per ``score_batch`` call.
+
+    A scorer's record may depend on the other images of its batch in the last bits (a CNN's or
+    faiss's arithmetic can change with the batch size: docs/AUDIT.md), so the units are decided
+    here, once, from the scan order and the store: the local engine and the Ray engine given the
+    same files, store and ``size`` score the same units and get bit-identical results.
+
+    Args:
+        size: files per unit (the ``--batch-size``).
+        summary: its ``n_new`` / ``n_changed`` / ``n_unchanged`` are counted up as files are met.
+        on_unchanged: called once per unchanged (skipped) file, e.g. to advance a progress bar.
+    """
     batch: list[ArchiveFile] = []
     for f in scan:
         state = store.check(f, retry_errors)
         if state == UNCHANGED:
-            summary.n_unchanged += 1
-            on_unchanged()
+            if summary is not None:
+                summary.n_unchanged += 1
+            if on_unchanged is not None:
+                on_unchanged()
             continue
-        if state == NEW:
-            summary.n_new += 1
-        elif state == CHANGED:
-            summary.n_changed += 1
+        if summary is not None:
+            if state == NEW:
+                summary.n_new += 1
+            elif state == CHANGED:
+                summary.n_changed += 1
         batch.append(f)
         if len(batch) == size:
             yield batch
@@ -154,7 +171,7 @@ def run_audit(scorer: BatchScorer, roots: list[str | Path], out_dir: str | Path,
     t0 = time.perf_counter()
     status = "failed"
     try:
-        batches = _batches(scan, store, size, retry_errors, summary, lambda: advance(1))
+        batches = work_units(scan, store, size, retry_errors, summary, lambda: advance(1))
         if hasattr(scorer, "decode") and hasattr(scorer, "score_decoded"):
             with ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-decode") as pool:
                 pending = None
