@@ -47,6 +47,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--band", type=in_range(0, 1e12, float, lo_open=True), default=None, metavar="WIDTH",
                    help="width (score units) of the report's review band just under the threshold (default: the "
                         "standard deviation of the good-calibration scores, else 10%% of the threshold)")
+    # --- labelling-free mode (owner: mutual)
+    g = p.add_argument_group("without --model: labelling-free audit (each image against the other images of its "
+                             "folder, MuSc-style; docs/MUTUAL_AUDIT.md)")
+    g.add_argument("--references", type=in_range(1, 100000, int), default=200, metavar="N",
+                   help="compare each image with at most N images of its folder, a fixed sample (default: "
+                        "%(default)s; cost grows with N)")
+    g.add_argument("--size", type=in_range(28, 2048, int), default=224, metavar="PX",
+                   help="network input side in px (default: %(default)s; 448 finds smaller defects, ~5x slower)")
+    g.add_argument("--backbone", default="auto", help="backbone (default: DINOv2 ViT-S/14)")
+    # --- end labelling-free mode
     return p
 
 
@@ -74,15 +84,16 @@ def _report(store_dir: Path, args) -> Path:
 
 
 def _scorer(args):
-    """The BatchScorer of the command line: a recipe (--model)."""
-    from engine.errors import DatasetError
-
+    """The BatchScorer of the command line: a recipe (--model), else the labelling-free scorer."""
     if args.model:
         from engine.audit.scoring import RecipeScorer
 
         return RecipeScorer(args.model, device=args.device, batch_size=args.batch_size, weights=args.weights)
     # --- labelling-free mode (owner: mutual) is wired here
-    raise DatasetError("no --model given: give the recipe (a .dimodel written by fit) to audit with.")
+    from engine.audit.mutual import MutualScorer
+
+    return MutualScorer(args.backbone, size=args.size, references=args.references, batch_size=args.batch_size,
+                        device=args.device, weights=args.weights)
 
 
 def _stop_on_signals(stop: threading.Event) -> dict:
@@ -158,7 +169,7 @@ def run(args) -> int:
         print(f"stopped: {s.n_scored + s.n_errors} files done in this run are saved. Run the same command again to "
               f"continue (files already done are skipped).", file=sys.stderr)
         return 130
-    if c.get("no_verdict"):
+    if c.get("no_verdict") and args.model:
         print(f"{plural(c['no_verdict'], 'image')} scored without a verdict: the model has no threshold; set one with "
               f"`python main.py calibrate --model {args.model} --good DIR`.")
     return 0 if s.n_errors == 0 else 1
