@@ -8,6 +8,7 @@
     python main.py backbones       list backbones and whether their weights are available
     python main.py calibrate ...   re-choose the threshold from good (and a few defective) images
     python main.py pretrain ...    DINO + iBOT self-supervised training on good images -> backbone file
+    python main.py audit ...       score whole image archives -> resumable results store, CSV, report
 
 Run ``python main.py <command> -h`` for the options of each command.
 """
