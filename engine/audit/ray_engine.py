@@ -1,22 +1,23 @@
 """The Ray engine of an audit: feature extraction and scoring on a Ray cluster (Ray Data), results in
 the same :class:`~engine.audit.store.AuditStore` as the local engine.
 
-How it runs (``main.py audit --model RECIPE FOLDER... --out DIR --engine ray``):
+How it runs (``main.py audit --model RECIPE FOLDER... --out DIR --engine ray``, :func:`run_audit_ray`):
 
 1. The driver (this process) streams the scan and skips every file the store already has with the
-   same key (:meth:`AuditStore.check`), exactly as the local engine does.
-2. It cuts the pending files into *work units* of ``unit_size`` files in scan order
-   (:func:`work_units`). A unit is the batch one ``score_batch`` call scores, in both engines: the
-   k-NN scorer's patch scores depend on how many queries faiss searches at once (docs/AUDIT_RAY.md
-   measures it), so the same batches are what make the two engines' records bit-identical.
-3. Units become rows of a Ray dataset (``ray.data.from_items``), ``windows`` of at most
-   ``window_units`` units at a time so the driver's memory stays flat on any archive.
+   same key, and cuts the rest into *work units* of ``--batch-size`` files in scan order: exactly
+   :func:`engine.audit.runner.work_units`, as the local engine. A unit is what one ``score_batch``
+   call scores in either engine; a scorer's bits may depend on its batch (faiss's k-NN search does:
+   docs/AUDIT_RAY.md), so the same units are what make the two engines' records bit-identical.
+2. Units become rows of a Ray dataset (``ray.data.from_items``), in windows of at most
+   ``window_units`` units so the driver's memory stays flat on any archive.
    ``map_batches(batch_size=1)`` sends each unit to an actor of a fixed-size pool
    (``ray.data.ActorPoolStrategy``); each actor builds its :class:`~engine.audit.scoring.BatchScorer`
-   once, from the model path (a picklable factory), and reads the images itself from their paths
-   (a filesystem shared by every node is assumed: images are not shipped through the object store).
-4. Records come back as Arrow rows (grids as ``np.save`` bytes of float16, scores as float64: bit
-   exact) and the driver, the store's one writer, adds each unit in one transaction as it arrives.
+   once per window from a picklable factory (the model path), and reads the images itself from their
+   paths: every node must see the archive and the model at the same paths (a shared filesystem), and
+   have this project installed; images never travel through Ray's object store.
+3. Records come back as Arrow rows (grids as ``np.save`` bytes of float16, scores as float64: bit
+   exact); the driver, the store's one writer, adds each unit in one transaction as soon as it is
+   complete (a killed driver loses only the units in flight).
 
 Ray (``ray[data]``) is an optional extra: ``pip install -e ".[distributed]"``. Ray Data's
 documentation: https://docs.ray.io/en/latest/data/transforming-data.html (stateful transforms with
@@ -25,20 +26,22 @@ an actor pool).
 
 from __future__ import annotations
 
-import io
+import contextlib
 import itertools
 import json
-import os
 import sys
+import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
-
-import numpy as np
 
 from ..errors import InspectError
 from .records import ArchiveFile, AuditRecord
+from .runner import AuditSummary, work_units
+from .scan import ArchiveScan, count_images
 from .scoring import BatchScorer
+from .store import AuditStore, AuditStoreError, blob_to_grid, grid_to_blob
 
 INSTALL_HINT = 'pip install -e ".[distributed]"  (Ray Data, ray[data])'
 
@@ -63,21 +66,6 @@ def import_ray():
     return ray
 
 
-def work_units(files: Iterable[ArchiveFile], unit_size: int) -> Iterator[list[ArchiveFile]]:
-    """Cut a stream of files into consecutive lists of ``unit_size`` (the last one shorter), lazily.
-
-    Both engines score exactly these lists, one ``score_batch`` call each (module docstring).
-    """
-    if unit_size < 1:
-        raise ValueError(f"unit_size must be >= 1, got {unit_size}")
-    it = iter(files)
-    while True:
-        unit = list(itertools.islice(it, unit_size))
-        if not unit:
-            return
-        yield unit
-
-
 # ---------------------------------------------------------------------------------------- encoding
 def encode_unit(unit_id: int, files: list[ArchiveFile]) -> dict:
     """A dataset row for one work unit: ``{"unit": int, "files": JSON list of ArchiveFile fields}``."""
@@ -89,21 +77,13 @@ def decode_unit(files_json: str) -> list[ArchiveFile]:
     return [ArchiveFile(*values) for values in json.loads(files_json)]
 
 
-def _grid_bytes(grid: np.ndarray | None) -> bytes | None:
-    if grid is None:
-        return None
-    buf = io.BytesIO()
-    np.save(buf, np.ascontiguousarray(grid, np.float16), allow_pickle=False)
-    return buf.getvalue()
-
-
 def records_table(unit_id: int, records: list[AuditRecord]):
     """``pyarrow.Table`` of records, one row each (column per :data:`RECORD_FIELDS` plus ``unit``;
     ``anomaly_grid`` as ``np.save`` bytes, ``score`` / ``latency_ms`` float64: nothing is rounded)."""
     import pyarrow as pa
 
     cols = {name: [getattr(r, name) for r in records] for name in RECORD_FIELDS}
-    cols["anomaly_grid"] = [_grid_bytes(g) for g in cols["anomaly_grid"]]
+    cols["anomaly_grid"] = [grid_to_blob(g) for g in cols["anomaly_grid"]]
     types = {"size": pa.int64(), "mtime_ns": pa.int64(), "score": pa.float64(), "height": pa.int64(),
              "width": pa.int64(), "anomaly_grid": pa.binary(), "latency_ms": pa.float64()}
     arrays = {name: pa.array([None if v is None else v for v in cols[name]], types.get(name, pa.string()))
@@ -115,8 +95,7 @@ def records_table(unit_id: int, records: list[AuditRecord]):
 def record_from_row(row: dict) -> AuditRecord:
     """An :class:`AuditRecord` from one returned row (a dict as ``iter_rows`` gives)."""
     values = {name: row[name] for name in RECORD_FIELDS}
-    blob = values["anomaly_grid"]
-    values["anomaly_grid"] = None if blob is None else np.load(io.BytesIO(blob), allow_pickle=False)
+    values["anomaly_grid"] = blob_to_grid(values["anomaly_grid"])
     return AuditRecord(**values)
 
 
@@ -152,22 +131,9 @@ class ScoreUnits:
 
 
 # ---------------------------------------------------------------------------------------- the driver
-@dataclass
-class RayRunResult:
-    """What a Ray audit run did: counts of files scored / in error / unchanged (skipped), its
-    status (``"finished"`` / ``"stopped"`` / ``"failed"``), wall seconds and the units sent."""
-
-    n_scored: int = 0
-    n_errors: int = 0
-    n_unchanged: int = 0
-    status: str = "running"
-    seconds: float = 0.0
-    n_units: int = 0
-
-
 def resources_per_actor(ray, actors: int, actor_gpus: float, cpus_per_actor: float | None) -> float:
-    """CPUs to reserve per actor: ``cpus_per_actor``, else the cluster's CPUs shared evenly
-    (at least 1; with GPU actors, 1: the GPU does the work)."""
+    """CPUs to reserve per actor (also its torch threads): ``cpus_per_actor`` when given; else 1 for
+    GPU actors (the GPU does the work); else the cluster's CPUs shared evenly, at least 1."""
     if cpus_per_actor:
         return float(cpus_per_actor)
     if actor_gpus:
@@ -176,138 +142,188 @@ def resources_per_actor(ray, actors: int, actor_gpus: float, cpus_per_actor: flo
     return max(1.0, float(int(total // max(1, actors))))
 
 
-def run_ray_audit(factory: Callable[[], BatchScorer], pending: Iterable[ArchiveFile], store, run_id: int, *,
-                  unit_size: int = 4, actors: int = 2, actor_gpus: float = 0.0, cpus_per_actor: float | None = None,
-                  address: str | None = None, window_units: int = 4096, n_unchanged: int = 0,
-                  on_records: Callable[[list[AuditRecord]], None] | None = None,
-                  should_stop: Callable[[], bool] | None = None) -> RayRunResult:
-    """Score ``pending`` files on Ray and write each unit's records into ``store`` as they arrive.
+@contextlib.contextmanager
+def ray_session(address: str | None):
+    """Ray for the duration of a run: the one this process already joined, else ``ray.init`` (a
+    local Ray when ``address`` is None, else that cluster), shut down after.
 
-    Args:
-        factory: builds the actor's :class:`BatchScorer` (:class:`ScoreUnits`).
-        pending: the files to score, in scan order, already filtered against the store (a lazy
-            iterator: it is consumed ``window_units * unit_size`` files at a time).
-        store: the open :class:`~engine.audit.store.AuditStore` (the driver is its only writer).
-        run_id: the run the rows belong to (:meth:`AuditStore.begin_run`).
-        unit_size: files per work unit (= per ``score_batch`` call; must equal the local engine's
-            batch for the two engines to give the same bits).
-        actors: size of the actor pool (fixed).
-        actor_gpus: GPUs reserved per actor (0: CPU actors); the scorer picks its device itself.
-        cpus_per_actor: CPUs reserved per actor, also its torch threads (default:
-            :func:`resources_per_actor`).
-        address: an existing cluster (``ray.init(address=...)``, e.g. ``"auto"`` or
-            ``"ray://head:10001"``); None starts a local Ray when none is running in this process.
-        window_units: units per Ray dataset; each window builds the actor pool anew (the model is
-            loaded once per actor per window), and bounds the driver's memory.
-        n_unchanged: files the caller skipped as already done (only reported back).
-        on_records: called with each unit's records after they are stored (progress).
-        should_stop: polled between units; True stops the run (status ``"stopped"``; units in
-            flight are dropped, not stored: a later run scores them).
-    Returns:
-        :class:`RayRunResult`.
     Raises:
-        RayEngineError: Ray missing or unreachable, or an actor failed (the run's status is then
-            left for the caller to record as ``"failed"``; every unit stored so far stays).
+        RayEngineError: Ray missing, or the cluster cannot be started or reached.
     """
     ray = import_ray()
+    if ray.is_initialized():
+        yield ray
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    except Exception as exc:  # ConnectionError, RuntimeError, ValueError...: Ray's message is what went wrong
+        where = f"the Ray cluster at {address}" if address else "a local Ray"
+        raise RayEngineError(f"cannot start or reach {where}: {_one_line(exc)}. Check --ray-address ('auto' on a "
+                             f"node of a running cluster, or ray://HEAD:10001), or use --engine local.") from None
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def score_units_on_ray(factory: Callable[[], BatchScorer], units: Iterable[list[ArchiveFile]], *, actors: int = 2,
+                       actor_gpus: float = 0.0, cpus_per_actor: float | None = None,
+                       window_units: int = 4096) -> Iterator[list[AuditRecord]]:
+    """Score work units on the Ray this process has joined; yields each unit's records (in the
+    unit's order) as soon as the unit is done, units in completion order.
+
+    Args:
+        factory: builds each actor's :class:`BatchScorer` (:class:`ScoreUnits`), once per actor and window.
+        units: lists of files, scored one ``score_batch`` call each (:func:`engine.audit.runner.work_units`).
+        actors: actors in the (fixed-size) pool.
+        actor_gpus: GPUs reserved per actor; 0 for CPU actors.
+        cpus_per_actor: CPUs per actor (default :func:`resources_per_actor`).
+        window_units: units per Ray dataset: bounds the driver's memory; each window starts its
+            actors anew (the model is loaded once per actor per window).
+    Raises:
+        RuntimeError / Ray's errors: an actor failed for a reason other than a bad file (bad files
+            are records, never errors).
+    """
+    import ray
     import ray.data as rd
 
-    started_here = False
-    if not ray.is_initialized():
-        try:
-            kwargs = {"include_dashboard": False, "log_to_driver": False}
-            if address:
-                ray.init(address=address, **kwargs)
-            else:
-                ray.init(**kwargs)
-        except Exception as exc:  # ConnectionError, RuntimeError...: Ray's own message is one line
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise RayEngineError(f"cannot start or reach {where}: {_one_line(exc)}. Check --ray-address "
-                                 f"(e.g. 'auto' on a cluster node, or ray://HEAD:10001), or use --engine local.") \
-                from None
-        started_here = True
     ctx = rd.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar of its own (images, rate, ETA)
     ctx.print_on_execution_start = False
     ctx.execution_options.preserve_order = False
-
     cpus = resources_per_actor(ray, actors, actor_gpus, cpus_per_actor)
     threads = None if actor_gpus else max(1, int(cpus))
-    result = RayRunResult(n_unchanged=n_unchanged)
+    units = iter(units)
+    first = 0
+    while True:
+        window = list(itertools.islice(units, window_units))
+        if not window:
+            return
+        rows = [encode_unit(first + i, u) for i, u in enumerate(window)]
+        n_files = {first + i: len(u) for i, u in enumerate(window)}
+        first += len(window)
+        del window
+        ds = rd.from_items(rows, override_num_blocks=len(rows)).map_batches(
+            ScoreUnits, batch_size=1, batch_format="numpy", compute=rd.ActorPoolStrategy(size=int(actors)),
+            fn_constructor_kwargs={"factory": factory, "torch_threads": threads},
+            num_cpus=cpus, num_gpus=float(actor_gpus) or None)
+        del rows
+        partial: dict[int, list[AuditRecord]] = {}
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            for row in batch.to_pylist():
+                unit = int(row["unit"])
+                got = partial.setdefault(unit, [])
+                got.append(record_from_row(row))
+                if len(got) == n_files[unit]:
+                    yield partial.pop(unit)
+        if partial:
+            raise RuntimeError(f"{len(partial)} work units came back incomplete")
+
+
+def run_audit_ray(factory: Callable[[], BatchScorer], meta: dict, roots: list[str | Path], out_dir: str | Path,
+                  batch_size: int = 4, restart: bool = False, retry_errors: bool = False,
+                  argv: list[str] | None = None, progress: bool = True, stop: threading.Event | None = None,
+                  count: bool = True, address: str | None = None, actors: int = 2, actor_gpus: float = 0.0,
+                  cpus_per_actor: float | None = None, window_units: int = 4096) -> AuditSummary:
+    """Audit the image files under ``roots`` into ``out_dir/audit.sqlite`` on Ray: the Ray twin of
+    :func:`engine.audit.runner.run_audit` (same store, same units, same summary; module docstring).
+
+    Args:
+        factory: a picklable zero-argument callable building the :class:`BatchScorer` in each actor,
+            e.g. ``functools.partial(RecipeScorer, "/models/part.dimodel")``.
+        meta: the store's meta (``scorer.meta()`` of the same model, read in the driver).
+        batch_size: files per work unit (the local engine's ``--batch-size`` for the same bits).
+        address, actors, actor_gpus, cpus_per_actor, window_units: where and how it runs
+            (:func:`ray_session`, :func:`score_units_on_ray`).
+        Others: as :func:`engine.audit.runner.run_audit`.
+    Returns:
+        the run's :class:`~engine.audit.runner.AuditSummary` (engine ``"ray"`` in the runs table).
+    Raises:
+        DatasetError: a root does not exist.
+        AuditStoreError: the store cannot be opened, continued or written (units written stay).
+        RayEngineError: Ray missing or unreachable, or an actor failed; every unit stored so far stays
+            and the run is recorded as ``"failed"``.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    scan = ArchiveScan(roots, exclude=out_dir)
+    store = AuditStore.open(out_dir, meta={**meta, "roots": scan.roots}, restart=restart)
+    run_id = store.begin_run(argv or [], "ray")
+    summary = AuditSummary(run_id, "running", store.path)
+    stop = stop or threading.Event()
+    total: list[int | None] = [None]
+    if count:
+        threading.Thread(target=lambda: total.__setitem__(0, count_images(scan.roots, out_dir)), daemon=True,
+                         name="audit-count").start()
+    bar = tqdm(total=None, desc="audit (ray)", unit="img", file=sys.stderr, dynamic_ncols=True,
+               disable=not progress, smoothing=0.1)
+
+    def advance(n: int) -> None:
+        if total[0] is not None and bar.total != total[0]:
+            bar.total = total[0]
+        bar.update(n)
+
     t0 = time.perf_counter()
-    units = work_units(pending, unit_size)
-    unit_id = 0
+    status = "failed"
     try:
-        while True:
-            window = list(itertools.islice(units, window_units))
-            if not window:
-                result.status = "finished"
-                break
-            rows = [encode_unit(unit_id + i, u) for i, u in enumerate(window)]
-            unit_id += len(window)
-            n_files = {r["unit"]: len(u) for r, u in zip(rows, window)}
-            del window
-            ds = rd.from_items(rows, override_num_blocks=len(rows)).map_batches(
-                ScoreUnits, batch_size=1, batch_format="numpy",
-                compute=rd.ActorPoolStrategy(size=int(actors)),
-                fn_constructor_kwargs={"factory": factory, "torch_threads": threads},
-                num_cpus=cpus, num_gpus=float(actor_gpus) or None)
-            if _stream_window(ds, n_files, store, run_id, result, on_records, should_stop):
-                result.status = "stopped"
-                break
-    except RayEngineError:
-        raise
-    except Exception as exc:
-        if type(exc).__name__ in ("KeyboardInterrupt",):
-            raise
-        raise RayEngineError(f"the Ray audit failed after {result.n_scored + result.n_errors} stored images: "
-                             f"{_one_line(exc)}. Every unit stored so far is kept: run the same command again "
-                             f"to go on, or use --engine local.") from None
+        units = work_units(scan, store, int(batch_size), retry_errors, summary, lambda: advance(1))
+        with ray_session(address):
+            results = score_units_on_ray(factory, units, actors=actors, actor_gpus=actor_gpus,
+                                         cpus_per_actor=cpus_per_actor, window_units=window_units)
+            try:
+                for records in results:
+                    _write(store, records, run_id, summary)
+                    bar.set_postfix_str(f"NOK {summary.n_nok}, errors {summary.n_errors}, "
+                                        f"unchanged {summary.n_unchanged}", refresh=False)
+                    advance(len(records))
+                    if stop.is_set():
+                        break
+            except (AuditStoreError, KeyboardInterrupt):
+                raise
+            except Exception as exc:  # an actor died, the cluster went away...: one line, the units stay
+                raise RayEngineError(
+                    f"the Ray audit failed after {summary.n_scored + summary.n_errors} files stored in this run: "
+                    f"{_one_line(exc)}. They are kept in {store.path}: run the same command again to go on, "
+                    f"or use --engine local.") from None
+            finally:
+                results.close()  # ends the Ray execution (units in flight are dropped: scored next run)
+        status = "stopped" if stop.is_set() else "finished"
     finally:
-        result.seconds = time.perf_counter() - t0
-        if started_here:
-            ray.shutdown()
-    return result
+        bar.close()
+        summary.status = status
+        summary.elapsed_s = time.perf_counter() - t0
+        summary.skipped = scan.skipped_summary()
+        try:
+            store.finish_run(run_id, status, summary.n_scored, summary.n_errors, summary.n_unchanged)
+            summary.store_counts = store.counts()
+        except Exception:  # noqa: BLE001 - after a failure the store may be unwritable: keep the first error
+            if status != "failed":
+                raise
+        finally:
+            store.close()
+    return summary
 
 
-def _stream_window(ds, n_files: dict[int, int], store, run_id: int, result: RayRunResult,
-                   on_records, should_stop) -> bool:
-    """Consume one window's results, storing each unit whole as soon as all its rows arrived.
-    Returns True when ``should_stop`` asked to stop."""
-    partial: dict[int, list[AuditRecord]] = {}
-    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-        for row in batch.to_pylist():
-            unit = int(row["unit"])
-            got = partial.setdefault(unit, [])
-            got.append(record_from_row(row))
-            if len(got) < n_files[unit]:
-                continue
-            records = partial.pop(unit)
-            store.add(records, run_id)
-            result.n_units += 1
-            for r in records:
-                if r.status == "error":
-                    result.n_errors += 1
-                else:
-                    result.n_scored += 1
-            if on_records is not None:
-                on_records(records)
-            if should_stop is not None and should_stop():
-                return True
-    if partial:
-        raise RuntimeError(f"{len(partial)} work units came back incomplete")
-    return False
+def _write(store: AuditStore, records: list[AuditRecord], run_id: int, summary: AuditSummary) -> None:
+    """One unit into the store (one transaction), counted in ``summary`` as the local runner does."""
+    try:
+        store.add(records, run_id)
+    except Exception as exc:  # sqlite3.Error / OSError: the disk is full, the folder went away...
+        raise AuditStoreError(
+            f"{store.path}: cannot write results ({exc}); stopped with the earlier units saved. Fix the cause "
+            f"(free space, permissions) and run the same command again to continue.") from None
+    for r in records:
+        if r.status == "error":
+            summary.n_errors += 1
+            if len(summary.error_examples) < 5:
+                summary.error_examples.append(r.error or r.path)
+        else:
+            summary.n_scored += 1
+            summary.n_ok += r.verdict == "OK"
+            summary.n_nok += r.verdict == "NOK"
 
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text if len(text) <= 400 else text[:400] + "..."
-
-
-def default_progress(total: int | None = None):
-    """A tqdm bar (images, rate, ETA) on stderr, and the ``on_records`` callback feeding it."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, desc="audit (ray)", unit="img", file=sys.stderr, dynamic_ncols=True,
-               disable=sys.stderr is None or os.environ.get("DINOINSPECT_NO_PROGRESS") == "1")
-    return bar, (lambda records: bar.update(len(records)))
