@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import sys
 import threading
 import time
@@ -155,7 +156,7 @@ def ray_session(address: str | None):
         yield ray
         return
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError...: Ray's message is what went wrong
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise RayEngineError(f"cannot start or reach {where}: {_one_line(exc)}. Check --ray-address ('auto' on a "
@@ -187,6 +188,7 @@ def score_units_on_ray(factory: Callable[[], BatchScorer], units: Iterable[list[
     import ray
     import ray.data as rd
 
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its per-dataset notices; errors still show
     ctx = rd.DataContext.get_current()
     ctx.enable_progress_bars = False  # the driver shows one bar of its own (images, rate, ETA)
     ctx.print_on_execution_start = False
@@ -268,7 +270,9 @@ def run_audit_ray(factory: Callable[[], BatchScorer], meta: dict, roots: list[st
     status = "failed"
     try:
         units = work_units(scan, store, int(batch_size), retry_errors, summary, lambda: advance(1))
-        with ray_session(address):
+        head = next(units, None)  # Ray is started only when there is something to score
+        units = iter(()) if head is None else itertools.chain([head], units)
+        with (ray_session(address) if head is not None else contextlib.nullcontext()):
             results = score_units_on_ray(factory, units, actors=actors, actor_gpus=actor_gpus,
                                          cpus_per_actor=cpus_per_actor, window_units=window_units)
             try:
