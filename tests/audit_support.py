@@ -37,3 +37,13 @@ def write_archive(root: Path, n: int, seed: int = 1, defect_every: int = 5) -> l
         Image.fromarray(img).save(p)
         paths.append(p)
     return paths
+
+
+_MODELS: dict = {}
+
+
+def shared_tiny_model(tmp_path_factory) -> Path:
+    """:func:`fit_tiny_model` once per test session (the fit is the slow part of the audit tests)."""
+    if "tiny" not in _MODELS or not _MODELS["tiny"].is_file():
+        _MODELS["tiny"] = fit_tiny_model(tmp_path_factory.mktemp("audit_model"))
+    return _MODELS["tiny"]

@@ -12,13 +12,13 @@ from engine.audit.scan import ArchiveScan
 from engine.audit.scoring import BatchScorer, RecipeScorer, display_scale_from_meta, render_anomaly_map
 from engine.images import read_image
 from engine.model import InspectionModel
-from tests.audit_support import fit_tiny_model, write_archive
+from tests.audit_support import fit_tiny_model, shared_tiny_model, write_archive
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     d = tmp_path_factory.mktemp("audit_scoring")
-    model = fit_tiny_model(d)
+    model = shared_tiny_model(tmp_path_factory)
     write_archive(d / "arc", 9)
     (d / "arc/line0/broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     return model, list(ArchiveScan([d / "arc"]))
