@@ -57,6 +57,17 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="network input side in px (default: %(default)s; 448 finds smaller defects, ~5x slower)")
     g.add_argument("--backbone", default="auto", help="backbone (default: DINOv2 ViT-S/14)")
     # --- end labelling-free mode
+    # --- ray (owner: ray): the Ray Data engine, engine/audit/ray_engine.py
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="where images are scored: this process (local, default) or a Ray cluster (ray; needs "
+                        'pip install -e ".[distributed]" and the archive and model at the same paths on every node)')
+    p.add_argument("--ray-address", metavar="ADDR", default=None,
+                   help="Ray cluster to use ('auto', ray://HEAD:10001); default: a local Ray on this machine")
+    p.add_argument("--actors", type=in_range(1, 4096, int), default=2,
+                   help="Ray actors scoring at once, each holding the model (default: %(default)s)")
+    p.add_argument("--actor-gpus", type=in_range(0.0, 64.0, float), default=0.0, metavar="F",
+                   help="GPUs per Ray actor (0.5: two actors per GPU; default 0: CPU actors)")
+    # --- end ray
     return p
 
 
@@ -94,6 +105,25 @@ def _scorer(args):
 
     return MutualScorer(args.backbone, size=args.size, references=args.references, batch_size=args.batch_size,
                         device=args.device, weights=args.weights)
+
+
+def _run_ray(args, scorer, out: Path, stop: threading.Event):  # --- ray (owner: ray)
+    """``--engine ray``: the same audit on Ray actors, each loading the recipe from its path."""
+    import functools
+
+    from engine.audit.ray_engine import run_audit_ray
+    from engine.audit.scoring import RecipeScorer
+    from engine.errors import DatasetError
+
+    if not isinstance(scorer, RecipeScorer):
+        raise DatasetError("--engine ray scores with a recipe: give --model RECIPE (the labelling-free audit runs "
+                           "with --engine local).")
+    size = int(args.batch_size or scorer.batch_size)
+    factory = functools.partial(RecipeScorer, scorer.model_path, device=args.device, batch_size=size,
+                                weights=None if args.weights is None else str(Path(args.weights).resolve()))
+    return run_audit_ray(factory, scorer.meta(), args.paths, out, batch_size=size, restart=args.restart,
+                         retry_errors=args.retry_errors, argv=sys.argv[1:], progress=not args.quiet, stop=stop,
+                         address=args.ray_address, actors=args.actors, actor_gpus=args.actor_gpus)
 
 
 def _stop_on_signals(stop: threading.Event) -> dict:
@@ -142,9 +172,12 @@ def run(args) -> int:
     stop = threading.Event()
     old = _stop_on_signals(stop)
     try:
-        s = run_audit(scorer, args.paths, out, batch_size=args.batch_size, restart=args.restart,
-                      retry_errors=args.retry_errors, argv=sys.argv[1:], engine="local", progress=not args.quiet,
-                      stop=stop)
+        if getattr(args, "engine", "local") == "ray":  # --- ray (owner: ray)
+            s = _run_ray(args, scorer, out, stop)
+        else:
+            s = run_audit(scorer, args.paths, out, batch_size=args.batch_size, restart=args.restart,
+                          retry_errors=args.retry_errors, argv=sys.argv[1:], engine="local", progress=not args.quiet,
+                          stop=stop)
     finally:
         for sig, h in old.items():
             signal.signal(sig, h)
