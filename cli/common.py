@@ -26,8 +26,8 @@ def parse_layers(text: str) -> tuple[int, ...]:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    from engine.backbones import BACKBONES
-    from engine.scorers import SCORERS
+    from engine.backbones.registry import BACKBONES  # torch-free imports: `COMMAND -h` stays fast
+    from engine.scorers import SCORER_NAMES
 
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="auto",
@@ -45,7 +45,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="network input side in px, rounded to the backbone's patch grid (default: the backbone's)")
     g.add_argument("--resize-mode", choices=("resize", "letterbox"), default="resize",
                    help="resize: stretch to a square; letterbox: keep the aspect ratio and pad (default: %(default)s)")
-    g.add_argument("--scorer", choices=sorted(SCORERS), default="knn",
+    g.add_argument("--scorer", choices=sorted(SCORER_NAMES), default="knn",
                    help="patch scorer: knn (PatchCore-style nearest neighbours), padim, mahalanobis "
                         "(default: %(default)s)")
     g.add_argument("--coreset-ratio", type=in_range(0, 1, lo_open=True),

@@ -10,9 +10,12 @@ from pathlib import Path
 from cli.common import add_model_options, add_roi_option, build_model, fit_kwargs, in_range, plural
 
 
-def add_parser(sub) -> argparse.ArgumentParser:
-    from engine.evaluate import MODEL_FILE
+MODEL_FILE = "model.dimodel"
+"""The fitted model's name in a report: :data:`engine.evaluate.MODEL_FILE`, repeated here so that
+``evaluate -h`` does not import the engine (torch); tests/test_startup_imports.py checks they agree."""
 
+
+def add_parser(sub) -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="fit on train/good and measure on test (MVTec AD layout)")
     e.add_argument("--data", required=True, metavar="DIR", help="a category folder, or a folder of categories")
     e.add_argument("--report", required=True, metavar="DIR",
