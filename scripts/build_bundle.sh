@@ -45,18 +45,15 @@ rm -rf "$VENV"
 "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 if [[ "$FLAVOUR" == cpu ]]; then
-    # The CPU torch wheel (PyTorch's CPU index; here also a local wheel) and its torchvision; the
-    # project's pins name the CUDA build, so torch is installed first and the project's own
-    # dependencies after it with the torch pins lifted (CPU_PINS, see README "Packaged program").
-    CPU_PINS="${CPU_PINS:-torch==2.13.0+cpu torchvision==0.28.0}"
-    "${PIP[@]}" $CPU_PINS
-    "$VENV/bin/python" - "$ROOT/pyproject.toml" > "$VENV/requirements-no-torch.txt" <<'PY'
-import re, sys, tomllib
-deps = tomllib.load(open(sys.argv[1], "rb"))["project"]["dependencies"]
-print("\n".join(d for d in deps if not re.match(r"(torch|torchvision)\b", d)))
-PY
-    "${PIP[@]}" -r "$VENV/requirements-no-torch.txt" pyinstaller
-    "${PIP[@]}" --no-deps -e .
+    # PyTorch's CPU-only wheels of the pinned versions (no CUDA libraries), from PyTorch's CPU index;
+    # the project's pins (torch==2.14.1) accept 2.14.1+cpu, so the second pip keeps them.
+    # PyPI's torchvision is a CUDA build that cannot load with a +cpu torch (README, "Packaged program").
+    CPU_INDEX="${CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
+    "${PIP[@]}" torch==2.14.1 torchvision==0.29.1 --index-url "$CPU_INDEX"
+    "${PIP[@]}" -e . pyinstaller
+    if [[ "$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda)')" != None ]]; then
+        echo "build_bundle: the CPU venv holds a CUDA torch build; check CPU_INDEX ($CPU_INDEX)" >&2; exit 1
+    fi
 else
     "${PIP[@]}" -e . pyinstaller
 fi

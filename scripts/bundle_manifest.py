@@ -125,6 +125,21 @@ _EXCLUDES_ALL = ("tkinter", "PyQt5", "PyQt6", "PySide2", "IPython", "tensorboard
 # app never compiles (no torch.compile), so no path of it loads triton (docs/PACKAGING.md).
 _EXCLUDES_GPU = ("triton",)
 
+# CUDA libraries of the nvidia-* wheels that no library of torch, torchvision or the nvidia wheels
+# names, neither as a link dependency nor as a dlopen string (scanned over every .so of torch/lib,
+# torchvision and nvidia/*/lib, docs/PACKAGING.md), so no path of the program can load them: an
+# alternative NVRTC build, the multi-GPU solver, the FFTW / BLAS drop-in shims, profiler and
+# checkpoint helpers. Left out of the GPU flavour by file name prefix.
+UNREFERENCED_CUDA_LIBS = ("libnvrtc.alt.so", "libnvrtc-builtins.alt.so", "libcusolverMg.so", "libcufftw.so",
+                          "libnvblas.so", "libnvperf_target.so", "libpcsamplingutil.so", "libcheckpoint.so",
+                          "libnvtx3interop.so")
+
+
+def unused_binary(dest_name: str) -> bool:
+    """Whether a collected binary (its destination path in the bundle) is one of
+    :data:`UNREFERENCED_CUDA_LIBS` and may be dropped."""
+    return Path(dest_name).name.startswith(UNREFERENCED_CUDA_LIBS)
+
 
 def excludes(flavour: str) -> list[str]:
     """Module names PyInstaller must leave out for ``flavour`` ("gpu" or "cpu").

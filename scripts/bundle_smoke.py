@@ -143,7 +143,7 @@ def gui_check(s: Smoke, screenshot: Path | None) -> None:
     app = None
     try:
         time.sleep(1.0)
-        cmd = [*s.env(DISPLAY=display), str(s.dist / "DINOInspect")]
+        cmd = [*s.env(DISPLAY=display, DINOINSPECT_STARTUP_PROBE="1"), str(s.dist / "DINOInspect")]
         print("$", " ".join(cmd), file=s.log, flush=True)
         gui_log = open(s.work / "gui.log", "w")
         t0 = time.perf_counter()
@@ -160,7 +160,8 @@ def gui_check(s: Smoke, screenshot: Path | None) -> None:
             shot = f", screenshot {screenshot}" if r.returncode == 0 else f", screenshot failed: {r.stderr.strip()}"
         alive = app.poll() is None
         log = (s.work / "gui.log").read_text(errors="replace")
-        s.check("gui-window", ok and alive, f"main window after {dt:.1f} s{shot}" if ok else
+        probe = next((ln.strip() for ln in log.splitlines() if ln.startswith("startup:")), "no startup probe line")
+        s.check("gui-window", ok and alive, f"window mapped after {dt:.1f} s ({probe}){shot}" if ok else
                 f"no main window in {dt:.0f} s (rc {app.poll()}): {tail(log)}")
     finally:
         if app is not None and app.poll() is None:

@@ -153,3 +153,18 @@ def test_xcb_libraries_resolve_on_this_host():
         pytest.skip(f"this host lacks {[m.soname for m in missing]} (scripts/install_qt_deps.sh --desktop)")
     assert all(Path(p).is_file() for p in found.values())
     assert len(manifest.resolve_system_libs()) == len(manifest.XCB_LIBS)
+
+
+def test_dropped_cuda_libraries_are_not_linked_by_torch():
+    torch_lib = manifest.package_dir("torch") / "lib"
+    linked = set()
+    for lib in ("libtorch_cuda.so", "libtorch_cuda_linalg.so", "libtorch_python.so", "libcaffe2_nvrtc.so"):
+        if (torch_lib / lib).is_file():
+            out = subprocess.run(["ldd", str(torch_lib / lib)], capture_output=True, text=True).stdout
+            linked |= {m.group(1) for m in re.finditer(r"^\s*(\S+) =>", out, re.M)}
+    if not linked:
+        pytest.skip("this torch has no CUDA libraries (CPU build): nothing is dropped")
+    assert any(n.startswith("libcudnn") for n in linked)  # the scan sees CUDA links at all
+    assert not [n for n in linked if manifest.unused_binary(n)]
+    assert manifest.unused_binary("nvidia/cu13/lib/libcusolverMg.so.12")
+    assert not manifest.unused_binary("nvidia/cu13/lib/libcusolver.so.12")
