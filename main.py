@@ -73,12 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv in (["--version"], ["-V"]):  # also for the GUI program: print and exit, never open Qt
-        from engine import __version__
-
-        print(f"DINOInspect {__version__}")
-        return 0
-    if not argv:
+    if not argv:  # `--version` (also of the GUI program) goes to the parser below: no Qt, no torch
         from gui.app import run_gui
 
         return run_gui()

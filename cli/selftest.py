@@ -59,7 +59,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        description="Check that this installation works; one PASS / FAIL / SKIP line per check. "
                                    "Exit status 0 when no check failed, else 1.")
     p.add_argument("--json", action="store_true", help="print the results as one JSON object instead of lines")
-    p.add_argument("--qt-probe", action="store_true", help=argparse.SUPPRESS)  # the child process of the Qt check
+    p.add_argument("--qt-probe", action="store_true",
+                   help="internal, run by the Qt check in a child process: create a Qt GUI application with the "
+                        "platform Qt picks, print its name and exit (a missing plugin library aborts that child only)")
     return p
 
 
@@ -267,10 +269,18 @@ def checks() -> list[tuple[str, object]]:
     return out
 
 
-def run_checks(emit=None) -> list[CheckResult]:
-    """Run every check (none stops the others); ``emit(result)`` is called as each finishes."""
+def run_checks_named(names: list[str]) -> list[CheckResult]:
+    """Run only the checks called ``names`` (in :func:`checks` order)."""
+    return run_checks(only=set(names))
+
+
+def run_checks(emit=None, only: set[str] | None = None) -> list[CheckResult]:
+    """Run every check (none stops the others), or those named in ``only``; ``emit(result)`` is
+    called as each finishes."""
     results = []
     for name, fn in checks():
+        if only is not None and name not in only:
+            continue
         t0 = time.perf_counter()
         try:
             res = CheckResult("PASS", name, fn())
