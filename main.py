@@ -9,7 +9,15 @@
     python main.py calibrate ...   re-choose the threshold from good (and a few defective) images
     python main.py pretrain ...    DINO + iBOT self-supervised training on good images -> backbone file
 
-Run ``python main.py <command> -h`` for the options of each command.
+    python main.py selftest        check this installation (libraries, weights, Qt, data folder)
+
+Run ``python main.py <command> -h`` for the options of each command. In the packaged program the
+commands are ``dinoinspect-cli <command> ...`` and the GUI is ``DINOInspect``; the usage text below
+says whichever applies (:func:`engine.app_info.cli_command`).
+
+Start-up stays light: building the parser imports no torch, Qt or numpy (each ``cli`` module imports
+the engine inside ``run``), so ``-h``, ``COMMAND -h`` and ``--version`` answer at once;
+``tests/test_startup_imports.py`` checks it.
 """
 
 from __future__ import annotations
@@ -18,18 +26,42 @@ import argparse
 import sys
 
 
+USAGE_ROWS = (
+    ("{gui}", "open the operator GUI"),
+    ("{cli} fit ...", "learn normal from a folder of good images -> model file"),
+    ("{cli} predict ...", "inspect images with a model file -> CSV + overlays"),
+    ("{cli} evaluate ...", "fit + measure on a category in MVTec AD layout -> report"),
+    ("{cli} demo", "the whole job on real solar-cell images shipped by PyPI"),
+    ("{cli} backbones", "list backbones and whether their weights are available"),
+    ("{cli} calibrate ...", "re-choose the threshold from good (and a few defective) images"),
+    ("{cli} pretrain ...", "DINO + iBOT self-supervised training on good images -> backbone file"),
+    ("{cli} selftest", "check this installation (libraries, weights, Qt, data folder)"),
+)
+
+
+def usage_text(cli: str, gui: str) -> str:
+    """The description ``-h`` shows, with the command names of this program (source or bundle)."""
+    rows = [(cmd.format(cli=cli, gui=gui), what) for cmd, what in USAGE_ROWS]
+    width = max(len(cmd) for cmd, _ in rows) + 3
+    lines = "\n".join(f"    {cmd:<{width}s}{what}" for cmd, what in rows)
+    return (f"DINOInspect: unsupervised visual inspection of industrial parts.\n\n{lines}\n\n"
+            f"Run `{cli} COMMAND -h` for the options of each command.")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The parser of every command: each ``cli.<command>`` module adds its own sub-parser."""
     import importlib
 
     from cli import COMMANDS
 
-    from engine import __version__
+    from engine import __version__, app_info
 
-    p = argparse.ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cli = app_info.cli_command()
+    p = argparse.ArgumentParser(prog=app_info.prog_name(), description=usage_text(cli, app_info.gui_command()),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"DINOInspect {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND",
-                           help="one of the commands below; `main.py COMMAND -h` lists its options. No command "
+                           help=f"one of the commands below; `{cli} COMMAND -h` lists its options. No command "
                                 "opens the GUI.")
     for name in COMMANDS:
         importlib.import_module(f"cli.{name}").add_parser(sub)
@@ -41,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv in (["--version"], ["-V"]):  # also for the GUI program: print and exit, never open Qt
+        from engine import __version__
+
+        print(f"DINOInspect {__version__}")
+        return 0
     if not argv:
         from gui.app import run_gui
 
@@ -68,4 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # a packaged program's worker processes (DataLoader) start here; no-op from source
     sys.exit(main())

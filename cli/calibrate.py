@@ -45,8 +45,10 @@ MASK_SUFFIXES = ("_mask.png", ".png", "_mask.bmp", ".bmp")
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``calibrate`` command to an ``argparse`` sub-parser set; returns its parser."""
+    from engine.app_info import cli_command
+
     p = subparsers.add_parser("calibrate", help="choose a new OK/NOK threshold for a model file",
-                              description=USAGE, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=USAGE.replace("python main.py", cli_command()), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="model file (.dimodel) to recalibrate")
     p.add_argument("--good", required=True, help="folder of good images")
     p.add_argument("--defective", nargs="+", metavar="DIR",

@@ -26,15 +26,18 @@ def parse_layers(text: str) -> tuple[int, ...]:
 
 
 def add_model_options(p: argparse.ArgumentParser) -> None:
-    from engine.backbones import BACKBONES
-    from engine.scorers import SCORERS
+    from engine.app_info import cli_command
+    from engine.backbones.registry import BACKBONES  # torch-free imports: `COMMAND -h` stays fast
+    from engine.scorers import SCORER_NAMES
+
+    cli = cli_command()
 
     g = p.add_argument_group("model")
     g.add_argument("--backbone", default="auto",
                    help=f"feature extractor: a registry name ({', '.join(BACKBONES)}), a backbone file written by "
-                        "`main.py pretrain` (.safetensors), or 'auto' (DINOv2 ViT-S/14 if its weights are local, "
+                        f"`{cli} pretrain` (.safetensors), or 'auto' (DINOv2 ViT-S/14 if its weights are local, "
                         "else efficientnet_lite0); default: %(default)s. A fitted model file (.dimodel) goes to "
-                        "--model of predict / calibrate instead. See `main.py backbones`.")
+                        f"--model of predict / calibrate instead. See `{cli} backbones`.")
     g.add_argument("--weights", metavar="FILE",
                    help="backbone weight file (.pth / .pt / .safetensors state dict) to use instead of the ones "
                         "found in the weights folders")
@@ -45,7 +48,7 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help="network input side in px, rounded to the backbone's patch grid (default: the backbone's)")
     g.add_argument("--resize-mode", choices=("resize", "letterbox"), default="resize",
                    help="resize: stretch to a square; letterbox: keep the aspect ratio and pad (default: %(default)s)")
-    g.add_argument("--scorer", choices=sorted(SCORERS), default="knn",
+    g.add_argument("--scorer", choices=sorted(SCORER_NAMES), default="knn",
                    help="patch scorer: knn (PatchCore-style nearest neighbours), padim, mahalanobis "
                         "(default: %(default)s)")
     g.add_argument("--coreset-ratio", type=in_range(0, 1, lo_open=True),
@@ -164,19 +167,22 @@ def plural(n: int, noun: str) -> str:
 
 def check_backbone_arg(name: str) -> None:
     """Refuse, with the fix, a fitted model file or some other file given as ``--backbone``."""
+    from engine.app_info import cli_command
     from engine.errors import InspectError
+
+    cli = cli_command()
 
     path = Path(name).expanduser()
     if path.suffix.lower() == ".dimodel":
         raise InspectError(
             f"--backbone {name}: that is a fitted model file, not a backbone. A model file goes to --model "
-            f"(`python main.py predict --model {name} IMAGES --out DIR` or `python main.py calibrate --model {name} "
-            f"...`); --backbone takes a registry name (`python main.py backbones`), 'auto', or a backbone file "
-            f"written by `main.py pretrain` (.safetensors).")
+            f"(`{cli} predict --model {name} IMAGES --out DIR` or `{cli} calibrate --model {name} "
+            f"...`); --backbone takes a registry name (`{cli} backbones`), 'auto', or a backbone file "
+            f"written by `{cli} pretrain` (.safetensors).")
     if path.is_file() and path.suffix.lower() != ".safetensors":
         raise InspectError(
             f"--backbone {name}: a file, but not a backbone file (those are .safetensors written by "
-            f"`main.py pretrain`). Give a registry name (`python main.py backbones`) and pass weight files with "
+            f"`{cli} pretrain`). Give a registry name (`{cli} backbones`) and pass weight files with "
             f"--weights FILE; a fitted model file goes to --model of predict / calibrate.")
 
 

@@ -23,33 +23,48 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return d
 
 
-def user_data_dir() -> Path:
-    """The per-user data folder, the same as the GUI's (:func:`gui.locations.data_dir`):
-    ``$DINOINSPECT_DATA_DIR`` when set, else the platform's application-data folder (e.g.
-    ``~/.local/share/DINOInspect/DINOInspect`` on Linux); created if missing."""
-    from PySide6.QtCore import QCoreApplication
+def default_report_dir() -> Path:
+    """``demo_report`` in the per-user data folder, the same as the GUI's
+    (:func:`engine.app_info.user_data_dir`: ``$DINOINSPECT_DATA_DIR`` when set, else the platform's
+    application-data folder, e.g. ``~/.local/share/DINOInspect/DINOInspect`` on Linux), never the
+    program's folder or the current one. Not created.
 
-    from gui.locations import APPLICATION, ORGANIZATION, data_dir
+    Raises:
+        DatasetError: the data folder cannot be created (one line: the path, the fix).
+    """
+    from engine import app_info
+    from engine.errors import DatasetError
 
-    QCoreApplication.setOrganizationName(ORGANIZATION)  # what the GUI sets: the same folder without a QApplication
-    QCoreApplication.setApplicationName(APPLICATION)
-    return data_dir()
+    try:
+        return app_info.user_data_dir() / "demo_report"
+    except OSError as exc:
+        raise DatasetError(f"{exc.filename or app_info.platform_data_dir()}: cannot create the data folder "
+                           f"({exc.strerror or exc}); set {app_info.ENV_DATA_DIR} to a writable folder or pass "
+                           f"--report DIR.") from None
 
 
 def run(args) -> int:
     from engine.demo import elpv_category
+    from engine.errors import DatasetError
     from engine.evaluate import evaluate_category
     from engine.progress import TqdmProgress
 
-    report = Path(args.report) if args.report else user_data_dir() / "demo_report"
+    report = Path(args.report) if args.report else default_report_dir()
     check_report_folder(report)
     cat = elpv_category(n_train=args.n_train, n_test_good=args.n_test, n_test_defective=args.n_test)
     print(f"demo: ELPV solar cells (PyPI elpv-dataset): learning from {len(cat.train)} functional cells, "
           f"inspecting {len(cat.test)} others; report and model go to {report}", file=sys.stderr)
     model = build_model(args)
     prog = TqdmProgress(not args.quiet)
-    res = evaluate_category(cat, model, report_dir=report, progress=prog, fit_kwargs=fit_kwargs(args))
-    prog.close()
+    try:
+        res = evaluate_category(cat, model, report_dir=report, progress=prog, fit_kwargs=fit_kwargs(args))
+    except OSError as exc:  # the report cannot be written, or a demo file vanished: one line, not a traceback
+        where = exc.filename or report
+        raise DatasetError(f"{where}: {exc.strerror or exc}; free space or permissions for the report folder "
+                           f"(--report DIR puts it elsewhere), or, if it is a demo file, reinstall elpv-dataset / "
+                           f"rebuild the program with the demo data.") from None
+    finally:
+        prog.close()
     print_eval(res)
     print(f"report with overlays: {report / 'summary.md'}")
     return 0

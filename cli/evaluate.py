@@ -9,10 +9,15 @@ from pathlib import Path
 
 from cli.common import add_model_options, add_roi_option, build_model, fit_kwargs, in_range, plural
 
+from engine.app_info import cli_command
+
+
+MODEL_FILE = "model.dimodel"
+"""The fitted model's name in a report: :data:`engine.evaluate.MODEL_FILE`, repeated here so that
+``evaluate -h`` does not import the engine (torch); tests/test_startup_imports.py checks they agree."""
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from engine.evaluate import MODEL_FILE
-
     e = sub.add_parser("evaluate", help="fit on train/good and measure on test (MVTec AD layout)")
     e.add_argument("--data", required=True, metavar="DIR", help="a category folder, or a folder of categories")
     e.add_argument("--report", required=True, metavar="DIR",
@@ -56,7 +61,7 @@ def print_eval(res: dict) -> None:
         what = (f"the threshold flags only {a['n_defective_flagged']} of {a['n_defective']} defective test images"
                 if a else "the model has no threshold")
         extra = ("\n(it picks the F1-max threshold of those images; --target-recall R or --target-precision P "
-                 "choose by another rule, see `python main.py calibrate -h`)" if res.get("calibrate_command") else "")
+                 f"choose by another rule, see `{cli_command()} calibrate -h`)" if res.get("calibrate_command") else "")
         print(f"warning: {what}. To choose a threshold from labelled images, run\n  {calibrate_how(res)}{extra}",
               file=sys.stderr)
     elif res.get("calibrate_command"):

@@ -9,6 +9,8 @@ from pathlib import Path
 from cli.common import (add_model_options, add_roi_option, build_model, check_writable, describe_unfitted, fit_kwargs, plural,
                         report_skipped)
 
+from engine.app_info import cli_command
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="learn normal from good images")
@@ -54,7 +56,7 @@ def run(args) -> int:
                   f"expected false-reject rate {frr_tail:.1%}, catching {c['synthetic_caught_at_tail']:.0%} of the "
                   f"synthetic defects) to catch more defects. "
                   f"Cross-fitted scores can overstate it for parts close to the training images; label a few "
-                  f"images and run `python main.py calibrate --model {out} --good DIR --defective DIR` to settle "
+                  f"images and run `{cli_command()} calibrate --model {out} --good DIR --defective DIR` to settle "
                   f"it, or use --threshold-rule tail.")
         syn = c.get("synthetic")
         if syn and syn.get("by_kind"):
@@ -78,7 +80,7 @@ def run(args) -> int:
         if warn:
             print(f"warning: {warn}", file=sys.stderr)
     else:
-        print("no calibration (--holdout 0): the model has no threshold; set one with `main.py calibrate`.")
+        print(f"no calibration (--holdout 0): the model has no threshold; set one with `{cli_command()} calibrate`.")
     if model.value_range.detail:
         print(f"image values: {model.value_range.detail} (mapped to 0..255 the same way at predict; "
               f"--bit-depth overrides)")

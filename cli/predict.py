@@ -10,6 +10,8 @@ from pathlib import Path
 
 from cli.common import DEVICE_HELP, add_bit_depth_option, plural, report_skipped
 
+from engine.app_info import cli_command
+
 COLUMNS = ["file", "score", "score_normalised", "verdict", "threshold", "latency_ms", "backbone", "overlay", "error"]
 """Columns of predictions.csv."""
 
@@ -112,7 +114,7 @@ def run(args) -> int:
         print(f"warning: {warn}", file=sys.stderr)
     if n["n/a"]:
         print(f"{n['n/a']} scored without a verdict: the model has no threshold; set one with "
-              f"`python main.py calibrate --model {args.model} --good DIR [--defective DIR]`.")
+              f"`{cli_command()} calibrate --model {args.model} --good DIR [--defective DIR]`.")
     return 0 if n["error"] == 0 and n["overlay"] == 0 else 1
 
 

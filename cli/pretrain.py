@@ -25,9 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from engine.errors import InspectError
-from engine.pretrain.augment import AugmentConfig
-from engine.pretrain.network import SCRATCH_ARCHITECTURES
-from engine.pretrain.trainer import PretrainConfig, Pretrainer
+from engine.pretrain.config import SCRATCH_ARCHITECTURES, AugmentConfig, PretrainConfig  # torch-free: fast -h
 
 _DEFAULTS = PretrainConfig()
 
@@ -112,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from engine.pretrain.data import load_images
+    from engine.pretrain.trainer import Pretrainer
 
     if args.threads:
         import torch

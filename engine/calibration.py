@@ -76,6 +76,8 @@ import math
 import numpy as np
 from scipy import stats
 
+from .app_info import cli_command
+
 GOOD_ONLY_METHODS = ("auto", "conformal", "exptail", "lognormal")
 OBJECTIVES = ("f1", "precision", "recall")
 
@@ -733,7 +735,7 @@ def weak_threshold_warning(calib: dict | None, model_path: str = "MODEL", remedy
     if not syn or syn.get("detection_rate", 1.0) >= WEAK_SYNTHETIC_RATE:
         return None
     if remedy is None:
-        remedy = (f"Label a few defective images and run `python main.py calibrate --model {model_path} --good DIR "
+        remedy = (f"Label a few defective images and run `{cli_command()} calibrate --model {model_path} --good DIR "
                   f"--defective DIR`, or accept more false rejects with a higher --target-frr"
                   + (" or the default --threshold-rule balanced." if calib.get("rule") == "tail" else "."))
     return (f"only {syn['detection_rate']:.0%} of {syn['n']} synthetic defects score at or above the threshold "

@@ -17,19 +17,41 @@ from .datasets import Category, Sample
 from .errors import DatasetError
 
 
+_REINSTALL = ("reinstall the package (pip install --force-reinstall elpv-dataset) or, in the packaged program, "
+              "rebuild it with the demo data")
+
+
+def elpv_root() -> Path:
+    """The folder of the ELPV images and ``labels.csv`` of the installed ``elpv-dataset`` package
+    (in a packaged program: the collected copy of its data).
+
+    Raises:
+        DatasetError: the package is not installed, or its ``labels.csv`` is missing.
+    """
+    try:
+        import elpv_dataset
+    except ImportError:
+        raise DatasetError("the demo needs the PyPI package elpv-dataset: pip install elpv-dataset (in the packaged "
+                           "program: rebuild it with the demo data)") from None
+    root = Path(elpv_dataset.__file__).parent / "data"
+    if not (root / "labels.csv").is_file():
+        raise DatasetError(f"{root / 'labels.csv'} not found: the demo data is missing; {_REINSTALL}")
+    return root
+
+
 def elpv_category(n_train: int = 150, n_test_good: int = 60, n_test_defective: int = 60, cell_type: str = "mono",
                   seed: int = 0) -> Category:
     """Build a :class:`Category` from the installed ``elpv-dataset`` package (module docstring).
 
     Raises:
-        DatasetError: the package is not installed or holds too few cells.
+        DatasetError: the package is not installed, its data is missing or unreadable, or it holds
+            too few cells.
     """
+    root = elpv_root()
     try:
-        import elpv_dataset
-    except ImportError:
-        raise DatasetError("the demo needs the PyPI package elpv-dataset: pip install elpv-dataset") from None
-    root = Path(elpv_dataset.__file__).parent / "data"
-    rows = np.genfromtxt(root / "labels.csv", dtype=["U32", "f8", "U8"], names=["path", "prob", "type"])
+        rows = np.genfromtxt(root / "labels.csv", dtype=["U32", "f8", "U8"], names=["path", "prob", "type"])
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{root / 'labels.csv'}: cannot read the demo's labels ({exc}); {_REINSTALL}") from None
     rows = rows[rows["type"] == cell_type]
     good = [root / p for p in rows[rows["prob"] == 0]["path"]]
     bad = [root / p for p in rows[rows["prob"] >= 0.6]["path"]]

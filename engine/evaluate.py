@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from . import metrics
+from .app_info import cli_command
 from .datasets import Category, Sample, check_mask_sizes, load_category
 from .anomaly_map import shrink_map
 from .calibration import weak_threshold_warning
@@ -184,7 +185,7 @@ def calibrate_command(model_file: str | Path, cat: Category) -> str | None:
     bad = sorted({str(s.path.parent) for s in cat.test if s.label == 1})
     if len(good) != 1 or not bad or set(good) & set(bad):
         return None
-    return (f"python main.py calibrate --model {shlex.quote(str(model_file))} --good {shlex.quote(good[0])} "
+    return (f"{cli_command()} calibrate --model {shlex.quote(str(model_file))} --good {shlex.quote(good[0])} "
             f"--defective {' '.join(map(shlex.quote, bad))}")
 
 
@@ -252,7 +253,7 @@ def calibrate_how(result: dict) -> str:
     result, or (test images not sorted into folders) the command with placeholders and what to do."""
     if result.get("calibrate_command"):
         return result["calibrate_command"]
-    return (f"python main.py calibrate --model {result.get('model_file') or 'MODEL'} --good GOOD_DIR "
+    return (f"{cli_command()} calibrate --model {result.get('model_file') or 'MODEL'} --good GOOD_DIR "
             f"--defective DEFECTIVE_DIR  (after sorting a few good and defective images into two folders)")
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .app_info import cli_command
 from .errors import ModelFileError
 from .outputs import os_reason
 
@@ -135,7 +136,7 @@ def _refuse_foreign(path: Path, head: bytes) -> None:
     else:
         return
     raise ModelFileError(f"{path}: {what}, not a DINOInspect model file; it is not opened (such files can run "
-                         f"code when loaded). Give a .dimodel written by `python main.py fit`; backbone weights go "
+                         f"code when loaded). Give a .dimodel written by `{cli_command()} fit`; backbone weights go "
                          f"to --weights of fit.")
 
 
@@ -155,7 +156,7 @@ def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if path.is_dir():
         raise ModelFileError(f"{path}: is a folder; give the model file itself (e.g. {path / 'model.dimodel'}).")
     if not path.is_file():
-        raise ModelFileError(f"{path}: model file not found. Fit one with `python main.py fit`.")
+        raise ModelFileError(f"{path}: model file not found. Fit one with `{cli_command()} fit`.")
     head = _first_bytes(path)
     try:
         with safe_open(str(path), framework="numpy") as f:
@@ -171,7 +172,7 @@ def load_model_file(path: str | Path) -> tuple[dict, dict[str, np.ndarray]]:
     if meta.get("format") != FORMAT:
         raise ModelFileError(f"{path}: a safetensors file, but not a DINOInspect model (its header has format="
                              f"{meta.get('format')!r}, expected {FORMAT!r}; written by another tool?). Give a file "
-                             f"written by `python main.py fit` or the app's recipes.")
+                             f"written by `{cli_command()} fit` or the app's recipes.")
     try:
         version = int(meta.get("format_version", "0"))
     except ValueError as exc:

@@ -14,26 +14,18 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QStandardPaths
+from PySide6.QtCore import QSettings
 
-ENV_DATA_DIR = "DINOINSPECT_DATA_DIR"
-ORGANIZATION = "DINOInspect"
-APPLICATION = "DINOInspect"
+from engine import app_info
+from engine.app_info import APPLICATION, ENV_DATA_DIR, ORGANIZATION  # noqa: F401 - re-exported
 
 
 def data_dir() -> Path:
-    """The data folder (module docstring), created if missing."""
-    env = os.environ.get(ENV_DATA_DIR)
-    if env:
-        path = Path(env).expanduser()
-    else:
-        loc = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.AppDataLocation)
-        path = Path(loc) if loc else Path.home() / ".local" / "share" / APPLICATION
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    """The data folder (module docstring), created if missing: :func:`engine.app_info.user_data_dir`,
+    the same folder the commands use (``demo``'s report, ``selftest``)."""
+    return app_info.user_data_dir()
 
 
 def recipes_dir() -> Path:
@@ -52,8 +44,7 @@ def open_settings() -> QSettings:
 
 def resource_path(name: str) -> Path:
     """A file shipped in ``resources/`` (the icon...), in a checkout or a PyInstaller bundle."""
-    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
-    return base / "resources" / name
+    return app_info.resource_path("resources", name)
 
 
 def as_bool(value) -> bool:

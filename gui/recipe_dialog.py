@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QCompleter, QDialog, QDialo
                                QFileDialog, QFileSystemModel, QFormLayout, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QPushButton, QScrollArea, QSpinBox, QToolButton, QVBoxLayout, QWidget)
 
+from engine.app_info import cli_command
 from engine.backbones import BACKBONES, find_local_weights, resolve_backbone_name
 from engine.errors import DatasetError, InspectError
 from engine.images import IMAGE_SUFFIXES, list_images, read_image
@@ -348,7 +349,7 @@ class NewRecipeDialog(QDialog):
         text = (f"Changing the region of interest needs a re-fit: recipe {spec.name} learned normal from the old "
                 f"region. The fields hold the settings it was fitted with; Re-fit replaces {spec.model_path}.")
         if notes:
-            text += " Not reproduced by the app: " + "; ".join(notes) + " (re-fit with python main.py fit --roi)."
+            text += " Not reproduced by the app: " + "; ".join(notes) + f" (re-fit with {cli_command()} fit --roi)."
         self.note_label.setText(text)
         self.note_label.setVisible(True)
 

@@ -26,6 +26,7 @@ import inspect
 from collections import Counter
 from pathlib import Path
 
+from engine.app_info import cli_command
 from engine.errors import InspectError, ModelFileError
 from engine.listing import list_images
 from engine.model import InspectionModel
@@ -67,7 +68,7 @@ def refit_spec(model_path: str | Path) -> tuple[RecipeSpec, list[str]]:
     folders = Counter(p.parent for p in images)
     if len(folders) > 1:
         raise ModelFileError(f"{path}: the recipe was learned from {len(folders)} folders; the app re-fits from one. "
-                             f"Re-fit it with `python main.py fit --roi REGION.roi.json`.")
+                             f"Re-fit it with `{cli_command()} fit --roi REGION.roi.json`.")
     folder = next(iter(folders))
     scorer = config["scorer"]["name"]
     if scorer not in SCORERS:

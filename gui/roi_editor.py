@@ -32,6 +32,7 @@ from PySide6.QtCore import QRectF, Qt, QTimer, Signal
 from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QHBoxLayout, QLabel,
                                QListWidget, QPushButton, QVBoxLayout, QWidget)
 
+from engine.app_info import cli_command
 from engine.errors import InspectError
 from engine.images import IMAGE_SUFFIXES, read_image
 from engine.roi import Polygon, RegionOfInterest
@@ -119,7 +120,7 @@ class RoiEditorDialog(QDialog):
         self.load_button = QPushButton("Load…")
         self.load_button.setToolTip("Read a region from a .roi.json file")
         self.save_button = QPushButton("Save…")
-        self.save_button.setToolTip("Write the region to a .roi.json file (for python main.py fit --roi)")
+        self.save_button.setToolTip(f"Write the region to a .roi.json file (for {cli_command()} fit --roi)")
         self.shape_list = QListWidget()
         self.shape_list.setMaximumWidth(190)
         self.hint_label = QLabel(HINTS[None])

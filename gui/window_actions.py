@@ -29,6 +29,7 @@ class WindowActions:
     def __init__(self, window: QMainWindow):
         w = self.window = window
         self._refit_watch: _RefitWatch | None = None
+        self.about_box = None  # the last About box opened
         self.new_recipe = self._action("New recipe…", self.new_recipe_dialog, ["Ctrl+N"],
                                        "Learn a recipe from a folder of good images")
         self.open_recipe = self._action("Open recipe…", self.open_recipe_dialog, ["Ctrl+O"])
@@ -50,6 +51,8 @@ class WindowActions:
         self.last = self._action("Last", lambda: w.show_index(len(w.results) - 1), ["End"])
         self.settings = self._action("Station…", self.settings_dialog)
         self.quit = self._action("Quit", w.close, ["Ctrl+Q"])
+        self.about = self._action("About DINOInspect…", self.about_dialog, [],
+                                  "Version, libraries, device and the backbone weights with their SHA-256")
         self.show_roi = QAction("Region of interest outline", w, checkable=True, checked=True)
         self.show_roi.setToolTip("Outline the recipe's region of interest on every image (when it has one)")
         self.show_roi.toggled.connect(w.view.roi_check.setChecked)
@@ -77,6 +80,7 @@ class WindowActions:
         view_menu.addSeparator()
         view_menu.addAction(self.show_roi)
         menu.addMenu("&Station").addAction(self.settings)
+        menu.addMenu("&Help").addAction(self.about)
 
     def update(self, idle: bool, have_model: bool, live_running: bool, on_view: bool) -> None:
         """Enable what can be done now: ``idle`` (no job, no live source), a recipe active, the
@@ -94,6 +98,14 @@ class WindowActions:
             act.setEnabled(on_view)
 
     # ------------------------------------------------------------------ dialogs
+    def about_dialog(self) -> None:
+        """Help › About…: :class:`gui.about_dialog.AboutDialog` (modeless; the weights' hashes fill in)."""
+        from .about_dialog import AboutDialog
+
+        dlg = AboutDialog(self.window)
+        self.about_box = dlg  # the open box, for tests and to keep one reference
+        dlg.show()
+
     def new_recipe_dialog(self) -> None:
         w = self.window
         dlg = NewRecipeDialog(w, good_folder=str(w.settings.value("paths/last_good_folder", "")))

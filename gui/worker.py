@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
 
+from engine.app_info import cli_command
 from engine.calibration import weak_threshold_warning
 from engine.errors import Cancelled, DatasetError, InspectError
 
@@ -73,7 +74,7 @@ def model_info(model, path: str | Path) -> dict:
         "calibration_description": calib.get("description", ""),
         "weak_warning": weak_threshold_warning(
             calib, remedy="Lower the threshold with the slider while watching known defective parts, or "
-                          "recalibrate with a few labelled defects (python main.py calibrate)."),
+                          f"recalibrate with a few labelled defects ({cli_command()} calibrate)."),
         "n_fit": (model.provenance or {}).get("n_fit"),
         "describe": model.describe(),
         "roi": None if getattr(model, "roi", None) is None else model.roi.to_json(),

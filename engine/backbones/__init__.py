@@ -7,14 +7,35 @@ Usage::
     pre = bb.preprocess(size=224)
     feats = bb.extract(pre.batch([image]))      # (1, h, w, D) float32
 
+Names are imported on first use (PEP 562 ``__getattr__``): ``from engine.backbones import BACKBONES``
+reads the registry without importing torch, so ``main.py COMMAND -h`` stays fast; the network code
+(``backbone``, ``preprocess``) is imported when one of its names is asked for.
+
 See also: ``registry`` (names, weight lookup), ``checkpoints`` (official key formats).
 """
 
-from .backbone import (BACKBONE_FILE_KEY, Backbone, create_backbone, file_sha256, pick_device,
-                       read_backbone_file, resolve_backbone_name)
-from .preprocess import Preprocess, round_size
-from .registry import BACKBONES, OFFLINE_DEFAULT, BackboneSpec, find_local_weights, resolve_weights
+from __future__ import annotations
 
-__all__ = ["BACKBONES", "BACKBONE_FILE_KEY", "OFFLINE_DEFAULT", "Backbone", "BackboneSpec", "Preprocess",
-           "create_backbone", "file_sha256", "find_local_weights", "pick_device", "read_backbone_file",
-           "resolve_backbone_name", "resolve_weights", "round_size"]
+import importlib
+
+_WHERE = {
+    "BACKBONE_FILE_KEY": "backbone", "Backbone": "backbone", "create_backbone": "backbone", "file_sha256": "backbone",
+    "pick_device": "backbone", "read_backbone_file": "backbone", "resolve_backbone_name": "backbone",
+    "Preprocess": "preprocess", "round_size": "preprocess",
+    "BACKBONES": "registry", "OFFLINE_DEFAULT": "registry", "BackboneSpec": "registry",
+    "find_local_weights": "registry", "resolve_weights": "registry",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

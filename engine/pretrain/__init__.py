@@ -17,17 +17,34 @@ masks), ``trainer`` (the run, checkpoints, loss curve), ``cli`` (the ``pretrain`
 
 Papers: Caron et al., "Emerging Properties in Self-Supervised Vision Transformers", ICCV 2021
 (DINO); Zhou et al., "iBOT: Image BERT Pre-Training with Online Tokenizer", ICLR 2022.
+
+Names are imported on first use (PEP 562 ``__getattr__``), so the torch-free settings
+(:mod:`engine.pretrain.config`) are read without importing torch (``main.py pretrain -h``).
 """
 
-from .augment import AugmentConfig, MultiCropAugment
-from .data import MultiCropDataset, load_images
-from .heads import DINOHead, IBOTHead
-from .losses import DINOLoss, IBOTPatchLoss
-from .masking import BlockMasking
-from .network import SCRATCH_ARCHITECTURES, DistillNet, ViTInfo, build_vit, ema_update, write_backbone_file
-from .trainer import PretrainConfig, Pretrainer, plot_loss_curve, read_checkpoint
+from __future__ import annotations
 
-__all__ = ["SCRATCH_ARCHITECTURES", "AugmentConfig", "BlockMasking", "DINOHead", "DINOLoss", "DistillNet",
-           "IBOTHead", "IBOTPatchLoss", "MultiCropAugment", "MultiCropDataset", "PretrainConfig", "Pretrainer",
-           "ViTInfo", "build_vit", "ema_update", "load_images", "plot_loss_curve", "read_checkpoint",
-           "write_backbone_file"]
+import importlib
+
+_WHERE = {
+    "AugmentConfig": "config", "PretrainConfig": "config", "SCRATCH_ARCHITECTURES": "config",
+    "MultiCropAugment": "augment", "MultiCropDataset": "data", "load_images": "data",
+    "DINOHead": "heads", "IBOTHead": "heads", "DINOLoss": "losses", "IBOTPatchLoss": "losses",
+    "BlockMasking": "masking", "DistillNet": "network", "ViTInfo": "network", "build_vit": "network",
+    "ema_update": "network", "write_backbone_file": "network", "Pretrainer": "trainer",
+    "plot_loss_curve": "trainer", "read_checkpoint": "trainer",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

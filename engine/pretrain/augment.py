@@ -27,44 +27,13 @@ For industrial parts where colour itself is the defect, set ``AugmentConfig(jitt
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torchvision.transforms.v2.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from ..backbones.registry import IMAGENET_MEAN, IMAGENET_STD
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Augmentation settings (defaults: DINO's).
-
-    Attributes:
-        global_scale, local_scale: ``(low, high)`` fraction of the image area a crop covers.
-        crop_aspect: ``(low, high)`` crop width / height range (log-uniform).
-        flip_p: horizontal flip probability.
-        jitter_p: probability of colour jitter; ``brightness``, ``contrast``, ``saturation``: factor
-            drawn in ``[1 - x, 1 + x]``; ``hue``: shift in ``[-x, x]`` (fraction of the hue circle).
-        grayscale_p: probability of converting to gray (3 equal channels).
-        blur_p: blur probability for (global 1, global 2, local).
-        blur_sigma: ``(low, high)`` Gaussian sigma in pixels of a 224 px crop.
-        solarize_p: solarisation probability for (global 1, global 2, local); threshold 0.5.
-    """
-
-    global_scale: tuple[float, float] = (0.4, 1.0)
-    local_scale: tuple[float, float] = (0.05, 0.4)
-    crop_aspect: tuple[float, float] = (3 / 4, 4 / 3)
-    flip_p: float = 0.5
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.2
-    hue: float = 0.1
-    grayscale_p: float = 0.2
-    blur_p: tuple[float, float, float] = (1.0, 0.1, 0.5)
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-    solarize_p: tuple[float, float, float] = (0.0, 0.2, 0.0)
+from .config import AugmentConfig  # noqa: F401 - defined there (torch-free), used here
 
 
 def _rand(g: torch.Generator) -> float:

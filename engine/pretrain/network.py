@@ -31,12 +31,9 @@ from torch import nn
 from ..backbones import BACKBONE_FILE_KEY, create_backbone
 from ..backbones.registry import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import InspectError
+from .config import SCRATCH_ARCHITECTURES
 from .heads import IBOTHead
 
-SCRATCH_ARCHITECTURES = {
-    "scratch-vit-tiny": "vit_tiny_patch16_224",
-    "scratch-vit-small": "vit_small_patch16_224",
-}
 
 
 @dataclass

@@ -1,32 +1,58 @@
 """Patch scorers: fit on normal patch features, score new ones into patch anomaly maps.
 
 ``SCORERS`` maps a name to its class; ``create_scorer(name, **params)`` builds one.
+:data:`SCORER_NAMES` lists the built-in names without importing torch (``main.py fit -h``); the
+scorer classes (and ``SCORERS``) are imported on first use (PEP 562 ``__getattr__``).
 See also: :mod:`engine.scorers.base` (the interface), :mod:`engine.scorers.coreset`.
 """
 
 from __future__ import annotations
 
+import importlib
+
 from ..errors import InspectError
-from .base import ProgressFn, Scorer
-from .knn import KnnScorer
-from .mahalanobis import MahalanobisScorer
-from .padim import PadimScorer
 
-SCORERS: dict[str, type[Scorer]] = {c.name: c for c in (KnnScorer, MahalanobisScorer, PadimScorer)}
+SCORER_NAMES = ("knn", "mahalanobis", "padim")
+"""Names of the built-in scorers (each class's ``name``; ``tests/engine`` checks they agree)."""
+
+_WHERE = {"ProgressFn": "base", "Scorer": "base", "KnnScorer": "knn", "MahalanobisScorer": "mahalanobis",
+          "PadimScorer": "padim"}
 
 
-def register(cls: type[Scorer]) -> type[Scorer]:
+def _registry() -> dict:
+    if "SCORERS" not in globals():
+        classes = [__getattr__(n) for n in ("KnnScorer", "MahalanobisScorer", "PadimScorer")]
+        globals()["SCORERS"] = {c.name: c for c in classes}
+    return globals()["SCORERS"]
+
+
+def register(cls):
     """Add a scorer class to :data:`SCORERS` (usable as a decorator)."""
-    SCORERS[cls.name] = cls
+    _registry()[cls.name] = cls
     return cls
 
 
-def create_scorer(name: str, **params) -> Scorer:
+def create_scorer(name: str, **params):
     """Build a scorer by name. Raises :class:`InspectError` for an unknown name."""
-    if name not in SCORERS:
-        raise InspectError(f"unknown scorer {name!r}; choose one of {sorted(SCORERS)}")
-    return SCORERS[name](**params)
+    scorers = _registry()
+    if name not in scorers:
+        raise InspectError(f"unknown scorer {name!r}; choose one of {sorted(scorers)}")
+    return scorers[name](**params)
 
 
-__all__ = ["SCORERS", "KnnScorer", "MahalanobisScorer", "PadimScorer", "ProgressFn", "Scorer", "create_scorer",
-           "register"]
+def __getattr__(name: str):
+    if name == "SCORERS":
+        return _registry()
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE) | {"SCORERS"})
+
+
+__all__ = ["SCORERS", "SCORER_NAMES", "KnnScorer", "MahalanobisScorer", "PadimScorer", "ProgressFn", "Scorer",
+           "create_scorer", "register"]
