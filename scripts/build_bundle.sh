@@ -49,8 +49,13 @@ if [[ "$FLAVOUR" == cpu ]]; then
     # the project's pins (torch==2.14.1) accept 2.14.1+cpu, so the second pip keeps them.
     # PyPI's torchvision is a CUDA build that cannot load with a +cpu torch (README, "Packaged program").
     CPU_INDEX="${CPU_INDEX:-https://download.pytorch.org/whl/cpu}"
-    "${PIP[@]}" torch==2.14.1 torchvision==0.29.1 --index-url "$CPU_INDEX"
-    "${PIP[@]}" -e . pyinstaller
+    # The "+cpu" pins (packaging/cpu-constraints.txt) keep pip from taking the CUDA build of the same
+    # release from any other index or wheel folder it is configured with.
+    CPU_PINS=$(sed -e 's/#.*//' packaging/cpu-constraints.txt | xargs)
+    "${PIP[@]}" --retries 1 --timeout 30 $CPU_PINS --index-url "$CPU_INDEX" || {
+        echo "build_bundle: could not install $CPU_PINS from $CPU_INDEX; the CPU flavour needs PyTorch's CPU wheels: set CPU_INDEX to a reachable mirror of https://download.pytorch.org/whl/cpu" >&2
+        exit 1; }
+    "${PIP[@]}" -c packaging/cpu-constraints.txt -e . pyinstaller
     if [[ "$("$VENV/bin/python" -c 'import torch; print(torch.version.cuda)')" != None ]]; then
         echo "build_bundle: the CPU venv holds a CUDA torch build; check CPU_INDEX ($CPU_INDEX)" >&2; exit 1
     fi
