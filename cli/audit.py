@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cli.argtypes import in_range
 from cli.common import DEVICE_HELP, plural
+from engine.app_info import cli_command
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -156,7 +157,7 @@ def run(args) -> int:
         print(f"{plural(n, 'row')} written to {csv_path}")
         return 0
     if not args.paths:
-        raise DatasetError("give the folders to audit, e.g. `main.py audit --model part.dimodel /archive --out "
+        raise DatasetError(f"give the folders to audit, e.g. `{cli_command()} audit --model part.dimodel /archive --out "
                            "audits/part`.")
     if not args.out:
         raise DatasetError("give --out DIR: the folder of the results store, CSV and report.")
@@ -204,5 +205,5 @@ def run(args) -> int:
         return 130
     if c.get("no_verdict") and args.model:
         print(f"{plural(c['no_verdict'], 'image')} scored without a verdict: the model has no threshold; set one with "
-              f"`python main.py calibrate --model {args.model} --good DIR`.")
+              f"`{cli_command()} calibrate --model {args.model} --good DIR`.")
     return 0 if s.n_errors == 0 else 1

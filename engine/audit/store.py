@@ -143,7 +143,9 @@ class AuditStore:
         path = out_dir / STORE_NAME
         if meta is None:
             if not path.is_file():
-                raise AuditStoreError(f"{path}: no audit results there. Run `main.py audit ... --out {out_dir}` "
+                from engine.app_info import cli_command
+
+                raise AuditStoreError(f"{path}: no audit results there. Run `{cli_command()} audit ... --out {out_dir}` "
                                       f"first, or give the folder an audit wrote.")
             store = cls(path, cls._connect(path))
             store._guarded(store._check_format)
