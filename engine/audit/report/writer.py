@@ -195,7 +195,8 @@ def _write(store: AuditStore, dest: Path, top_n: int, band_width: float | None, 
              ("model", meta.get("model_path") or "(none)"),
              ("scorer", meta.get("describe") or ""),
              ("threshold", f"{threshold:.6g}" if threshold is not None else
-              "none: verdicts from the scorer's cut per folder" if has_verdicts else
+              ("none: the verdicts are SUGGESTED by the scorer's robust cut per folder (median + 3.5 x 1.4826 x MAD of "
+               "its reference images' scores), not a calibrated threshold") if has_verdicts else
               "none (no verdicts: images are ranked by score)"),
              ("roots", ", ".join(meta.get("roots") or [])),
              ("audit started", H._short_time(meta.get("created"))),
