@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import InspectError
 from .records import ArchiveFile, AuditRecord
-from .runner import AuditSummary, work_units
+from .runner import AuditSummary, close_run, work_units
 from .scan import ArchiveScan, count_images
 from .scoring import BatchScorer
 from .store import AuditStore, AuditStoreError, blob_to_grid, grid_to_blob
@@ -294,18 +294,7 @@ def run_audit_ray(factory: Callable[[], BatchScorer], meta: dict, roots: list[st
                 results.close()  # ends the Ray execution (units in flight are dropped: scored next run)
         status = "stopped" if stop.is_set() else "finished"
     finally:
-        bar.close()
-        summary.status = status
-        summary.elapsed_s = time.perf_counter() - t0
-        summary.skipped = scan.skipped_summary()
-        try:
-            store.finish_run(run_id, status, summary.n_scored, summary.n_errors, summary.n_unchanged)
-            summary.store_counts = store.counts()
-        except Exception:  # noqa: BLE001 - after a failure the store may be unwritable: keep the first error
-            if status != "failed":
-                raise
-        finally:
-            store.close()
+        close_run(store, run_id, summary, status, scan, bar, t0)
     return summary
 
 

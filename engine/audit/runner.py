@@ -102,6 +102,29 @@ def work_units(scan: ArchiveScan, store: AuditStore, size: int, retry_errors: bo
         yield batch
 
 
+
+def close_run(store: AuditStore, run_id: int, summary: AuditSummary, status: str, scan: ArchiveScan, bar,
+              t0: float) -> None:
+    """End a run of either engine: close the progress bar, fill ``summary`` (status, time, skips, store
+    counts), record the run in the store and close it.
+
+    ``status`` is ``"finished"``, ``"stopped"`` or ``"failed"`` (an exception is on its way: a store that
+    cannot be written then does not hide it). Raises whatever the store raises otherwise.
+    """
+    bar.close()
+    summary.status = status
+    summary.elapsed_s = time.perf_counter() - t0
+    summary.skipped = scan.skipped_summary()
+    try:
+        store.finish_run(run_id, status, summary.n_scored, summary.n_errors, summary.n_unchanged)
+        summary.store_counts = store.counts()
+    except Exception:  # noqa: BLE001 - after a failure the store may be unwritable: keep the first error
+        if status != "failed":
+            raise
+    finally:
+        store.close()
+
+
 def run_audit(scorer: BatchScorer, roots: list[str | Path], out_dir: str | Path, batch_size: int | None = None,
               restart: bool = False, retry_errors: bool = False, argv: list[str] | None = None,
               engine: str = "local", progress: bool = True, stop: threading.Event | None = None,
@@ -191,16 +214,5 @@ def run_audit(scorer: BatchScorer, roots: list[str | Path], out_dir: str | Path,
                     break
         status = "stopped" if stop.is_set() else "finished"
     finally:
-        bar.close()
-        summary.status = status
-        summary.elapsed_s = time.perf_counter() - t0
-        summary.skipped = scan.skipped_summary()
-        try:
-            store.finish_run(run_id, status, summary.n_scored, summary.n_errors, summary.n_unchanged)
-            summary.store_counts = store.counts()
-        except Exception:  # noqa: BLE001 - after a failure the store may be unwritable: keep the first error
-            if status != "failed":
-                raise
-        finally:
-            store.close()
+        close_run(store, run_id, summary, status, scan, bar, t0)
     return summary

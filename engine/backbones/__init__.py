@@ -16,7 +16,7 @@ See also: ``registry`` (names, weight lookup), ``checkpoints`` (official key for
 
 from __future__ import annotations
 
-import importlib
+from ..lazy_exports import lazy_exports
 
 _WHERE = {
     "BACKBONE_FILE_KEY": "backbone", "Backbone": "backbone", "create_backbone": "backbone", "file_sha256": "backbone",
@@ -29,13 +29,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

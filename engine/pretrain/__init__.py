@@ -24,7 +24,7 @@ Names are imported on first use (PEP 562 ``__getattr__``), so the torch-free set
 
 from __future__ import annotations
 
-import importlib
+from ..lazy_exports import lazy_exports
 
 _WHERE = {
     "AugmentConfig": "config", "PretrainConfig": "config", "SCRATCH_ARCHITECTURES": "config",
@@ -38,13 +38,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str):
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE))
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

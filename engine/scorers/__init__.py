@@ -8,7 +8,7 @@ See also: :mod:`engine.scorers.base` (the interface), :mod:`engine.scorers.cores
 
 from __future__ import annotations
 
-import importlib
+from ..lazy_exports import lazy_exports
 
 from ..errors import InspectError
 
@@ -40,18 +40,13 @@ def create_scorer(name: str, **params):
     return scorers[name](**params)
 
 
+_lazy_getattr, __dir__ = lazy_exports(__name__, _WHERE, extra=("SCORERS",))
+
+
 def __getattr__(name: str):
     if name == "SCORERS":
         return _registry()
-    if name not in _WHERE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_WHERE) | {"SCORERS"})
+    return _lazy_getattr(name)
 
 
 __all__ = ["SCORERS", "SCORER_NAMES", "KnnScorer", "MahalanobisScorer", "PadimScorer", "ProgressFn", "Scorer",
