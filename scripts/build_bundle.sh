@@ -63,7 +63,10 @@ else
     "${PIP[@]}" -e . pyinstaller
 fi
 T1=$(date +%s)
-echo "== installed in $((T1 - T0)) s: $("$VENV/bin/python" -c 'import torch, torchvision; print("torch", torch.__version__, "torchvision", torchvision.__version__)')"
+VERSIONS=$("$VENV/bin/python" -c 'import torch, torchvision; torchvision.ops.nms(torch.zeros(1, 4), torch.zeros(1), 0.5); print("torch", torch.__version__, "torchvision", torchvision.__version__)') || {
+    echo "build_bundle: torch and torchvision in $VENV do not work together (above); a torchvision built for another torch (e.g. PyPI's CUDA torchvision beside a +cpu torch): install both from the same index" >&2
+    exit 1; }
+echo "== installed in $((T1 - T0)) s: $VERSIONS"
 "$VENV/bin/python" scripts/bundle_manifest.py > "build/manifest-$FLAVOUR.txt"  # fails early, naming what is missing
 DINOINSPECT_FLAVOUR="$FLAVOUR" "$VENV/bin/pyinstaller" --noconfirm --log-level WARN \
     --distpath dist --workpath "build/pyinstaller-$FLAVOUR" build.spec
