@@ -60,8 +60,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     # --- end labelling-free mode
     # --- ray (owner: ray): the Ray Data engine, engine/audit/ray_engine.py
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="where images are scored: this process (local, default) or a Ray cluster (ray; needs "
-                        'pip install -e ".[distributed]" and the archive and model at the same paths on every node)')
+                   help="where images are scored: this process (local) or a Ray cluster (ray; needs "
+                        'pip install -e ".[distributed]" and the archive and model at the same paths on every node; default: %(default)s)')
     p.add_argument("--ray-address", metavar="ADDR", default=None,
                    help="Ray cluster to use ('auto', ray://HEAD:10001); default: a local Ray on this machine")
     p.add_argument("--actors", type=in_range(1, 4096, int), default=2,
