@@ -164,6 +164,10 @@ def run(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise DatasetError(f"{out}: exists and is a file; --out needs a folder (new or existing).")
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:  # said before the model loads (seconds), not after
+        raise DatasetError(f"{missing[0]}: no such file or folder" + (f" (and {len(missing) - 1} more)" if len(missing) > 1
+                           else "") + "; give existing folders of images to audit.")
     from engine.audit.runner import run_audit
 
     scorer = _scorer(args)

@@ -53,6 +53,12 @@ def test_mistakes_get_one_line_errors(model, tmp_path, capsys):
     write_archive(tmp_path / "arc", 1)
     assert main(["audit", "--model", str(model), str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "nope: no such file or folder" in capsys.readouterr().err
+    # the folders are checked before the model is read: a broken model is not what gets reported
+    (tmp_path / "broken.dimodel").write_bytes(b"garbage")
+    assert main(["audit", "--model", str(tmp_path / "broken.dimodel"), str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "nope: no such file or folder" in err and "auditing" not in err
     assert main(["audit", "--model", str(model), str(tmp_path / "arc")]) == 2
     assert "give --out DIR" in capsys.readouterr().err
     assert main(["audit", "--export-csv", str(tmp_path / "o2")]) == 2
