@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Iterator
 
 from ..errors import InspectError
 from .records import ArchiveFile, AuditRecord
-from .runner import AuditSummary, close_run, work_units
+from .runner import AuditSummary, close_run, store_records, work_units
 from .scan import ArchiveScan, count_images
 from .scoring import BatchScorer
 from .store import AuditStore, AuditStoreError, blob_to_grid, grid_to_blob
@@ -300,21 +300,7 @@ def run_audit_ray(factory: Callable[[], BatchScorer], meta: dict, roots: list[st
 
 def _write(store: AuditStore, records: list[AuditRecord], run_id: int, summary: AuditSummary) -> None:
     """One unit into the store (one transaction), counted in ``summary`` as the local runner does."""
-    try:
-        store.add(records, run_id)
-    except Exception as exc:  # sqlite3.Error / OSError: the disk is full, the folder went away...
-        raise AuditStoreError(
-            f"{store.path}: cannot write results ({exc}); stopped with the earlier units saved. Fix the cause "
-            f"(free space, permissions) and run the same command again to continue.") from None
-    for r in records:
-        if r.status == "error":
-            summary.n_errors += 1
-            if len(summary.error_examples) < 5:
-                summary.error_examples.append(r.error or r.path)
-        else:
-            summary.n_scored += 1
-            summary.n_ok += r.verdict == "OK"
-            summary.n_nok += r.verdict == "NOK"
+    store_records(store, records, run_id, summary, saved="units")
 
 
 def _one_line(exc: BaseException) -> str:

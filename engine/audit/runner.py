@@ -103,6 +103,27 @@ def work_units(scan: ArchiveScan, store: AuditStore, size: int, retry_errors: bo
 
 
 
+
+def store_records(store: AuditStore, records: list, run_id: int, summary: AuditSummary, saved: str = "batches") -> None:
+    """Write one batch / unit of records (one transaction) and count them in ``summary``; both engines
+    use it. Raises :class:`AuditStoreError` (one line naming the store and the fix) when the store cannot
+    be written; ``saved`` names what is already kept ("batches", "units")."""
+    try:
+        store.add(records, run_id)
+    except Exception as exc:  # sqlite3.Error / OSError: the disk is full, the folder went away...
+        raise AuditStoreError(
+            f"{store.path}: cannot write results ({exc}); stopped with the earlier {saved} saved. Fix the "
+            f"cause (free space, permissions) and run the same command again to continue.") from None
+    for r in records:
+        if r.status == "error":
+            summary.n_errors += 1
+            if len(summary.error_examples) < 5:
+                summary.error_examples.append(r.error or r.path)
+        else:
+            summary.n_scored += 1
+            summary.n_ok += r.verdict == "OK"
+            summary.n_nok += r.verdict == "NOK"
+
 def close_run(store: AuditStore, run_id: int, summary: AuditSummary, status: str, scan: ArchiveScan, bar,
               t0: float) -> None:
     """End a run of either engine: close the progress bar, fill ``summary`` (status, time, skips, store
@@ -172,21 +193,7 @@ def run_audit(scorer: BatchScorer, roots: list[str | Path], out_dir: str | Path,
         bar.update(n)
 
     def write(records) -> None:
-        try:
-            store.add(records, run_id)
-        except Exception as exc:  # sqlite3.Error / OSError: the disk is full, the folder went away...
-            raise AuditStoreError(
-                f"{store.path}: cannot write results ({exc}); stopped with the earlier batches saved. Fix the "
-                f"cause (free space, permissions) and run the same command again to continue.") from None
-        for r in records:
-            if r.status == "error":
-                summary.n_errors += 1
-                if len(summary.error_examples) < 5:
-                    summary.error_examples.append(r.error or r.path)
-            else:
-                summary.n_scored += 1
-                summary.n_ok += r.verdict == "OK"
-                summary.n_nok += r.verdict == "NOK"
+        store_records(store, records, run_id, summary)
         bar.set_postfix_str(f"NOK {summary.n_nok}, errors {summary.n_errors}, unchanged {summary.n_unchanged}",
                             refresh=False)
         advance(len(records))
